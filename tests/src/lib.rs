@@ -1,0 +1,1 @@
+//! Integration tests of netdsl (trybuild ui cases, snapshots).
