@@ -1,1 +1,42 @@
-//! TODO
+//! Layers for dfdx 0.13 on stable Rust, with every size a const generic.
+//!
+//! dfdx's own `Conv2D`, `MaxPool2D` and `Flatten2D` need nightly
+//! `generic_const_exprs`; here the `network!` macro (or the user) computes
+//! every output size, so each one is a plain const generic.
+//!
+//! As in dfdx, a *builder* type (`builders::Conv2D<..>`) is a zero-sized
+//! description that `dev.build_module::<B, E>()` turns into a *module*
+//! (`modules::Conv2D<.., E, D>`) holding tensors on device `D`.
+//!
+//! Each layer file owns one `pub mod builder { .. }` and its module type.
+//! The `// OWNER` markers say which file defines what; uncomment a line when
+//! its file defines the item.
+
+mod conv2d;
+mod dense;
+mod dropout;
+mod flatten;
+mod l2;
+mod max_pool2d;
+
+// pub use l2::{f32_bits, L2Penalty};
+
+/// Zero-sized layer descriptions for `dev.build_module::<B, f32>()`.
+pub mod builders {
+    // pub use super::conv2d::builder::Conv2D;
+    // pub use super::dense::builder::Dense;
+    // pub use super::dropout::builder::Dropout;
+    // pub use super::flatten::builder::Flatten;
+    // pub use super::max_pool2d::builder::MaxPool2D;
+    pub use dfdx::nn::builders::{ReLU, Sigmoid, Tanh};
+}
+
+/// The built layers, holding their parameters on a device.
+pub mod modules {
+    // pub use super::conv2d::Conv2D;
+    // pub use super::dense::Dense;
+    // pub use super::dropout::Dropout;
+    // pub use super::flatten::Flatten;
+    // pub use super::max_pool2d::MaxPool2D;
+    pub use dfdx::nn::modules::{ReLU, Sigmoid, Tanh};
+}
