@@ -1,1 +1,205 @@
-fn main() {}
+//! `study`: reproduces the Fashion-MNIST study (14 dense and convolutional
+//! variants) with netdsl.
+//!
+//! ```text
+//! study list                          # the variants
+//! study summary [ID...] [--json]      # Keras-like model summaries
+//! study run [ID... | all] [--epochs 20] [--batch 100] [--seed 0] [--limit N] [--data DIR] [--out results]
+//! study report [--out results]        # results.md, results.csv, curves/*.png from <out>/*.json
+//! study bench [ID...] [--steps 50]    # seconds per training epoch and per test evaluation
+//! ```
+//!
+//! Progress goes to stderr, results to stdout.
+
+mod run;
+mod variants;
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use netdsl_runtime::data::FashionMnist;
+use netdsl_runtime::report;
+use netdsl_runtime::train::TrainConfig;
+
+use run::{BenchCtx, RunCtx};
+use variants::{find, Variant, VARIANTS};
+
+#[derive(Parser, Debug)]
+#[command(name = "study", version, about = "Reproduce the Fashion-MNIST DNN/CNN study with netdsl")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// List the variants: id, description, parameters.
+    List,
+    /// Print Keras-like summaries (all variants when no id is given).
+    Summary {
+        ids: Vec<String>,
+        /// Print a JSON array instead of tables.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Train and evaluate variants; writes <out>/<id>.json and <out>/<id>.safetensors.
+    Run {
+        /// Variant ids, or `all`.
+        #[arg(default_value = "all")]
+        ids: Vec<String>,
+        #[arg(long, default_value_t = 20)]
+        epochs: usize,
+        #[arg(long, default_value_t = 100)]
+        batch: usize,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Train on the first N training images only (validation and test stay whole).
+        #[arg(long)]
+        limit: Option<usize>,
+        /// Fashion-MNIST directory (default: $FASHION_MNIST_DIR, then /usr/share/datasets/fashion-mnist).
+        #[arg(long)]
+        data: Option<PathBuf>,
+        #[arg(long, default_value = "results")]
+        out: PathBuf,
+    },
+    /// Merge <out>/*.json into results.md, results.csv and figures.
+    Report {
+        #[arg(long, default_value = "results")]
+        out: PathBuf,
+    },
+    /// Time a training epoch (55,000 images, batch 100) and a test evaluation.
+    Bench {
+        #[arg(default_values_t = ["dnn1", "dnn2", "cnn3a", "cnn3c", "cnn4a"].map(String::from))]
+        ids: Vec<String>,
+        /// Timed training steps per repeat.
+        #[arg(long, default_value_t = 50)]
+        steps: usize,
+        /// Repeats (the median is reported).
+        #[arg(long, default_value_t = 3)]
+        repeats: usize,
+        #[arg(long)]
+        data: Option<PathBuf>,
+    },
+}
+
+fn main() {
+    if let Err(e) = real_main() {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn real_main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::List => {
+            for v in VARIANTS {
+                println!("{:<9} {:>8}  {}", v.id, thousands(v.params), v.description);
+            }
+        }
+        Command::Summary { ids, json } => {
+            let selected = select(&ids)?;
+            if json {
+                let all: Vec<serde_json::Value> = selected
+                    .iter()
+                    .map(|v| {
+                        let s = (v.summary)();
+                        serde_json::json!({ "id": v.id, "params": s.params, "layers": s.layers, "summary": s })
+                    })
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&all)?);
+            } else {
+                for v in selected {
+                    println!("{} ({})\n{}", v.id, v.description, (v.summary)());
+                }
+            }
+        }
+        Command::Run { ids, epochs, batch, seed, limit, data, out } => {
+            let selected = select(&ids)?;
+            let config = TrainConfig { epochs, batch, seed, ..TrainConfig::default() };
+            config.check(usize::MAX)?;
+            let data = FashionMnist::load(data.as_deref()).context("loading Fashion-MNIST")?;
+            if let Some(n) = limit {
+                anyhow::ensure!(n >= 1 && n <= data.train.len(),
+                    "--limit {n} is outside 1..={} (the training images)", data.train.len());
+            }
+            let ctx = RunCtx { data: &data, config, limit, out: out.clone() };
+            for v in selected {
+                let r = (v.run)(v, &ctx).with_context(|| format!("variant {}", v.id))?;
+                let last = r.epochs.last().context("no epoch ran")?;
+                println!(
+                    "{:<9} loss {:.4} acc {:.4} val_loss {:.4} val_acc {:.4} test_acc {:.4} train {:.1}s test {:.2}s",
+                    r.id, last.loss, last.accuracy, last.val_loss, last.val_accuracy,
+                    r.test_accuracy, r.train_seconds, r.test_seconds
+                );
+            }
+            eprintln!("results in {}; run `study report --out {}` for the table and figures", out.display(), out.display());
+        }
+        Command::Report { out } => {
+            let results = report::load_results(&out)?;
+            anyhow::ensure!(!results.is_empty(), "no <id>.json results in {}", out.display());
+            let files = report::write_report(&out, &results)?;
+            println!("{}", report::markdown_table(&results));
+            println!("{files:#?}");
+        }
+        Command::Bench { ids, steps, repeats, data } => {
+            anyhow::ensure!(steps >= 1 && repeats >= 1, "--steps and --repeats must be at least 1");
+            let selected = select(&ids)?;
+            let data = FashionMnist::load(data.as_deref()).context("loading Fashion-MNIST")?;
+            anyhow::ensure!(steps * 100 <= data.train.len(), "--steps {steps} needs more than the training set");
+            let ctx = BenchCtx { data: &data, steps, repeats };
+            for v in selected {
+                let b = (v.bench)(v, &ctx).with_context(|| format!("variant {}", v.id))?;
+                println!("{} train_epoch_s={:.3} eval_test_s={:.3}", v.id, b.train_epoch_s, b.eval_test_s);
+            }
+            println!("peak_rss_mib={:.0}", peak_rss_mib().unwrap_or(f64::NAN));
+        }
+    }
+    Ok(())
+}
+
+/// The variants named by `ids` (`all` or none: every variant), in the order given.
+fn select(ids: &[String]) -> Result<Vec<&'static Variant>> {
+    if ids.is_empty() || ids.iter().any(|i| i == "all") {
+        return Ok(VARIANTS.iter().collect());
+    }
+    ids.iter().map(|id| find(id)).collect()
+}
+
+fn thousands(n: usize) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Peak resident memory of this process (VmHWM), in MiB.
+fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn thousands_separates() {
+        assert_eq!(thousands(225034), "225,034");
+        assert_eq!(thousands(985), "985");
+    }
+}
