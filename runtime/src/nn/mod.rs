@@ -19,14 +19,14 @@ mod flatten;
 mod l2;
 mod max_pool2d;
 
-// pub use l2::{f32_bits, L2Penalty};
+pub use l2::{f32_bits, L2Penalty, Penalty};
 
 /// Zero-sized layer descriptions for `dev.build_module::<B, f32>()`.
 pub mod builders {
     // pub use super::conv2d::builder::Conv2D;
-    // pub use super::dense::builder::Dense;
-    // pub use super::dropout::builder::Dropout;
-    // pub use super::flatten::builder::Flatten;
+    pub use super::dense::builder::Dense;
+    pub use super::dropout::builder::Dropout;
+    pub use super::flatten::builder::Flatten;
     // pub use super::max_pool2d::builder::MaxPool2D;
     pub use dfdx::nn::builders::{ReLU, Sigmoid, Tanh};
 }
@@ -34,9 +34,9 @@ pub mod builders {
 /// The built layers, holding their parameters on a device.
 pub mod modules {
     // pub use super::conv2d::Conv2D;
-    // pub use super::dense::Dense;
-    // pub use super::dropout::Dropout;
-    // pub use super::flatten::Flatten;
+    pub use super::dense::Dense;
+    pub use super::dropout::Dropout;
+    pub use super::flatten::Flatten;
     // pub use super::max_pool2d::MaxPool2D;
     pub use dfdx::nn::modules::{ReLU, Sigmoid, Tanh};
 }
