@@ -27,7 +27,7 @@ pub mod builders {
     pub use super::dense::builder::Dense;
     pub use super::dropout::builder::Dropout;
     pub use super::flatten::builder::Flatten;
-    // pub use super::max_pool2d::builder::MaxPool2D;
+    pub use super::max_pool2d::builder::MaxPool2D;
     pub use dfdx::nn::builders::{ReLU, Sigmoid, Tanh};
 }
 
@@ -37,6 +37,6 @@ pub mod modules {
     pub use super::dense::Dense;
     pub use super::dropout::Dropout;
     pub use super::flatten::Flatten;
-    // pub use super::max_pool2d::MaxPool2D;
+    pub use super::max_pool2d::{MaxPool2D, MaxPool2DKernel};
     pub use dfdx::nn::modules::{ReLU, Sigmoid, Tanh};
 }
