@@ -47,7 +47,7 @@ where
 
     let dev = Cpu::seed_from_u64(config.seed);
     let mut model = dev.try_build_module::<N, f32>().map_err(|e| anyhow::anyhow!("{e:?}"))?;
-    let mut trainer = Trainer::<N, _, _>::new(&model, dev.clone(), config.clone());
+    let mut trainer = Trainer::<N, _, _>::new(dev.clone(), config.clone());
     let checkpoint = ctx.out.join(format!("{}.safetensors", variant.id));
     let epochs = trainer.fit(&mut model, &train, &ctx.data.val, 1, |model, _| {
         save_checkpoint(model, &checkpoint)
@@ -132,7 +132,7 @@ where
     }
     let dev = Cpu::seed_from_u64(0);
     let mut model = dev.try_build_module::<N, f32>().map_err(|e| anyhow::anyhow!("{e:?}"))?;
-    let mut trainer = Trainer::<N, _, _>::new(&model, dev.clone(), config.clone());
+    let mut trainer = Trainer::<N, _, _>::new(dev.clone(), config.clone());
     let quiet = indicatif::ProgressBar::hidden();
     let warm = ctx.data.train.take(5 * BATCH);
     trainer.train_epoch(&mut model, &warm, 1, &quiet)?;

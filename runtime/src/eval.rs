@@ -30,7 +30,7 @@ where
         return Err(Error::Config("cannot evaluate on an empty data set".into()));
     }
     let penalty = match model.try_l2_penalty().map_err(device_err)? {
-        Some(p) => p.array() as f64,
+        Some(p) => p.as_vec()[0] as f64,
         None => 0.0,
     };
     let mut confusion = vec![vec![0u64; 10]; 10];

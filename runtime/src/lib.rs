@@ -15,6 +15,7 @@ pub mod eval;
 pub mod metrics;
 pub mod network;
 pub mod nn;
+pub mod optim;
 pub mod plot;
 pub mod report;
 pub mod train;

@@ -45,7 +45,7 @@ pub struct Settings {
     pub seed: u64,
     /// Trained on the first `limit` training images only (validation and test stay whole).
     pub limit: Option<usize>,
-    pub learning_rate: f64,
+    pub learning_rate: f32,
     /// Whether training batches were augmented.
     pub augment: bool,
     /// Number of rayon threads used.

@@ -12,13 +12,12 @@
 //!     val = evaluate(model, validation set)             // no tape, dropout off
 //! ```
 //!
-//! Study defaults (`TrainConfig::default()`): batch 100, 20 epochs, Adam with
-//! learning rate 1e-3, β = (0.9, 0.999) and Keras' ε = 1e-7.
+//! Study defaults (`TrainConfig::default()`): batch 100, 20 epochs, Adam as
+//! Keras computes it (see [`crate::optim`]) with learning rate 1e-3.
 
 use std::time::Instant;
 
 use dfdx::nn::{Module, ModuleMut, TensorCollection, ZeroGrads};
-use dfdx::optim::{Adam, AdamConfig, Optimizer};
 use dfdx::prelude::*;
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::rngs::StdRng;
@@ -31,9 +30,7 @@ use crate::eval::{evaluate, labels_to_one_hot};
 use crate::metrics::EpochMetrics;
 use crate::network::Network;
 use crate::nn::L2Penalty;
-
-/// Keras' Adam epsilon (`keras.optimizers.Adam(epsilon=1e-7)`); dfdx defaults to 1e-8.
-pub const KERAS_ADAM_EPS: f64 = 1e-7;
+use crate::optim::{Adam, AdamConfig};
 
 /// How to train: the study's settings by default.
 #[derive(Debug, Clone, PartialEq)]
@@ -41,7 +38,7 @@ pub struct TrainConfig {
     pub epochs: usize,
     pub batch: usize,
     pub seed: u64,
-    pub learning_rate: f64,
+    pub learning_rate: f32,
     /// Augmentation applied to every training batch, when set.
     pub augment: Option<Augment>,
     /// Batch size for validation and test passes (only speed depends on it).
@@ -66,9 +63,7 @@ impl TrainConfig {
     pub fn adam(&self) -> AdamConfig {
         AdamConfig {
             lr: self.learning_rate,
-            betas: [0.9, 0.999],
-            eps: KERAS_ADAM_EPS,
-            weight_decay: None,
+            ..AdamConfig::default()
         }
     }
 
@@ -116,10 +111,10 @@ impl<N: Network, D: Device<f32>, M> Trainable<N, D> for M where
 /// Training state kept across epochs: the optimizer and the gradient buffers.
 pub struct Trainer<N: Network, M, D: Device<f32>> {
     pub config: TrainConfig,
-    pub optimizer: Adam<M, f32, D>,
+    pub optimizer: Adam,
     grads: Option<Gradients<f32, D>>,
     device: D,
-    _network: std::marker::PhantomData<N>,
+    _marker: std::marker::PhantomData<(N, fn(&M))>,
 }
 
 /// Mean loss and accuracy of one training epoch.
@@ -131,14 +126,14 @@ pub struct EpochTrain {
 }
 
 impl<N: Network, M: Trainable<N, D>, D: Device<f32>> Trainer<N, M, D> {
-    pub fn new(model: &M, device: D, config: TrainConfig) -> Self {
-        let optimizer = Adam::new(model, config.adam());
+    pub fn new(device: D, config: TrainConfig) -> Self {
+        let optimizer = Adam::new(config.adam());
         Self {
             config,
             optimizer,
             grads: None,
             device,
-            _network: std::marker::PhantomData,
+            _marker: std::marker::PhantomData,
         }
     }
 
@@ -194,7 +189,7 @@ impl<N: Network, M: Trainable<N, D>, D: Device<f32>> Trainer<N, M, D> {
             if let Some(penalty) = model.try_l2_penalty().map_err(device_err)? {
                 loss = loss + penalty;
             }
-            let loss_value = loss.array();
+            let loss_value = loss.as_vec()[0];
             if !loss_value.is_finite() {
                 return Err(Error::NonFiniteLoss {
                     loss: loss_value,
@@ -205,9 +200,7 @@ impl<N: Network, M: Trainable<N, D>, D: Device<f32>> Trainer<N, M, D> {
             loss_sum += loss_value as f64 * n as f64;
             seen += n;
             grads = loss.try_backward().map_err(device_err)?;
-            self.optimizer
-                .update(model, &grads)
-                .map_err(|e| Error::Device(format!("{e:?}")))?;
+            self.optimizer.update(model, &grads)?;
             model.try_zero_grads(&mut grads).map_err(device_err)?;
             x = Vec::with_capacity(cfg.batch * pixels);
             pb.inc(1);
