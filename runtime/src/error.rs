@@ -14,14 +14,106 @@ pub enum Error {
     },
     /// Training produced a NaN or infinite loss.
     #[error("non-finite loss {loss} in epoch {epoch}, batch {batch}")]
-    NonFiniteLoss { loss: f32, epoch: usize, batch: usize },
+    NonFiniteLoss {
+        loss: f32,
+        epoch: usize,
+        batch: usize,
+    },
     /// A training setting that cannot work.
     #[error("invalid setting: {0}")]
     Config(String),
     /// An error from dfdx's device (allocation, safetensors I/O).
     #[error("device error: {0}")]
     Device(String),
+    /// A `.json` file that is not JSON, or not the run result it should be.
+    #[error("{path}: {source}")]
+    Json {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// Drawing or encoding a figure failed.
+    #[error("plotting {path}: {message}")]
+    Plot { path: PathBuf, message: String },
+
+    // ---- data: IDX files and the Fashion-MNIST folder (runtime/src/data/) ----
+    /// The data directory does not exist.
+    #[error("data directory {dir} not found; {INSTALL_HINT}")]
+    MissingDataDir { dir: PathBuf },
+    /// A data file does not exist.
+    #[error("{path}: file not found; {INSTALL_HINT}")]
+    MissingFile { path: PathBuf },
+    /// A file named `*.gz` that does not start with the gzip magic bytes `1f 8b`.
+    #[error("{path}: not a gzip file (it does not start with the gzip magic bytes 1f 8b)")]
+    NotGzip { path: PathBuf },
+    /// The gzip stream is damaged (bad header, bad deflate data, CRC mismatch, cut short).
+    #[error("{path}: corrupt gzip data: {reason}")]
+    CorruptGzip { path: PathBuf, reason: String },
+    /// The IDX magic number is not the one for this kind of file
+    /// (2051 = 0x0803 for images, 2049 = 0x0801 for labels).
+    #[error("incorrect magic number {found} != {expected} in {path}")]
+    BadMagic {
+        path: PathBuf,
+        expected: u32,
+        found: u32,
+    },
+    /// The file ends before the header or the data the header announces.
+    #[error(
+        "{path}: truncated {what}: the header announces {expected} bytes, the file holds {found}"
+    )]
+    Truncated {
+        path: PathBuf,
+        what: &'static str,
+        expected: u128,
+        found: u64,
+    },
+    /// The header announces more data than a file of this size can hold at all
+    /// (checked before anything is allocated).
+    #[error("{path}: the header announces {expected} bytes of {what}, more than a {file_len}-byte file can hold")]
+    TooLarge {
+        path: PathBuf,
+        what: &'static str,
+        expected: u128,
+        file_len: u64,
+    },
+    /// Bytes follow the data the header announces.
+    #[error("{path}: {extra} unexpected bytes after the {what} the header announces")]
+    TrailingData {
+        path: PathBuf,
+        what: &'static str,
+        extra: u64,
+    },
+    /// Image dimensions that are not the ones expected (28x28 for Fashion-MNIST).
+    #[error("{path}: images are {rows}x{cols}, expected {expected_rows}x{expected_cols}")]
+    BadDims {
+        path: PathBuf,
+        rows: usize,
+        cols: usize,
+        expected_rows: usize,
+        expected_cols: usize,
+    },
+    /// The image and label files of one set hold different counts.
+    #[error("{images_path} holds {images} images but {labels_path} holds {labels} labels")]
+    CountMismatch {
+        images_path: PathBuf,
+        images: usize,
+        labels_path: PathBuf,
+        labels: usize,
+    },
+    /// A label outside `0..classes`.
+    #[error("label {label} above {max} at index {index} in {path}")]
+    BadLabel {
+        path: PathBuf,
+        index: usize,
+        label: u8,
+        max: u8,
+    },
 }
+
+/// How to get the Fashion-MNIST files; part of every "not found" message.
+pub const INSTALL_HINT: &str =
+    "install the data set with `apt-get install dataset-fashion-mnist`, \
+     or point `--data DIR` or FASHION_MNIST_DIR at a folder holding the four IDX files";
 
 /// `Result` with the runtime's [`Error`].
 pub type Result<T> = std::result::Result<T, Error>;

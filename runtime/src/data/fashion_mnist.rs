@@ -1,0 +1,516 @@
+//! Fashion-MNIST (Xiao, Rasul & Vollgraf 2017): 70,000 28x28 grey images of
+//! clothing in 10 classes, loaded from the four IDX files into a
+//! train / validation / test split.
+//!
+//! Where the files are looked for, first match wins:
+//! 1. the directory given explicitly (the `study` binary's `--data DIR`);
+//! 2. the environment variable `FASHION_MNIST_DIR`;
+//! 3. `/usr/share/datasets/fashion-mnist` (Debian package `dataset-fashion-mnist`).
+//!
+//! Each file may be gzip (`train-images-idx3-ubyte.gz`, as distributed) or
+//! plain (`train-images-idx3-ubyte`); the gzip name is tried first.
+//!
+//! The split: the 60,000 training images give 55,000 for training and 5,000
+//! for validation, one twelfth. By default ([`Split::Last`]) validation is the
+//! *last* 5,000 images, in file order: exactly the rows Keras'
+//! `model.fit(..., validation_split=1/12)` holds back (it slices the tail of the
+//! arrays before shuffling), which is what the study ran, and the rows the peer
+//! benchmarks in `shared/peers` used. The file order is already well mixed
+//! (each class has 450..=527 of the last 5,000). [`Split::Seeded`] instead draws
+//! a stratified random validation set: per class, a share proportional to its
+//! size (500 each for Fashion-MNIST), chosen by a seeded shuffle. The 10,000
+//! test images are the test set, untouched.
+//!
+//! ```no_run
+//! use netdsl_runtime::data::FashionMnist;
+//! let data = FashionMnist::load(None)?; // $FASHION_MNIST_DIR or /usr/share/datasets/fashion-mnist
+//! assert_eq!((data.train.len(), data.val.len(), data.test.len()), (55_000, 5_000, 10_000));
+//! # Ok::<(), netdsl_runtime::Error>(())
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use super::dataset::Dataset;
+use super::idx::{read_idx_images, read_idx_labels};
+use crate::error::{Error, Result};
+
+/// Where the Debian package `dataset-fashion-mnist` installs the files.
+pub const DEFAULT_DIR: &str = "/usr/share/datasets/fashion-mnist";
+/// Environment variable that overrides [`DEFAULT_DIR`].
+pub const DIR_ENV: &str = "FASHION_MNIST_DIR";
+/// Image height and width.
+pub const ROWS: usize = 28;
+pub const COLS: usize = 28;
+/// Number of classes; labels are `0..CLASSES`.
+pub const CLASSES: usize = 10;
+/// Validation holds `1 / VAL_DENOMINATOR` of the training file: 5,000 of 60,000
+/// (Keras `validation_split = 1/12`).
+pub const VAL_DENOMINATOR: usize = 12;
+/// The class names, indexed by label (the data set's README).
+pub const CLASS_NAMES: [&str; CLASSES] = [
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+];
+
+/// File stems; each is looked for as `<stem>.gz`, then `<stem>`.
+const TRAIN_IMAGES: &str = "train-images-idx3-ubyte";
+const TRAIN_LABELS: &str = "train-labels-idx1-ubyte";
+const TEST_IMAGES: &str = "t10k-images-idx3-ubyte";
+const TEST_LABELS: &str = "t10k-labels-idx1-ubyte";
+
+/// How the validation set is taken from the training file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Split {
+    /// The last twelfth, in file order (Keras `validation_split`; the default).
+    #[default]
+    Last,
+    /// A stratified random twelfth: per class a proportional share, drawn by a
+    /// shuffle seeded with this value. Both parts keep file order.
+    Seeded(u64),
+}
+
+/// The three sets of Fashion-MNIST.
+#[derive(Debug, Clone)]
+pub struct FashionMnist {
+    /// 55,000 training images.
+    pub train: Dataset,
+    /// 5,000 validation images (see [`Split`]).
+    pub val: Dataset,
+    /// The 10,000 test images.
+    pub test: Dataset,
+}
+
+impl FashionMnist {
+    /// Loads the data set from `dir` (see [`FashionMnist::resolve_dir`]) with the
+    /// default split, [`Split::Last`].
+    pub fn load(dir: Option<&Path>) -> Result<FashionMnist> {
+        Self::load_with(dir, Split::Last)
+    }
+
+    /// Loads the data set from `dir` with the given validation split.
+    pub fn load_with(dir: Option<&Path>, split: Split) -> Result<FashionMnist> {
+        let dir = Self::resolve_dir(dir);
+        if !dir.is_dir() {
+            return Err(Error::MissingDataDir { dir });
+        }
+        // The two sets decode in parallel: gunzip dominates the load time.
+        let (full, test) = rayon::join(
+            || read_set(&dir, TRAIN_IMAGES, TRAIN_LABELS),
+            || read_set(&dir, TEST_IMAGES, TEST_LABELS),
+        );
+        let (train, val) = split_validation(&full?, split);
+        Ok(FashionMnist {
+            train,
+            val,
+            test: test?,
+        })
+    }
+
+    /// The directory to load from: `dir` when given, else `$FASHION_MNIST_DIR`
+    /// when set and non-empty, else [`DEFAULT_DIR`].
+    pub fn resolve_dir(dir: Option<&Path>) -> PathBuf {
+        if let Some(dir) = dir {
+            return dir.to_owned();
+        }
+        match std::env::var_os(DIR_ENV) {
+            Some(env) if !env.is_empty() => PathBuf::from(env),
+            _ => PathBuf::from(DEFAULT_DIR),
+        }
+    }
+}
+
+/// `<stem>.gz` if it exists, else `<stem>` if it exists, else an error naming the `.gz`.
+fn find_file(dir: &Path, stem: &str) -> Result<PathBuf> {
+    let gz = dir.join(format!("{stem}.gz"));
+    if gz.exists() {
+        return Ok(gz);
+    }
+    let plain = dir.join(stem);
+    if plain.exists() {
+        return Ok(plain);
+    }
+    Err(Error::MissingFile { path: gz })
+}
+
+/// Reads one image file and its label file, and checks them against each
+/// other and against Fashion-MNIST's 28x28 images and 10 classes.
+fn read_set(dir: &Path, images_stem: &str, labels_stem: &str) -> Result<Dataset> {
+    let images_path = find_file(dir, images_stem)?;
+    let labels_path = find_file(dir, labels_stem)?;
+    let images = read_idx_images(&images_path)?;
+    if (images.rows, images.cols) != (ROWS, COLS) {
+        return Err(Error::BadDims {
+            path: images_path,
+            rows: images.rows,
+            cols: images.cols,
+            expected_rows: ROWS,
+            expected_cols: COLS,
+        });
+    }
+    let labels = read_idx_labels(&labels_path)?;
+    if labels.len() != images.count {
+        return Err(Error::CountMismatch {
+            images_path,
+            images: images.count,
+            labels_path,
+            labels: labels.len(),
+        });
+    }
+    if let Some(index) = labels.iter().position(|&y| usize::from(y) >= CLASSES) {
+        return Err(Error::BadLabel {
+            path: labels_path,
+            index,
+            label: labels[index],
+            max: (CLASSES - 1) as u8,
+        });
+    }
+    Ok(Dataset {
+        images: images.pixels,
+        labels,
+        rows: ROWS,
+        cols: COLS,
+    })
+}
+
+/// Splits `full` into (train, validation), validation being `len / 12` images.
+pub fn split_validation(full: &Dataset, split: Split) -> (Dataset, Dataset) {
+    let n = full.len();
+    let n_val = n / VAL_DENOMINATOR;
+    let mut is_val = vec![false; n];
+    match split {
+        Split::Last => is_val[n - n_val..].iter_mut().for_each(|v| *v = true),
+        Split::Seeded(seed) => {
+            for i in stratified_sample(&full.labels, n_val, seed) {
+                is_val[i] = true;
+            }
+        }
+    }
+    let (val_idx, train_idx): (Vec<usize>, Vec<usize>) = (0..n).partition(|&i| is_val[i]);
+    (full.select(&train_idx), full.select(&val_idx))
+}
+
+/// `k` indices of `labels`, each class contributing its proportional share
+/// (largest remainders round the shares to a total of exactly `k`), drawn by a
+/// ChaCha8 shuffle seeded with `seed`, one class after another in label order.
+fn stratified_sample(labels: &[u8], k: usize, seed: u64) -> Vec<usize> {
+    let n = labels.len();
+    let mut by_class: Vec<Vec<usize>> = vec![Vec::new(); 256];
+    for (i, &y) in labels.iter().enumerate() {
+        by_class[usize::from(y)].push(i);
+    }
+    // Share of class c: k * n_c / n, floored, plus one for the largest remainders.
+    // (u128: k * n_c cannot overflow.)
+    let share = |c: usize| (k as u128 * by_class[c].len() as u128, n.max(1) as u128);
+    let mut shares: Vec<usize> = (0..by_class.len())
+        .map(|c| (share(c).0 / share(c).1) as usize)
+        .collect();
+    let mut order: Vec<usize> = (0..by_class.len()).collect();
+    // Largest remainder first; ties by class index so the result is fixed.
+    order.sort_by_key(|&c| (std::cmp::Reverse(share(c).0 % share(c).1), c));
+    let missing = k - shares.iter().sum::<usize>();
+    for &c in order.iter().take(missing) {
+        shares[c] += 1;
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut picked = Vec::with_capacity(k);
+    for (class, share) in by_class.iter_mut().zip(shares) {
+        class.shuffle(&mut rng);
+        picked.extend_from_slice(&class[..share]);
+    }
+    picked
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    fn real_dir() -> PathBuf {
+        FashionMnist::resolve_dir(None)
+    }
+
+    /// A data set of `n` images whose label is `i % 10` and first pixel `i % 256`.
+    fn synthetic(n: usize) -> Dataset {
+        let mut images = vec![0u8; n * 4];
+        for i in 0..n {
+            images[i * 4] = (i % 256) as u8;
+        }
+        Dataset {
+            images,
+            labels: (0..n).map(|i| (i % 10) as u8).collect(),
+            rows: 2,
+            cols: 2,
+        }
+    }
+
+    #[test]
+    fn resolve_dir_prefers_explicit() {
+        assert_eq!(
+            FashionMnist::resolve_dir(Some(Path::new("/x"))),
+            PathBuf::from("/x")
+        );
+    }
+
+    #[test]
+    fn last_split_holds_back_the_tail() {
+        let full = synthetic(120);
+        let (train, val) = split_validation(&full, Split::Last);
+        assert_eq!((train.len(), val.len()), (110, 10));
+        assert_eq!(train, full.take(110));
+        assert_eq!(val.image(0)[0], 110);
+    }
+
+    #[test]
+    fn seeded_split_is_stratified_disjoint_and_reproducible() {
+        let full = synthetic(1200);
+        let (train, val) = split_validation(&full, Split::Seeded(7));
+        assert_eq!((train.len(), val.len()), (1100, 100));
+        assert_eq!(val.class_counts(10), vec![10; 10]);
+        assert_eq!(split_validation(&full, Split::Seeded(7)).1, val);
+        assert_ne!(split_validation(&full, Split::Seeded(8)).1, val);
+        // Every image lands in exactly one part (first pixels identify i mod 256 and
+        // labels i mod 10, so compare the multiset of (pixel, label) pairs).
+        let key = |d: &Dataset| -> Vec<(u8, u8)> {
+            (0..d.len()).map(|i| (d.image(i)[0], d.label(i))).collect()
+        };
+        let mut all = key(&train);
+        all.extend(key(&val));
+        all.sort_unstable();
+        let mut expected = key(&full);
+        expected.sort_unstable();
+        assert_eq!(all, expected);
+    }
+
+    #[test]
+    fn stratified_sample_rounds_to_exact_total() {
+        // Classes of sizes 5, 3, 2: shares of 4 are 2, 1.2, 0.8 -> 2, 1, 1.
+        let labels = [0, 0, 0, 0, 0, 1, 1, 1, 2, 2];
+        let picked = stratified_sample(&labels, 4, 0);
+        let mut per_class = [0; 3];
+        for &i in &picked {
+            per_class[usize::from(labels[i])] += 1;
+        }
+        assert_eq!(per_class, [2, 1, 1]);
+    }
+
+    #[test]
+    fn missing_dir_names_dir_and_hint() {
+        let err = FashionMnist::load(Some(Path::new("/nonexistent/fmnist"))).unwrap_err();
+        let msg = err.to_string();
+        assert!(matches!(err, Error::MissingDataDir { .. }), "{msg}");
+        assert!(
+            msg.contains("/nonexistent/fmnist")
+                && msg.contains("apt-get install dataset-fashion-mnist"),
+            "{msg}"
+        );
+    }
+
+    use crate::data::idx::tests::{gzip, images_bytes, labels_bytes, write};
+    use crate::data::idx::{IMAGES_MAGIC, LABELS_MAGIC};
+
+    /// Writes a small Fashion-MNIST-like folder: `n_train` and `n_test` 28x28
+    /// images labelled `i % 10`, gzip or plain; `edit` may change any file's
+    /// bytes (by stem) before they are written.
+    fn fake_dir(
+        n_train: u32,
+        n_test: u32,
+        gz: bool,
+        edit: impl Fn(&str, &mut Vec<u8>),
+    ) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        let files = [
+            (
+                TRAIN_IMAGES,
+                images_bytes(
+                    IMAGES_MAGIC,
+                    n_train,
+                    28,
+                    28,
+                    &vec![7; n_train as usize * 784],
+                ),
+            ),
+            (
+                TRAIN_LABELS,
+                labels_bytes(
+                    LABELS_MAGIC,
+                    n_train,
+                    &(0..n_train).map(|i| (i % 10) as u8).collect::<Vec<_>>(),
+                ),
+            ),
+            (
+                TEST_IMAGES,
+                images_bytes(
+                    IMAGES_MAGIC,
+                    n_test,
+                    28,
+                    28,
+                    &vec![9; n_test as usize * 784],
+                ),
+            ),
+            (
+                TEST_LABELS,
+                labels_bytes(
+                    LABELS_MAGIC,
+                    n_test,
+                    &(0..n_test).map(|i| (i % 10) as u8).collect::<Vec<_>>(),
+                ),
+            ),
+        ];
+        for (stem, mut bytes) in files {
+            edit(stem, &mut bytes);
+            if gz {
+                write(dir.path(), &format!("{stem}.gz"), &gzip(&bytes));
+            } else {
+                write(dir.path(), stem, &bytes);
+            }
+        }
+        dir
+    }
+
+    /// Loads `dir`, expecting an error whose one-line message names `file`.
+    fn load_err(dir: &tempfile::TempDir, file: &str) -> Error {
+        let err = FashionMnist::load(Some(dir.path())).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains(file) && msg.contains(&dir.path().display().to_string()),
+            "{msg}"
+        );
+        assert!(!msg.contains('\n'), "{msg}");
+        err
+    }
+
+    #[test]
+    fn loads_small_gzip_and_plain_folders() {
+        for gz in [true, false] {
+            let dir = fake_dir(24, 5, gz, |_, _| {});
+            let data = FashionMnist::load(Some(dir.path())).unwrap();
+            assert_eq!(
+                (data.train.len(), data.val.len(), data.test.len()),
+                (22, 2, 5)
+            );
+            assert_eq!(data.val.labels, vec![2, 3]);
+            assert_eq!(data.test.image(4), &[9; 784][..]);
+        }
+    }
+
+    #[test]
+    fn missing_file_names_the_gz_and_hint() {
+        let dir = fake_dir(12, 2, true, |_, _| {});
+        std::fs::remove_file(dir.path().join("t10k-labels-idx1-ubyte.gz")).unwrap();
+        let err = load_err(&dir, "t10k-labels-idx1-ubyte.gz");
+        assert!(matches!(err, Error::MissingFile { .. }), "{err}");
+        assert!(
+            err.to_string()
+                .contains("apt-get install dataset-fashion-mnist"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn images_must_be_28x28() {
+        let dir = fake_dir(12, 2, true, |stem, bytes| {
+            if stem == TEST_IMAGES {
+                // Same byte count, 14x56 instead of 28x28.
+                bytes[8..16].copy_from_slice(&[0, 0, 0, 14, 0, 0, 0, 56]);
+            }
+        });
+        let err = load_err(&dir, "t10k-images-idx3-ubyte.gz");
+        assert!(
+            err.to_string().contains("images are 14x56, expected 28x28"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn image_and_label_counts_must_agree() {
+        let dir = fake_dir(12, 2, false, |stem, bytes| {
+            if stem == TRAIN_LABELS {
+                bytes[7] = 11;
+                bytes.pop();
+            }
+        });
+        let err = load_err(&dir, "train-labels-idx1-ubyte");
+        assert!(
+            matches!(
+                err,
+                Error::CountMismatch {
+                    images: 12,
+                    labels: 11,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn labels_above_9_are_rejected() {
+        let dir = fake_dir(12, 2, true, |stem, bytes| {
+            if stem == TEST_LABELS {
+                bytes[8 + 1] = 10;
+            }
+        });
+        let err = load_err(&dir, "t10k-labels-idx1-ubyte.gz");
+        assert!(
+            err.to_string()
+                .starts_with("label 10 above 9 at index 1 in "),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn file_errors_pass_through_with_the_file_name() {
+        let dir = fake_dir(12, 2, true, |stem, bytes| {
+            if stem == TRAIN_IMAGES {
+                bytes[3] = 0x01; // magic 2049: a label file
+            }
+        });
+        let err = load_err(&dir, "train-images-idx3-ubyte.gz");
+        assert!(
+            err.to_string()
+                .starts_with("incorrect magic number 2049 != 2051 in "),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn real_files_load_with_expected_counts() {
+        let dir = real_dir();
+        let t = Instant::now();
+        let data = FashionMnist::load(Some(&dir)).unwrap();
+        eprintln!(
+            "loaded Fashion-MNIST from {} in {:.3} s",
+            dir.display(),
+            t.elapsed().as_secs_f64()
+        );
+        assert_eq!(
+            (data.train.len(), data.val.len(), data.test.len()),
+            (55_000, 5_000, 10_000)
+        );
+        for d in [&data.train, &data.val, &data.test] {
+            assert_eq!((d.rows, d.cols, d.images.len()), (28, 28, d.len() * 784));
+        }
+        assert_eq!(data.test.class_counts(CLASSES), vec![1000; CLASSES]);
+        let train_counts = data.train.class_counts(CLASSES);
+        let val_counts = data.val.class_counts(CLASSES);
+        for c in 0..CLASSES {
+            assert_eq!(train_counts[c] + val_counts[c], 6000);
+        }
+        // The seeded split keeps 500 of each class.
+        let seeded = FashionMnist::load_with(Some(&dir), Split::Seeded(0)).unwrap();
+        assert_eq!(seeded.val.class_counts(CLASSES), vec![500; CLASSES]);
+        assert_eq!(seeded.test, data.test);
+    }
+}
