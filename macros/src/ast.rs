@@ -1,0 +1,441 @@
+//! The syntax tree of `network!` input and its parser (syn, fail-fast).
+//!
+//! Grammar (`?` optional, `*` repeated, `|` alternatives):
+//!
+//! ```text
+//! input     := network*
+//! network   := attribute* visibility NAME '<' dims '>' '{' layers '}'
+//!     dims      := value (',' value)* ','?        // <C, H, W> image or <N> vector
+//!     layers    := layer (',' layer)* ','?
+//! layer     := KIND ('<' arg (',' arg)* ','? '>')?
+//!     KIND      := dense | conv | maxpool | flatten | dropout | relu | tanh | sigmoid
+//!     arg       := value                          // positional: sizes, rate
+//!                | IDENT '=' value                // option: stride = 2, pad = same, l2 = 1e-3
+//!     value     := '-'? INT | '-'? FLOAT | IDENT
+//! ```
+//!
+//! The parser accepts any value in any argument slot, and any option name:
+//! which arguments a layer takes is the checker's business (`check.rs`), so
+//! that argument mistakes in several layers are reported together.
+//! A network's layer list is parsed separately from its header, so a syntax
+//! error inside the braces still lets the expansion define the network's name.
+
+use proc_macro2::{Span, TokenStream};
+use quote::ToTokens;
+use syn::parse::{Parse, ParseStream, Parser};
+use syn::{braced, Attribute, Ident, LitFloat, LitInt, Token, Visibility};
+
+/// DSL words, declared as keywords so `lookahead1` lists them in errors.
+pub mod kw {
+    syn::custom_keyword!(dense);
+    syn::custom_keyword!(conv);
+    syn::custom_keyword!(maxpool);
+    syn::custom_keyword!(flatten);
+    syn::custom_keyword!(dropout);
+    syn::custom_keyword!(relu);
+    syn::custom_keyword!(tanh);
+    syn::custom_keyword!(sigmoid);
+}
+
+/// Everything inside one `network! { .. }` invocation.
+pub struct Networks {
+    pub networks: Vec<Network>,
+}
+
+/// `/// doc` `pub Cnn3a<1, 28, 28> { conv<32, 3>, relu, .. }`
+pub struct Network {
+    pub attrs: Vec<Attribute>,
+    pub vis: Visibility,
+    pub name: Ident,
+    pub input: Input,
+    /// Span of the `{ .. }` (used for "empty network").
+    pub body_span: Span,
+    /// The layer list, parsed on its own so that a syntax error there keeps the header.
+    pub layers: syn::Result<Vec<Layer>>,
+}
+
+/// The input shape `<1, 28, 28>` or `<784>`, values unchecked.
+pub struct Input {
+    pub lt: Token![<],
+    pub dims: Vec<Value>,
+    pub gt: Token![>],
+}
+
+/// One layer: `conv<32, 3, pad = same>`, `relu`, ...
+pub struct Layer {
+    pub kind: LayerKind,
+    /// The layer word as written, e.g. `conv` (its span is the layer's span).
+    pub name: Ident,
+    pub args: Option<Args>,
+}
+
+/// `<32, 3, stride = 2>` after a layer word.
+pub struct Args {
+    pub lt: Token![<],
+    pub items: Vec<Arg>,
+    pub gt: Token![>],
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LayerKind {
+    Dense,
+    Conv,
+    MaxPool,
+    Flatten,
+    Dropout,
+    Relu,
+    Tanh,
+    Sigmoid,
+}
+
+/// A positional argument (`32`) or an option (`stride = 2`).
+pub enum Arg {
+    Positional(Value),
+    Option(Opt),
+}
+
+/// `name = value`.
+pub struct Opt {
+    pub name: Ident,
+    pub eq: Token![=],
+    pub value: Value,
+}
+
+/// A number or a word, as written.
+#[derive(Clone)]
+pub enum Value {
+    Int(Option<Token![-]>, LitInt),
+    Float(Option<Token![-]>, LitFloat),
+    Word(Ident),
+}
+
+impl LayerKind {
+    pub const ALL: [LayerKind; 8] = [
+        LayerKind::Dense,
+        LayerKind::Conv,
+        LayerKind::MaxPool,
+        LayerKind::Flatten,
+        LayerKind::Dropout,
+        LayerKind::Relu,
+        LayerKind::Tanh,
+        LayerKind::Sigmoid,
+    ];
+
+    /// The DSL word for this layer.
+    pub fn word(self) -> &'static str {
+        match self {
+            LayerKind::Dense => "dense",
+            LayerKind::Conv => "conv",
+            LayerKind::MaxPool => "maxpool",
+            LayerKind::Flatten => "flatten",
+            LayerKind::Dropout => "dropout",
+            LayerKind::Relu => "relu",
+            LayerKind::Tanh => "tanh",
+            LayerKind::Sigmoid => "sigmoid",
+        }
+    }
+}
+
+impl Parse for Networks {
+    fn parse(input: ParseStream) -> syn::Result<Self> {
+        let mut networks = Vec::new();
+        while !input.is_empty() {
+            networks.push(input.parse()?);
+        }
+        Ok(Networks { networks })
+    }
+}
+
+impl Parse for Network {
+    fn parse(input: ParseStream) -> syn::Result<Self> {
+        let attrs = input.call(Attribute::parse_outer)?;
+        let vis = input.parse()?;
+        let name = input.parse()?;
+        let input_shape = input.parse()?;
+        let content;
+        let brace = braced!(content in input);
+        let body: TokenStream = content.parse()?;
+        Ok(Network {
+            attrs,
+            vis,
+            name,
+            input: input_shape,
+            body_span: brace.span.join(),
+            layers: parse_layers.parse2(body),
+        })
+    }
+}
+
+/// `layer (',' layer)* ','?` inside the braces.
+fn parse_layers(input: ParseStream) -> syn::Result<Vec<Layer>> {
+    let layers = input.parse_terminated(Layer::parse, Token![,])?;
+    Ok(layers.into_iter().collect())
+}
+
+impl Parse for Input {
+    fn parse(input: ParseStream) -> syn::Result<Self> {
+        if !input.peek(Token![<]) {
+            return Err(input.error(
+                "expected the input shape after the network name, e.g. `<1, 28, 28>` or `<784>`",
+            ));
+        }
+        let (lt, dims, gt) = parse_angle_list(input, Value::parse)?;
+        Ok(Input { lt, dims, gt })
+    }
+}
+
+impl Parse for Layer {
+    fn parse(input: ParseStream) -> syn::Result<Self> {
+        let lookahead = input.lookahead1();
+        let kind = if lookahead.peek(kw::dense) {
+            LayerKind::Dense
+        } else if lookahead.peek(kw::conv) {
+            LayerKind::Conv
+        } else if lookahead.peek(kw::maxpool) {
+            LayerKind::MaxPool
+        } else if lookahead.peek(kw::flatten) {
+            LayerKind::Flatten
+        } else if lookahead.peek(kw::dropout) {
+            LayerKind::Dropout
+        } else if lookahead.peek(kw::relu) {
+            LayerKind::Relu
+        } else if lookahead.peek(kw::tanh) {
+            LayerKind::Tanh
+        } else if lookahead.peek(kw::sigmoid) {
+            LayerKind::Sigmoid
+        } else {
+            return Err(unknown_layer(input, lookahead.error()));
+        };
+        let name: Ident = input.parse()?;
+        let args = if input.peek(Token![<]) {
+            let (lt, items, gt) = parse_angle_list(input, Arg::parse)?;
+            Some(Args { lt, items, gt })
+        } else {
+            None
+        };
+        Ok(Layer { kind, name, args })
+    }
+}
+
+/// "unknown layer `cnv`; did you mean `conv`?" on the word, plus lookahead's list.
+fn unknown_layer(input: ParseStream, expected: syn::Error) -> syn::Error {
+    let Ok(word) = input.fork().parse::<Ident>() else {
+        return expected;
+    };
+    let words = LayerKind::ALL.map(LayerKind::word);
+    let hint = crate::errors::did_you_mean(&word.to_string(), &words);
+    syn::Error::new(
+        word.span(),
+        format!("unknown layer `{word}`{hint}\n{expected}"),
+    )
+}
+
+/// `'<' item (',' item)* ','? '>'`.
+fn parse_angle_list<T>(
+    input: ParseStream,
+    item: fn(ParseStream) -> syn::Result<T>,
+) -> syn::Result<(Token![<], Vec<T>, Token![>])> {
+    let lt: Token![<] = input.parse()?;
+    let mut items = Vec::new();
+    loop {
+        if input.peek(Token![>]) {
+            break;
+        }
+        items.push(item(input)?);
+        if input.peek(Token![>]) {
+            break;
+        }
+        if !input.peek(Token![,]) {
+            return Err(input.error("expected `,` or `>`"));
+        }
+        input.parse::<Token![,]>()?;
+    }
+    let gt = input.parse()?;
+    Ok((lt, items, gt))
+}
+
+impl Parse for Arg {
+    fn parse(input: ParseStream) -> syn::Result<Self> {
+        if input.peek(Ident) && input.peek2(Token![=]) {
+            Ok(Arg::Option(Opt {
+                name: input.parse()?,
+                eq: input.parse()?,
+                value: input.parse()?,
+            }))
+        } else {
+            Ok(Arg::Positional(input.parse()?))
+        }
+    }
+}
+
+impl Parse for Value {
+    fn parse(input: ParseStream) -> syn::Result<Self> {
+        let neg: Option<Token![-]> = input.parse()?;
+        let lookahead = input.lookahead1();
+        if lookahead.peek(LitInt) {
+            Ok(Value::Int(neg, input.parse()?))
+        } else if lookahead.peek(LitFloat) {
+            Ok(Value::Float(neg, input.parse()?))
+        } else if neg.is_none() && lookahead.peek(Ident) {
+            Ok(Value::Word(input.parse()?))
+        } else {
+            Err(lookahead.error())
+        }
+    }
+}
+
+impl Arg {
+    /// The argument's tokens, for spans and messages.
+    pub fn tokens(&self) -> TokenStream {
+        match self {
+            Arg::Positional(value) => value.to_token_stream(),
+            Arg::Option(opt) => opt.to_token_stream(),
+        }
+    }
+}
+
+impl Value {
+    /// The value as written: `-3`, `1e-3`, `same`.
+    pub fn text(&self) -> String {
+        match self {
+            Value::Int(neg, lit) => format!("{}{}", sign(neg), lit),
+            Value::Float(neg, lit) => format!("{}{}", sign(neg), lit),
+            Value::Word(word) => word.to_string(),
+        }
+    }
+}
+
+fn sign(neg: &Option<Token![-]>) -> &'static str {
+    if neg.is_some() {
+        "-"
+    } else {
+        ""
+    }
+}
+
+impl ToTokens for Value {
+    fn to_tokens(&self, tokens: &mut TokenStream) {
+        match self {
+            Value::Int(neg, lit) => {
+                neg.to_tokens(tokens);
+                lit.to_tokens(tokens);
+            }
+            Value::Float(neg, lit) => {
+                neg.to_tokens(tokens);
+                lit.to_tokens(tokens);
+            }
+            Value::Word(word) => word.to_tokens(tokens),
+        }
+    }
+}
+
+impl ToTokens for Opt {
+    fn to_tokens(&self, tokens: &mut TokenStream) {
+        self.name.to_tokens(tokens);
+        self.eq.to_tokens(tokens);
+        self.value.to_tokens(tokens);
+    }
+}
+
+impl ToTokens for Layer {
+    fn to_tokens(&self, tokens: &mut TokenStream) {
+        self.name.to_tokens(tokens);
+        if let Some(args) = &self.args {
+            args.lt.to_tokens(tokens);
+            for arg in &args.items {
+                arg.tokens().to_tokens(tokens);
+            }
+            args.gt.to_tokens(tokens);
+        }
+    }
+}
+
+impl ToTokens for Input {
+    fn to_tokens(&self, tokens: &mut TokenStream) {
+        self.lt.to_tokens(tokens);
+        for dim in &self.dims {
+            dim.to_tokens(tokens);
+        }
+        self.gt.to_tokens(tokens);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use quote::quote;
+
+    fn parse(tokens: TokenStream) -> syn::Result<Networks> {
+        syn::parse2(tokens)
+    }
+
+    #[test]
+    fn parses_the_example() {
+        let nets = parse(quote! {
+            /// Experiment 3a.
+            pub Cnn3a<1, 28, 28> {
+                conv<32, 3>, relu, maxpool<2>,
+                conv<64, 3, pad = same, l2 = 1e-3>, relu, maxpool<2, stride = 1>,
+                flatten, dense<128>, relu, dropout<0.5>, dense<10>,
+            }
+            Dnn1<784> { dense<5>, relu, dense<10> }
+        })
+        .unwrap();
+        assert_eq!(nets.networks.len(), 2);
+        let cnn = &nets.networks[0];
+        assert_eq!(cnn.name, "Cnn3a");
+        assert_eq!(cnn.attrs.len(), 1);
+        assert_eq!(cnn.input.dims.len(), 3);
+        let layers = cnn.layers.as_ref().unwrap();
+        assert_eq!(layers.len(), 11);
+        assert_eq!(layers[3].kind, LayerKind::Conv);
+        let args = layers[3].args.as_ref().unwrap();
+        assert_eq!(args.items.len(), 4);
+        match &args.items[3] {
+            Arg::Option(opt) => {
+                assert_eq!(opt.name, "l2");
+                assert_eq!(opt.value.text(), "1e-3");
+            }
+            Arg::Positional(_) => panic!("expected an option"),
+        }
+        assert!(layers[1].args.is_none());
+        assert_eq!(nets.networks[1].input.dims[0].text(), "784");
+    }
+
+    #[test]
+    fn keeps_negative_and_float_values_for_the_checker() {
+        let nets = parse(quote!(N<-1, 2.5, 3> { dense<-4> })).unwrap();
+        let dims: Vec<String> = nets.networks[0]
+            .input
+            .dims
+            .iter()
+            .map(Value::text)
+            .collect();
+        assert_eq!(dims, ["-1", "2.5", "3"]);
+    }
+
+    #[test]
+    fn unknown_layer_suggests_the_nearest() {
+        let nets = parse(quote!(N<784> { dense<5>, rleu, dense<10> })).unwrap();
+        let err = nets.networks[0].layers.as_ref().err().unwrap().to_string();
+        assert!(
+            err.starts_with("unknown layer `rleu`; did you mean `relu`?"),
+            "{err}"
+        );
+        assert!(err.contains("expected one of"), "{err}");
+    }
+
+    #[test]
+    fn layer_syntax_error_keeps_the_header() {
+        let nets = parse(quote!(pub N<784> { dense<5 relu })).unwrap();
+        assert_eq!(nets.networks[0].name, "N");
+        let err = nets.networks[0].layers.as_ref().err().unwrap().to_string();
+        assert_eq!(err, "expected `,` or `>`");
+    }
+
+    #[test]
+    fn missing_input_shape() {
+        let err = parse(quote!(N { dense<5> })).err().unwrap().to_string();
+        assert!(err.starts_with("expected the input shape"), "{err}");
+    }
+}

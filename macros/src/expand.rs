@@ -1,0 +1,355 @@
+//! Code generation: a checked network becomes a zero-sized dfdx builder type.
+//!
+//! For `pub Cnn3a<1, 28, 28> { conv<32, 3>, relu, .. }` this emits
+//!
+//! ```text
+//! pub struct Cnn3a;
+//! const _: () = {
+//!     type Layers = (Conv2D<1, 32, 3, 1, 0, 0, 28, 28, 26, 26>, ReLU, ..);   // nested by 6
+//!     impl<E: Dtype, D: Device<E>> BuildOnDevice<D, E> for Cnn3a where Layers: BuildOnDevice<D, E> {
+//!         type Built = <Layers as BuildOnDevice<D, E>>::Built;
+//!     }
+//!     impl Cnn3a { pub const PARAMS: usize = ..; pub fn summary() -> Summary { .. } }
+//!     impl Network for Cnn3a { .. }
+//! };
+//! ```
+//!
+//! Every path starts with `::netdsl_runtime`, so the expansion never depends on
+//! the user's imports. Each layer type is spanned at its layer word, so a type
+//! error about a layer points at that layer.
+
+use crate::ast::{Network, Networks};
+use crate::check::{check, describe, Checked, CheckedLayer, Spec};
+use crate::shape::{conv_dim, Shape};
+use proc_macro2::{Literal, TokenStream};
+use quote::{format_ident, quote, quote_spanned};
+
+/// dfdx implements modules for tuples of 1 to 6 elements.
+const MAX_TUPLE: usize = 6;
+
+/// Expand every network of one invocation; a failed one becomes `compile_error!` plus a fallback.
+pub fn networks(input: &Networks) -> TokenStream {
+    input
+        .networks
+        .iter()
+        .map(|net| match check(net) {
+            Ok(checked) => expand_network(&checked),
+            Err(err) => expand_fallback(net, err),
+        })
+        .collect()
+}
+
+/// The builder type and its impls.
+fn expand_network(checked: &Checked) -> TokenStream {
+    let net = checked.net;
+    let name = &net.name;
+    let attrs = &net.attrs;
+    let vis = &net.vis;
+    let name_str = name.to_string();
+    let output = checked.layers.last().map_or(checked.input, |l| l.output);
+    let params = Literal::usize_unsuffixed(checked.params);
+    let layers = nest(checked.layers.iter().map(expand_layer).collect());
+    let summary = expand_summary(checked);
+    let generated_doc = format!(
+        " `network!` model: input `{}` -> output `{}`, {} trainable parameters.",
+        checked.input.keras(),
+        output.keras(),
+        thousands(checked.params)
+    );
+    let params_doc = format!(" Trainable parameters: {}.", thousands(checked.params));
+    let input_ty = shape_type(checked.input, None);
+    let output_ty = shape_type(output, None);
+    let batch = format_ident!("batch");
+    let batched_input_ty = shape_type(checked.input, Some(quote!(usize)));
+    let batched_output_ty = shape_type(output, Some(quote!(usize)));
+    let batched_input = shape_value(checked.input, &batch);
+    let batched_output = shape_value(output, &batch);
+
+    quote! {
+        #(#attrs)*
+        #[doc = ""]
+        #[doc = #generated_doc]
+        #[derive(Clone, Copy, Debug, Default)]
+        #vis struct #name;
+
+        const _: () = {
+            type Layers = #layers;
+
+            impl<E, D> ::netdsl_runtime::__private::dfdx::nn::BuildOnDevice<D, E> for #name
+            where
+                E: ::netdsl_runtime::__private::dfdx::shapes::Dtype,
+                D: ::netdsl_runtime::__private::dfdx::tensor_ops::Device<E>,
+                Layers: ::netdsl_runtime::__private::dfdx::nn::BuildOnDevice<D, E>,
+            {
+                type Built = <Layers as ::netdsl_runtime::__private::dfdx::nn::BuildOnDevice<D, E>>::Built;
+            }
+
+            impl #name {
+                #[doc = #params_doc]
+                pub const PARAMS: usize = #params;
+
+                /// Keras-like summary: layers, output shapes, parameters.
+                pub fn summary() -> ::netdsl_runtime::network::Summary {
+                    #summary
+                }
+            }
+
+            impl ::netdsl_runtime::network::Network for #name {
+                const NAME: &'static str = #name_str;
+                const PARAMS: usize = #params;
+                type Input = #input_ty;
+                type Output = #output_ty;
+                type BatchedInput = #batched_input_ty;
+                type BatchedOutput = #batched_output_ty;
+                fn batched_input(#batch: usize) -> Self::BatchedInput {
+                    #batched_input
+                }
+                fn batched_output(#batch: usize) -> Self::BatchedOutput {
+                    #batched_output
+                }
+                fn summary() -> ::netdsl_runtime::network::Summary {
+                    #name::summary()
+                }
+            }
+        };
+    }
+}
+
+/// One layer's builder type with every size filled in, spanned at the layer word.
+fn expand_layer(layer: &CheckedLayer) -> TokenStream {
+    let span = layer.ast.name.span();
+    let n = Literal::usize_unsuffixed;
+    match (&layer.spec, layer.input, layer.output) {
+        (Spec::Dense { units, l2 }, Shape::Flat(i), _) => {
+            let (i, o) = (n(i), n(*units));
+            let l2 = l2.as_ref().map(|f| f32_bits(f.value));
+            let l2 = l2.map(|bits| quote!(, #bits));
+            quote_spanned!(span=> ::netdsl_runtime::nn::builders::Dense<#i, #o #l2>)
+        }
+        (
+            Spec::Conv {
+                filters,
+                kernel,
+                stride,
+                pad,
+                l2,
+            },
+            Shape::Image { c, h, w },
+            Shape::Image { h: oh, w: ow, .. },
+        ) => {
+            // Padding before (top/left); the padding after is implied by the output size.
+            let pad_h = conv_dim(h, *kernel, *stride, *pad).map_or(0, |d| d.pad_before);
+            let pad_w = conv_dim(w, *kernel, *stride, *pad).map_or(0, |d| d.pad_before);
+            let sizes = [c, *filters, *kernel, *stride, pad_h, pad_w, h, w, oh, ow].map(n);
+            let l2 = l2.as_ref().map(|f| f32_bits(f.value));
+            let l2 = l2.map(|bits| quote!(, #bits));
+            quote_spanned!(span=> ::netdsl_runtime::nn::builders::Conv2D<#(#sizes),* #l2>)
+        }
+        (
+            Spec::MaxPool { kernel, stride },
+            Shape::Image { c, h, w },
+            Shape::Image { h: oh, w: ow, .. },
+        ) => {
+            let sizes = [c, *kernel, *stride, h, w, oh, ow].map(n);
+            quote_spanned!(span=> ::netdsl_runtime::nn::builders::MaxPool2D<#(#sizes),*>)
+        }
+        (Spec::Flatten, Shape::Image { c, h, w }, Shape::Flat(len)) => {
+            let sizes = [c, h, w, len].map(n);
+            quote_spanned!(span=> ::netdsl_runtime::nn::builders::Flatten<#(#sizes),*>)
+        }
+        (Spec::Dropout { rate }, _, _) => {
+            let bits = f32_bits(rate.value);
+            quote_spanned!(span=> ::netdsl_runtime::nn::builders::Dropout<#bits>)
+        }
+        (Spec::Relu, _, _) => quote_spanned!(span=> ::netdsl_runtime::nn::builders::ReLU),
+        (Spec::Tanh, _, _) => quote_spanned!(span=> ::netdsl_runtime::nn::builders::Tanh),
+        (Spec::Sigmoid, _, _) => quote_spanned!(span=> ::netdsl_runtime::nn::builders::Sigmoid),
+        // check() only lets through layers whose input fits; keep codegen total anyway.
+        (spec, input, _) => {
+            let msg = format!("internal error: `{spec:?}` on input {input}");
+            quote_spanned!(span=> ::core::compile_error!(#msg))
+        }
+    }
+}
+
+/// `{ ::netdsl_runtime::nn::f32_bits(0.001) }`: an f32 as a const generic `u32`.
+fn f32_bits(value: f64) -> TokenStream {
+    let lit = Literal::f32_unsuffixed(value as f32);
+    quote!({ ::netdsl_runtime::nn::f32_bits(#lit) })
+}
+
+/// Nest layer types into tuples of at most six, which dfdx implements `Module` for:
+/// 14 layers become `((l0..l5), (l6..l11), (l12, l13))`.
+fn nest(items: Vec<TokenStream>) -> TokenStream {
+    if items.len() <= MAX_TUPLE {
+        return quote!((#(#items,)*));
+    }
+    let groups = items
+        .chunks(MAX_TUPLE)
+        .map(|chunk| quote!((#(#chunk,)*)))
+        .collect();
+    nest(groups)
+}
+
+/// `Summary::new("Cnn3a", "(None, 1, 28, 28)", &[("conv<32, 3>", "(None, 32, 26, 26)", 320), ..])`.
+fn expand_summary(checked: &Checked) -> TokenStream {
+    let name = checked.net.name.to_string();
+    let input = checked.input.keras();
+    let rows = checked.layers.iter().map(|layer| {
+        let text = describe(layer);
+        let shape = layer.output.keras();
+        let params = Literal::usize_unsuffixed(layer.params);
+        quote!((#text, #shape, #params))
+    });
+    quote! {
+        ::netdsl_runtime::network::Summary::new(#name, #input, &[#(#rows),*])
+    }
+}
+
+/// `(Const<1>, Const<28>, Const<28>)`, or with a leading batch dimension `usize`.
+fn shape_type(shape: Shape, batch: Option<TokenStream>) -> TokenStream {
+    let dims = dims(shape).into_iter().map(|d| {
+        let d = Literal::usize_unsuffixed(d);
+        quote!(::netdsl_runtime::__private::dfdx::shapes::Const<#d>)
+    });
+    let batch = batch.map(|b| quote!(#b,));
+    quote!((#batch #(#dims,)*))
+}
+
+/// `(batch, Const, Const, Const)`.
+fn shape_value(shape: Shape, batch: &proc_macro2::Ident) -> TokenStream {
+    let dims = dims(shape)
+        .into_iter()
+        .map(|_| quote!(::netdsl_runtime::__private::dfdx::shapes::Const));
+    quote!((#batch, #(#dims,)*))
+}
+
+fn dims(shape: Shape) -> Vec<usize> {
+    match shape {
+        Shape::Image { c, h, w } => vec![c, h, w],
+        Shape::Flat(n) => vec![n],
+    }
+}
+
+/// 225034 -> "225,034".
+fn thousands(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, ch) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    out
+}
+
+/// A failed network: the errors, plus the type name with placeholder impls so
+/// uses of it elsewhere (`Net::PARAMS`, `build_module::<Net, f32>()`) add no
+/// further errors (as thiserror's fallback.rs does).
+fn expand_fallback(net: &Network, err: syn::Error) -> TokenStream {
+    let errors = err.into_compile_error();
+    let name = &net.name;
+    let attrs = &net.attrs;
+    let vis = &net.vis;
+    let msg = format!("network `{name}` failed to compile");
+    quote! {
+        #errors
+
+        #(#attrs)*
+        #[derive(Clone, Copy, Debug, Default)]
+        #vis struct #name;
+
+        const _: () = {
+            impl<E, D> ::netdsl_runtime::__private::dfdx::nn::BuildOnDevice<D, E> for #name
+            where
+                E: ::netdsl_runtime::__private::dfdx::shapes::Dtype,
+                D: ::netdsl_runtime::__private::dfdx::tensor_ops::Device<E>,
+            {
+                type Built = ();
+            }
+
+            impl #name {
+                pub const PARAMS: usize = 0;
+                pub fn summary() -> ::netdsl_runtime::network::Summary {
+                    ::core::panic!(#msg)
+                }
+            }
+
+            impl ::netdsl_runtime::network::Network for #name {
+                const NAME: &'static str = ::core::stringify!(#name);
+                const PARAMS: usize = 0;
+                type Input = (usize,);
+                type Output = (usize,);
+                type BatchedInput = (usize,);
+                type BatchedOutput = (usize,);
+                fn batched_input(batch: usize) -> Self::BatchedInput {
+                    (batch,)
+                }
+                fn batched_output(batch: usize) -> Self::BatchedOutput {
+                    (batch,)
+                }
+                fn summary() -> ::netdsl_runtime::network::Summary {
+                    ::core::panic!(#msg)
+                }
+            }
+        };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use quote::quote;
+
+    fn expand(tokens: TokenStream) -> String {
+        let nets: Networks = syn::parse2(tokens).unwrap();
+        let file: syn::File = syn::parse2(networks(&nets)).unwrap();
+        prettyplease::unparse(&file)
+    }
+
+    #[test]
+    fn nest_by_six() {
+        let items: Vec<TokenStream> = (0..14).map(|i| quote!(L<#i>)).collect();
+        let nested = nest(items).to_string().replace(' ', "");
+        assert_eq!(
+            nested,
+            "((L<0i32>,L<1i32>,L<2i32>,L<3i32>,L<4i32>,L<5i32>,),\
+             (L<6i32>,L<7i32>,L<8i32>,L<9i32>,L<10i32>,L<11i32>,),\
+             (L<12i32>,L<13i32>,),)"
+        );
+        let one = nest(vec![quote!(A)]).to_string().replace(' ', "");
+        assert_eq!(one, "(A,)");
+        let many: Vec<TokenStream> = (0..40).map(|_| quote!(A)).collect();
+        let many = nest(many).to_string();
+        assert_eq!(many.matches('A').count(), 40);
+    }
+
+    #[test]
+    fn thousands_separators() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(3985), "3,985");
+        assert_eq!(thousands(225_034), "225,034");
+        assert_eq!(thousands(1_234_567), "1,234,567");
+    }
+
+    #[test]
+    fn expansion_cnn3b() {
+        insta::assert_snapshot!(expand(quote! {
+            /// Experiment 3b: 3a with L2 on the kernels.
+            pub Cnn3b<1, 28, 28> {
+                conv<32, 3, l2 = 1e-3>, relu, maxpool<2>,
+                conv<64, 3, l2 = 1e-3>, relu, maxpool<2>,
+                flatten, dense<128, l2 = 1e-3>, relu, dropout<0.5>, dense<10>,
+            }
+        }));
+    }
+
+    #[test]
+    fn expansion_fallback() {
+        insta::assert_snapshot!(expand(quote! {
+            pub(crate) Broken<784> { dense<0> }
+        }));
+    }
+}
