@@ -110,7 +110,7 @@ impl FashionMnist {
             || read_set(&dir, TRAIN_IMAGES, TRAIN_LABELS),
             || read_set(&dir, TEST_IMAGES, TEST_LABELS),
         );
-        let (train, val) = split_validation(&full?, split);
+        let (train, val) = split_owned(full?, split);
         Ok(FashionMnist {
             train,
             val,
@@ -186,19 +186,34 @@ fn read_set(dir: &Path, images_stem: &str, labels_stem: &str) -> Result<Dataset>
 
 /// Splits `full` into (train, validation), validation being `len / 12` images.
 pub fn split_validation(full: &Dataset, split: Split) -> (Dataset, Dataset) {
+    split_owned(full.clone(), split)
+}
+
+/// [`split_validation`] taking ownership: [`Split::Last`] then copies only the
+/// validation tail.
+fn split_owned(mut full: Dataset, split: Split) -> (Dataset, Dataset) {
     let n = full.len();
     let n_val = n / VAL_DENOMINATOR;
-    let mut is_val = vec![false; n];
     match split {
-        Split::Last => is_val[n - n_val..].iter_mut().for_each(|v| *v = true),
+        Split::Last => {
+            let n_train = n - n_val;
+            let val = Dataset {
+                images: full.images.split_off(n_train * full.pixels()),
+                labels: full.labels.split_off(n_train),
+                rows: full.rows,
+                cols: full.cols,
+            };
+            (full, val)
+        }
         Split::Seeded(seed) => {
+            let mut is_val = vec![false; n];
             for i in stratified_sample(&full.labels, n_val, seed) {
                 is_val[i] = true;
             }
+            let (val_idx, train_idx): (Vec<usize>, Vec<usize>) = (0..n).partition(|&i| is_val[i]);
+            (full.select(&train_idx), full.select(&val_idx))
         }
     }
-    let (val_idx, train_idx): (Vec<usize>, Vec<usize>) = (0..n).partition(|&i| is_val[i]);
-    (full.select(&train_idx), full.select(&val_idx))
 }
 
 /// `k` indices of `labels`, each class contributing its proportional share
