@@ -98,10 +98,7 @@ impl Pool2DOp {
             HO == (HI - K) / S + 1 && WO == (WI - K) / S + 1,
             "MaxPool2D: H_OUT/W_OUT must be floor((in - KERNEL_SIZE) / STRIDE) + 1"
         );
-        assert!(
-            HI * WI <= u32::MAX as usize,
-            "MaxPool2D: input plane too large"
-        );
+        assert!(K * K <= 256, "MaxPool2D: kernel larger than 16x16");
         Pool2DOp {
             kernel: K,
             stride: S,
@@ -112,12 +109,12 @@ impl Pool2DOp {
         }
     }
 
-    /// `[planes, h_in, w_in]` elements per input plane.
+    /// Elements per input plane.
     const fn plane_in(&self) -> usize {
         self.h_in * self.w_in
     }
 
-    /// `[planes, h_out, w_out]` elements per output plane.
+    /// Elements per output plane.
     const fn plane_out(&self) -> usize {
         self.h_out * self.w_out
     }
@@ -283,7 +280,7 @@ cuda_kernel!(f32, f64);
 /// parallel, and record a backward op that routes gradients to the argmaxes.
 #[allow(clippy::type_complexity)]
 fn try_max_pool2d_cpu<
-    E: Dtype,
+    E: Dtype + Scratch,
     B: Dim,
     T: Tape<E, Cpu>,
     const C: usize,
@@ -296,23 +293,24 @@ fn try_max_pool2d_cpu<
 >(
     x: Tensor<(B, Const<C>, Const<HI>, Const<WI>), E, Cpu, T>,
 ) -> Result<Tensor<(B, Const<C>, Const<HO>, Const<WO>), E, Cpu, T>, CpuError> {
-    let op = Pool2DOp::new::<K, S, HI, WI, HO, WO>();
+    let op = const { Pool2DOp::new::<K, S, HI, WI, HO, WO>() };
     let x = x.try_contiguous()?; // a no-op unless x is a strided view
     let (x, mut tape) = x.split_tape();
     let batch = x.shape().0;
     let planes = batch.size() * C;
 
-    // dfdx has no public `&[E]` view of a tensor: copy the buffer out.
-    let mut inp = vec![E::default(); planes * op.plane_in()]; // [B·C, HI, WI]
-    x.copy_into(&mut inp);
     let mut out = vec![E::default(); planes * op.plane_out()]; // [B·C, HO, WO]
     let mut argmax = if T::OWNS_TAPE {
-        vec![0u32; out.len()] // [B·C, HO, WO]: index of the max in its input plane
+        vec![0u8; out.len()] // [B·C, HO, WO]: the max's offset kh·K + kw in its window
     } else {
         Vec::new()
     };
-    forward_planes::<E, K, S, HI, WI, HO, WO>(&inp, &mut out, &mut argmax);
-    drop(inp);
+    // dfdx has no public `&[E]` view of a tensor: copy the buffer out, into a
+    // reused per-thread buffer (fresh pages cost more than the copy).
+    E::with_scratch(planes * op.plane_in(), |inp| {
+        x.copy_into(inp); // [B·C, HI, WI]
+        forward_planes::<E, K, S, HI, WI, HO, WO>(inp, &mut out, &mut argmax);
+    });
 
     let out = x
         .device()
@@ -321,15 +319,54 @@ fn try_max_pool2d_cpu<
         let x_ghost = x.ghost();
         let out_ghost = out.ghost();
         tape.add_backward_op(move |grads| {
-            // Grad-out and grad-in cannot be borrowed together: copy grad-out.
-            let grad_out = grads.get_or_alloc_mut(&out_ghost)?.to_vec();
+            // Grad-out and grad-in cannot be borrowed together: move grad-out's
+            // buffer out of its slot for the duration, then put it back.
+            let grad_out = std::mem::take::<Vec<E>>(grads.get_or_alloc_mut(&out_ghost)?);
             let grad_in: &mut Vec<E> = grads.get_or_alloc_mut(&x_ghost)?;
-            backward_planes::<E>(op, grad_in, &grad_out, &argmax);
+            backward_planes::<E, K, S, HI, WI, HO, WO>(grad_in, &grad_out, &argmax);
+            let slot: &mut Vec<E> = grads.get_or_alloc_mut(&out_ghost)?;
+            *slot = grad_out;
             Ok(())
         });
     }
     Ok(out.put_tape(tape))
 }
+
+/// A reusable per-thread buffer for the CPU kernel's copy of its input.
+trait Scratch: Sized {
+    /// Runs `f` on a buffer of `len` elements (contents unspecified).
+    fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [Self]) -> R) -> R;
+}
+
+/// Buffers above this many bytes are allocated per call instead of kept.
+const SCRATCH_MAX_BYTES: usize = 64 << 20;
+
+macro_rules! scratch {
+    ($($dtype:ty),+) => {$(
+        impl Scratch for $dtype {
+            fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [Self]) -> R) -> R {
+                thread_local! {
+                    static BUF: std::cell::RefCell<Vec<$dtype>> = const { std::cell::RefCell::new(Vec::new()) };
+                }
+                if len * std::mem::size_of::<$dtype>() > SCRATCH_MAX_BYTES {
+                    return f(&mut vec![0.0; len]);
+                }
+                BUF.with(|buf| match buf.try_borrow_mut() {
+                    Ok(mut buf) => {
+                        if buf.len() < len {
+                            buf.resize(len, 0.0);
+                        }
+                        f(&mut buf[..len])
+                    }
+                    // Re-entered on this thread (a rayon worker that stole another pool): allocate.
+                    Err(_) => f(&mut vec![0.0; len]),
+                })
+            }
+        }
+    )+};
+}
+
+scratch!(f32, f64);
 
 /// Planes per rayon task: about 16k input elements each, so that small
 /// planes (13×13 after a first pool) do not drown in scheduling.
@@ -338,9 +375,9 @@ fn planes_per_task(plane_in: usize) -> usize {
 }
 
 /// Max-pools `inp` (`[planes, HI, WI]`) into `out` (`[planes, HO, WO]`); when
-/// `argmax` is not empty, also stores each maximum's index in its input plane.
-/// A later element replaces the running maximum only when strictly greater,
-/// so ties go to the first maximum in scan order.
+/// `argmax` is not empty, also stores each maximum's offset `kh·K + kw` in its
+/// window. A later element replaces the running maximum only when strictly
+/// greater, so ties go to the first maximum in scan order.
 fn forward_planes<
     E: Dtype,
     const K: usize,
@@ -352,24 +389,24 @@ fn forward_planes<
 >(
     inp: &[E],
     out: &mut [E],
-    argmax: &mut [u32],
+    argmax: &mut [u8],
 ) {
-    let pool_plane = |x: &[E], y: &mut [E], mut arg: Option<&mut [u32]>| {
+    let pool_plane = |x: &[E], y: &mut [E], mut arg: Option<&mut [u8]>| {
         for oh in 0..HO {
             for ow in 0..WO {
-                let first = oh * S * WI + ow * S;
-                let (mut best, mut best_i) = (x[first], first);
+                let corner = oh * S * WI + ow * S;
+                let (mut best, mut best_k) = (x[corner], 0);
                 for kh in 0..K {
-                    let row = (oh * S + kh) * WI + ow * S;
+                    let row = corner + kh * WI;
                     for (kw, &v) in x[row..row + K].iter().enumerate() {
                         if v > best {
-                            (best, best_i) = (v, row + kw);
+                            (best, best_k) = (v, kh * K + kw);
                         }
                     }
                 }
                 y[oh * WO + ow] = best;
                 if let Some(arg) = arg.as_deref_mut() {
-                    arg[oh * WO + ow] = best_i as u32;
+                    arg[oh * WO + ow] = best_k as u8;
                 }
             }
         }
@@ -389,18 +426,33 @@ fn forward_planes<
     }
 }
 
-/// Adds each output gradient to the input element that was its maximum:
-/// `grad_in[p, argmax[p, o]] += grad_out[p, o]` for every plane `p`.
-fn backward_planes<E: Dtype>(op: Pool2DOp, grad_in: &mut [E], grad_out: &[E], argmax: &[u32]) {
-    let (plane_in, plane_out) = (op.plane_in(), op.plane_out());
+/// Adds each output gradient to the input element that was its window's
+/// maximum (overlapping windows accumulate), plane by plane in parallel.
+fn backward_planes<
+    E: Dtype,
+    const K: usize,
+    const S: usize,
+    const HI: usize,
+    const WI: usize,
+    const HO: usize,
+    const WO: usize,
+>(
+    grad_in: &mut [E],
+    grad_out: &[E],
+    argmax: &[u8],
+) {
     grad_in
-        .par_chunks_mut(plane_in)
-        .zip(grad_out.par_chunks(plane_out))
-        .zip(argmax.par_chunks(plane_out))
-        .with_min_len(planes_per_task(plane_in))
+        .par_chunks_mut(HI * WI)
+        .zip(grad_out.par_chunks(HO * WO))
+        .zip(argmax.par_chunks(HO * WO))
+        .with_min_len(planes_per_task(HI * WI))
         .for_each(|((gi, go), arg)| {
-            for (&g, &i) in go.iter().zip(arg) {
-                gi[i as usize] += g;
+            for oh in 0..HO {
+                for ow in 0..WO {
+                    let o = oh * WO + ow;
+                    let (kh, kw) = (arg[o] as usize / K, arg[o] as usize % K);
+                    gi[(oh * S + kh) * WI + ow * S + kw] += go[o];
+                }
             }
         });
 }
@@ -426,7 +478,7 @@ pub fn try_max_pool2d_composed<
 >(
     x: Tensor<(B, Const<C>, Const<HI>, Const<WI>), E, D, T>,
 ) -> Result<Tensor<(B, Const<C>, Const<HO>, Const<WO>), E, D, T>, D::Err> {
-    let _checked = Pool2DOp::new::<K, S, HI, WI, HO, WO>();
+    let _checked = const { Pool2DOp::new::<K, S, HI, WI, HO, WO>() };
     let batch = x.shape().0;
     let planes = batch.size() * C;
     // For each output pixel (oh, ow) and window offset (kh, kw): the input pixel's index.
