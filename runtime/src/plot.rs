@@ -1,1 +1,522 @@
-//! TODO
+//! Figures as PNG: learning curves per variant, an overview of all variants, confusion matrices.
+//!
+//! Drawn with plotters' bitmap backend into a buffer and encoded with the `png` crate. Text uses
+//! DejaVu Sans embedded in the binary (`runtime/assets/`, Bitstream Vera license beside it),
+//! registered with plotters' `ab_glyph` renderer and drawn by [`text::TextBackend`], so no
+//! system font library or font file is needed: the figures come out the same on a bare machine.
+
+use std::error::Error as StdError;
+use std::fs::File;
+use std::io::BufWriter;
+use std::path::Path;
+use std::sync::OnceLock;
+
+use plotters::coord::types::RangedCoordi32;
+use plotters::coord::Shift;
+use plotters::element::DashedPathElement;
+use plotters::prelude::*;
+use plotters::style::register_font;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
+
+use crate::error::{Error, Result};
+use crate::metrics::{EpochMetrics, RunResult};
+
+mod text;
+use text::TextBackend;
+
+/// Size in pixels of `curves/<id>.png` (two panels side by side).
+pub const CURVES_SIZE: (u32, u32) = (1200, 480);
+/// Size in pixels of `overview.png` (curves, legend, bars).
+pub const OVERVIEW_SIZE: (u32, u32) = (1500, 640);
+/// Size in pixels of `confusion/<id>.png`.
+pub const CONFUSION_SIZE: (u32, u32) = (760, 700);
+
+/// Fashion-MNIST's class names, by label (Xiao et al. 2017, the data set's README).
+pub const CLASS_NAMES: [&str; 10] = [
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+];
+
+/// DejaVu Sans 2.37 (Debian fonts-dejavu-core); see assets/DejaVuSans-LICENSE.txt.
+static FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
+/// The family plotters asks for by default; we register our font under it.
+const FAMILY: &str = "sans-serif";
+
+/// Tableau 10 colours: train/validation and one per architecture.
+const BLUE: RGBColor = RGBColor(31, 119, 180);
+const ORANGE: RGBColor = RGBColor(255, 127, 14);
+const PALETTE: [RGBColor; 8] = [
+    BLUE,
+    ORANGE,
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
+];
+const GRID_LIGHT: RGBColor = RGBColor(238, 238, 238);
+const GRID_BOLD: RGBColor = RGBColor(210, 210, 210);
+const TEXT: RGBColor = RGBColor(40, 40, 40);
+
+type Area<'a> = DrawingArea<TextBackend<'a>, Shift>;
+type DrawResult = std::result::Result<(), Box<dyn StdError>>;
+
+/// Register the embedded font with plotters once; false if it could not be parsed.
+fn font_ready() -> bool {
+    static READY: OnceLock<bool> = OnceLock::new();
+    *READY.get_or_init(|| register_font(FAMILY, FontStyle::Normal, FONT).is_ok())
+}
+
+/// Draw into a white `size` canvas with `draw`, then write it to `path` as an RGB PNG.
+fn render(path: &Path, size: (u32, u32), draw: impl FnOnce(&Area<'_>) -> DrawResult) -> Result<()> {
+    let plot_error = |message: String| Error::Plot {
+        path: path.to_path_buf(),
+        message,
+    };
+    if !font_ready() {
+        return Err(plot_error(
+            "the embedded font could not be loaded".to_string(),
+        ));
+    }
+    let mut rgb = vec![255u8; size.0 as usize * size.1 as usize * 3];
+    {
+        let backend = BitMapBackend::with_buffer(&mut rgb, size);
+        let root = TextBackend::new(backend, FONT).into_drawing_area();
+        let drawn = root
+            .fill(&WHITE)
+            .map_err(Box::from)
+            .and_then(|()| draw(&root));
+        drawn.map_err(|e| plot_error(e.to_string()))?;
+        root.present().map_err(|e| plot_error(e.to_string()))?;
+    }
+    write_png(path, size, &rgb)
+}
+
+/// Encode 8-bit RGB pixels as a PNG file.
+fn write_png(path: &Path, (width, height): (u32, u32), rgb: &[u8]) -> Result<()> {
+    let file = File::create(path).map_err(|source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let mut encoder = png::Encoder::new(BufWriter::new(file), width, height);
+    encoder.set_color(png::ColorType::Rgb);
+    encoder.set_depth(png::BitDepth::Eight);
+    let encoded = encoder.write_header().and_then(|mut writer| {
+        writer.write_image_data(rgb)?;
+        writer.finish()
+    });
+    encoded.map_err(|e| match e {
+        png::EncodingError::IoError(source) => Error::Io {
+            path: path.to_path_buf(),
+            source,
+        },
+        other => Error::Plot {
+            path: path.to_path_buf(),
+            message: other.to_string(),
+        },
+    })
+}
+
+fn font(size: u32) -> TextStyle<'static> {
+    (FAMILY, size).into_font().color(&TEXT)
+}
+
+/// The x range for `n` epochs: 1..n, widened so that a single epoch still has an axis.
+fn epoch_range(n: usize) -> std::ops::Range<i32> {
+    let n = i32::try_from(n).unwrap_or(i32::MAX);
+    if n <= 1 {
+        0..2
+    } else {
+        1..n
+    }
+}
+
+/// A y range around the finite `values` with some headroom; `0..1` when there are none.
+fn value_range(values: impl IntoIterator<Item = f64>, clamp_unit: bool) -> std::ops::Range<f64> {
+    let (lo, hi) = values
+        .into_iter()
+        .filter(|v| v.is_finite())
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
+            (lo.min(v), hi.max(v))
+        });
+    if lo > hi {
+        return 0.0..1.0;
+    }
+    let pad = ((hi - lo) * 0.08).max(0.01);
+    let (lo, hi) = ((lo - pad).max(0.0), hi + pad);
+    if clamp_unit {
+        lo..hi.min(1.0)
+    } else {
+        lo..hi
+    }
+}
+
+/// `(epoch, value)` points of one metric, non-finite values left out.
+fn points(epochs: &[EpochMetrics], metric: fn(&EpochMetrics) -> f64) -> Vec<(i32, f64)> {
+    epochs
+        .iter()
+        .map(|e| (i32::try_from(e.epoch).unwrap_or(i32::MAX), metric(e)))
+        .filter(|(_, v)| v.is_finite())
+        .collect()
+}
+
+/// One learning-curve panel: a metric, train vs validation, by epoch.
+fn curve_panel(
+    area: &Area<'_>,
+    name: &str,
+    epochs: &[EpochMetrics],
+    [train, val]: [fn(&EpochMetrics) -> f64; 2],
+    legend: SeriesLabelPosition,
+) -> DrawResult {
+    let is_accuracy = name == "accuracy";
+    let values = epochs.iter().flat_map(|e| [train(e), val(e)]);
+    let mut chart = ChartBuilder::on(area)
+        .caption(name, font(20))
+        .margin(12)
+        .x_label_area_size(44)
+        .y_label_area_size(64)
+        .build_cartesian_2d(epoch_range(epochs.len()), value_range(values, is_accuracy))?;
+    chart
+        .configure_mesh()
+        .max_light_lines(1)
+        .light_line_style(GRID_LIGHT)
+        .bold_line_style(GRID_BOLD)
+        .x_labels(epochs.len().clamp(2, 20))
+        .y_labels(8)
+        .y_label_formatter(&|v| format!("{v:.2}"))
+        .x_desc("epoch")
+        .y_desc(name)
+        .label_style(font(14))
+        .axis_desc_style(font(15))
+        .draw()?;
+    for (label, color, metric) in [("train", BLUE, train), ("validation", ORANGE, val)] {
+        let line = points(epochs, metric);
+        chart
+            .draw_series(LineSeries::new(line.iter().copied(), color.stroke_width(2)))?
+            .label(label)
+            .legend(move |(x, y)| PathElement::new([(x, y), (x + 24, y)], color.stroke_width(2)));
+        chart.draw_series(line.iter().map(|&p| Circle::new(p, 3, color.filled())))?;
+    }
+    chart
+        .configure_series_labels()
+        .position(legend)
+        .label_font(font(14))
+        .background_style(WHITE.mix(0.9))
+        .border_style(GRID_BOLD)
+        .draw()?;
+    Ok(())
+}
+
+/// Title line of a run's figures: "cnn3a: description".
+fn title(result: &RunResult) -> String {
+    if result.description.is_empty() {
+        result.id.clone()
+    } else {
+        format!("{}: {}", result.id, result.description)
+    }
+}
+
+/// Learning curves of one run: loss (left) and accuracy (right), train vs validation by epoch.
+pub fn learning_curves(path: &Path, result: &RunResult) -> Result<()> {
+    render(path, CURVES_SIZE, |root| {
+        let root = root.titled(&title(result), font(22))?;
+        let (left, right) = root.split_horizontally(CURVES_SIZE.0 / 2);
+        let epochs = &result.epochs;
+        let loss: [fn(&EpochMetrics) -> f64; 2] = [|e| e.loss, |e| e.val_loss];
+        let accuracy: [fn(&EpochMetrics) -> f64; 2] = [|e| e.accuracy, |e| e.val_accuracy];
+        curve_panel(&left, "loss", epochs, loss, SeriesLabelPosition::UpperRight)?;
+        curve_panel(
+            &right,
+            "accuracy",
+            epochs,
+            accuracy,
+            SeriesLabelPosition::LowerRight,
+        )
+    })
+}
+
+/// Colour and dash of a variant in the overview: one colour per architecture (the id
+/// without `-do`), dashed lines for the dropout twins.
+fn variant_style(id: &str, architectures: &[&str]) -> (RGBColor, bool) {
+    let (base, dropout) = match id.strip_suffix("-do") {
+        Some(base) => (base, true),
+        None => (id, false),
+    };
+    let index = architectures.iter().position(|a| *a == base).unwrap_or(0);
+    (PALETTE[index % PALETTE.len()], dropout)
+}
+
+/// Architectures (ids without `-do`) in first-seen order.
+fn architectures(results: &[RunResult]) -> Vec<&str> {
+    let mut out: Vec<&str> = Vec::new();
+    for r in results {
+        let base = r.id.strip_suffix("-do").unwrap_or(&r.id);
+        if !out.contains(&base) {
+            out.push(base);
+        }
+    }
+    out
+}
+
+/// A short horizontal line in a variant's style, `(x, y)` its left end in pixels.
+fn legend_line(area: &Area<'_>, (x, y): (i32, i32), color: RGBColor, dashed: bool) -> DrawResult {
+    let style = color.stroke_width(2);
+    if dashed {
+        area.draw(&DashedPathElement::new([(x, y), (x + 30, y)], 6, 4, style))?;
+    } else {
+        area.draw(&PathElement::new([(x, y), (x + 30, y)], style))?;
+    }
+    Ok(())
+}
+
+/// Validation accuracy by epoch, one line per variant.
+fn overview_curves(area: &Area<'_>, results: &[RunResult], archs: &[&str]) -> DrawResult {
+    let epochs = results.iter().map(|r| r.epochs.len()).max().unwrap_or(0);
+    let values = results
+        .iter()
+        .flat_map(|r| r.epochs.iter().map(|e| e.val_accuracy));
+    let mut chart = ChartBuilder::on(area)
+        .caption("validation accuracy by epoch", font(20))
+        .margin(12)
+        .x_label_area_size(44)
+        .y_label_area_size(64)
+        .build_cartesian_2d(epoch_range(epochs), value_range(values, true))?;
+    chart
+        .configure_mesh()
+        .max_light_lines(1)
+        .light_line_style(GRID_LIGHT)
+        .bold_line_style(GRID_BOLD)
+        .x_labels(epochs.clamp(2, 20))
+        .y_labels(10)
+        .y_label_formatter(&|v| format!("{v:.2}"))
+        .x_desc("epoch")
+        .y_desc("val_accuracy")
+        .label_style(font(14))
+        .axis_desc_style(font(15))
+        .draw()?;
+    for r in results {
+        let (color, dashed) = variant_style(&r.id, archs);
+        let line = points(&r.epochs, |e| e.val_accuracy);
+        let style = color.stroke_width(2);
+        if dashed {
+            chart.draw_series(DashedLineSeries::new(line.iter().copied(), 6, 4, style))?;
+        } else {
+            chart.draw_series(LineSeries::new(line.iter().copied(), style))?;
+        }
+        chart.draw_series(line.iter().map(|&p| Circle::new(p, 2, color.filled())))?;
+    }
+    Ok(())
+}
+
+/// The legend column of the overview: one line per variant, top to bottom.
+fn overview_legend(area: &Area<'_>, results: &[RunResult], archs: &[&str]) -> DrawResult {
+    let mut y = 70;
+    for r in results {
+        let (color, dashed) = variant_style(&r.id, archs);
+        legend_line(area, (4, y), color, dashed)?;
+        area.draw(&Text::new(
+            r.id.clone(),
+            (42, y),
+            font(15).pos(Pos::new(HPos::Left, VPos::Center)),
+        ))?;
+        y += 26;
+    }
+    Ok(())
+}
+
+/// Test accuracy as horizontal bars, the first variant at the top.
+fn overview_bars(area: &Area<'_>, results: &[RunResult], archs: &[&str]) -> DrawResult {
+    let n = i32::try_from(results.len().max(1)).unwrap_or(i32::MAX);
+    // Row i (from the bottom) shows results[n - 1 - i].
+    let at = |i: i32| results.get(usize::try_from(n - 1 - i).ok()?);
+    let mut chart = ChartBuilder::on(area)
+        .caption("test accuracy", font(20))
+        .margin(12)
+        .x_label_area_size(44)
+        .y_label_area_size(90)
+        .build_cartesian_2d(0.0..1.0, (0..n - 1).into_segmented())?;
+    let label = |v: &SegmentValue<i32>| match v {
+        SegmentValue::CenterOf(i) => at(*i).map_or_else(String::new, |r| r.id.clone()),
+        _ => String::new(),
+    };
+    chart
+        .configure_mesh()
+        .disable_y_mesh()
+        .max_light_lines(1)
+        .light_line_style(GRID_LIGHT)
+        .bold_line_style(GRID_BOLD)
+        .x_labels(11)
+        .y_labels(results.len().max(1))
+        .x_label_formatter(&|v| format!("{v:.1}"))
+        .y_label_formatter(&label)
+        .x_desc("test accuracy")
+        .label_style(font(14))
+        .axis_desc_style(font(15))
+        .draw()?;
+    for i in 0..n {
+        let Some(r) = at(i) else { continue };
+        if !r.test_accuracy.is_finite() {
+            continue;
+        }
+        let (color, dashed) = variant_style(&r.id, archs);
+        let fill = if dashed {
+            color.mix(0.55)
+        } else {
+            color.mix(1.0)
+        };
+        let accuracy = r.test_accuracy.clamp(0.0, 1.0);
+        let mut bar = Rectangle::new(
+            [
+                (0.0, SegmentValue::Exact(i)),
+                (accuracy, SegmentValue::Exact(i + 1)),
+            ],
+            fill.filled(),
+        );
+        bar.set_margin(4, 4, 0, 0);
+        chart.draw_series([bar])?;
+        let ink = if dashed { TEXT } else { WHITE };
+        let text = font(14)
+            .color(&ink)
+            .pos(Pos::new(HPos::Right, VPos::Center));
+        let value = format!("{accuracy:.4}");
+        chart.draw_series([Text::new(
+            value,
+            (accuracy - 0.01, SegmentValue::CenterOf(i)),
+            text,
+        )])?;
+    }
+    Ok(())
+}
+
+/// All variants at a glance: validation accuracy by epoch (dropout twins dashed, in their
+/// architecture's colour), a legend, and test accuracy as bars.
+pub fn overview(path: &Path, results: &[RunResult]) -> Result<()> {
+    render(path, OVERVIEW_SIZE, |root| {
+        let root = root.titled("All variants", font(24))?;
+        let archs = architectures(results);
+        let (curves, rest) = root.split_horizontally(820);
+        let (legend, bars) = rest.split_horizontally(120);
+        overview_curves(&curves, results, &archs)?;
+        overview_legend(&legend, results, &archs)?;
+        overview_bars(&bars, results, &archs)
+    })
+}
+
+/// Whether a run has a square, non-empty confusion matrix to draw.
+pub fn has_confusion(result: &RunResult) -> bool {
+    let n = result.confusion.len();
+    n > 0 && result.confusion.iter().all(|row| row.len() == n)
+}
+
+/// Colour of a cell holding `share` (0..=1) of its row: white to dark blue, on a square-root
+/// scale so that a 5% confusion still shows next to a 90% diagonal.
+fn heat(share: f64) -> RGBColor {
+    let t = share.clamp(0.0, 1.0).sqrt();
+    let mix = |to: u8| (255.0 + t * (f64::from(to) - 255.0)).round() as u8;
+    RGBColor(mix(8), mix(48), mix(107))
+}
+
+/// The test-set confusion matrix: rows are true classes, columns predicted ones; each cell
+/// shows its count, coloured by its share of the row (the class's recall on the diagonal).
+/// Classes are Fashion-MNIST's when the matrix is 10x10, numbered otherwise.
+pub fn confusion(path: &Path, result: &RunResult) -> Result<()> {
+    render(path, CONFUSION_SIZE, |root| {
+        let caption = format!("{}: test confusion matrix", result.id);
+        let root = root.titled(&caption, font(22))?;
+        let m = &result.confusion;
+        let n = i32::try_from(m.len().max(1)).unwrap_or(i32::MAX);
+        // Class c is drawn in row n - 1 - c so that class 0 is at the top.
+        let class_of = |v: &SegmentValue<i32>| match v {
+            SegmentValue::CenterOf(i) => usize::try_from(n - 1 - i).ok(),
+            _ => None,
+        };
+        let name = |c: usize| match (m.len(), CLASS_NAMES.get(c)) {
+            (10, Some(name)) => format!("{name} ({c})"),
+            _ => c.to_string(),
+        };
+        let y_label = |v: &SegmentValue<i32>| class_of(v).map_or_else(String::new, name);
+        let x_label = |v: &SegmentValue<i32>| match v {
+            SegmentValue::CenterOf(i) => i.to_string(),
+            _ => String::new(),
+        };
+        let axis = || -> RangedCoordi32 { (0..n - 1).into() };
+        let mut chart = ChartBuilder::on(&root)
+            .margin(12)
+            .x_label_area_size(48)
+            .y_label_area_size(130)
+            .build_cartesian_2d(axis().into_segmented(), axis().into_segmented())?;
+        chart
+            .configure_mesh()
+            .disable_mesh()
+            .x_labels(m.len())
+            .y_labels(m.len())
+            .x_label_formatter(&x_label)
+            .y_label_formatter(&y_label)
+            .x_desc("predicted class")
+            .y_desc("true class")
+            .label_style(font(14))
+            .axis_desc_style(font(15))
+            .draw()?;
+        for (c, row) in m.iter().enumerate() {
+            let total = row.iter().sum::<u64>().max(1) as f64;
+            let y = n - 1 - i32::try_from(c).unwrap_or(0);
+            for (p, &count) in row.iter().enumerate() {
+                let x = i32::try_from(p).unwrap_or(0);
+                let share = count as f64 / total;
+                let cell = [
+                    (SegmentValue::Exact(x), SegmentValue::Exact(y)),
+                    (SegmentValue::Exact(x + 1), SegmentValue::Exact(y + 1)),
+                ];
+                chart.draw_series([Rectangle::new(cell, heat(share).filled())])?;
+                let ink = if share > 0.3 { WHITE } else { TEXT };
+                let style = font(13)
+                    .color(&ink)
+                    .pos(Pos::new(HPos::Center, VPos::Center));
+                let centre = (SegmentValue::CenterOf(x), SegmentValue::CenterOf(y));
+                chart.draw_series([Text::new(count.to_string(), centre, style)])?;
+            }
+        }
+        Ok(())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_font_registers() {
+        assert!(font_ready());
+    }
+
+    #[test]
+    fn ranges_have_room() {
+        assert_eq!(epoch_range(1), 0..2);
+        assert_eq!(epoch_range(20), 1..20);
+        assert_eq!(value_range([], false), 0.0..1.0);
+        let r = value_range([0.5, f64::NAN, 0.9], true);
+        assert!(r.start < 0.5 && r.end > 0.9 && r.end <= 1.0, "{r:?}");
+    }
+
+    #[test]
+    fn dropout_twins_share_a_colour() {
+        let archs = ["dnn1", "cnn3a"];
+        assert_eq!(variant_style("cnn3a", &archs), (PALETTE[1], false));
+        assert_eq!(variant_style("cnn3a-do", &archs), (PALETTE[1], true));
+    }
+
+    #[test]
+    fn heat_runs_white_to_blue() {
+        assert_eq!(heat(0.0), WHITE);
+        assert_eq!(heat(1.0), RGBColor(8, 48, 107));
+    }
+}

@@ -1,1 +1,533 @@
-//! TODO
+//! Results tables and the report folder, built from the `<id>.json` files that runs write.
+//!
+//! `study report --out results` calls [`load_results`] then [`write_report`], which writes
+//!
+//! ```text
+//! results/results.md          the study's table for our runs, then ours next to the study's
+//! results/results.csv         one row per variant, full precision
+//! results/curves/<id>.png     learning curves (loss, accuracy; train vs validation)
+//! results/confusion/<id>.png  test-set confusion matrix
+//! results/overview.png        all variants: validation accuracy by epoch, test accuracy
+//! ```
+//!
+//! Rows follow the study's order (dnn1, dnn2, cnn3a .. cnn4b, then the same with `-do`), so
+//! runs made on different machines merge by copying their JSON into one folder.
+
+use std::fmt::Write as _;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::metrics::{EpochMetrics, RunResult};
+use crate::plot;
+
+/// The study's variant ids, in the order of its results table.
+pub const VARIANT_ORDER: [&str; 14] = [
+    "dnn1", "dnn2", "cnn3a", "cnn3b", "cnn3c", "cnn4a", "cnn4b", //
+    "dnn1-do", "dnn2-do", "cnn3a-do", "cnn3b-do", "cnn3c-do", "cnn4a-do", "cnn4b-do",
+];
+
+/// One row of the study's own results table (final epoch of 20; Keras on a Colab GPU).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StudyRow {
+    /// Our variant id for this row.
+    pub id: &'static str,
+    /// The study's name for the model.
+    pub model: &'static str,
+    pub loss: f64,
+    pub accuracy: f64,
+    pub val_loss: f64,
+    pub val_accuracy: f64,
+    pub train_seconds: f64,
+    pub test_seconds: f64,
+}
+
+const fn row(
+    id: &'static str,
+    model: &'static str,
+    [loss, accuracy, val_loss, val_accuracy, train_seconds, test_seconds]: [f64; 6],
+) -> StudyRow {
+    StudyRow {
+        id,
+        model,
+        loss,
+        accuracy,
+        val_loss,
+        val_accuracy,
+        train_seconds,
+        test_seconds,
+    }
+}
+
+/// The study's results table, copied from its "Results" section (shared/seed/study.md,
+/// C. Boetticher, "Assignment 2: Deep Neural Networks and CNNs for Computer Vision",
+/// MSDS 458): model, loss, accuracy, val_loss, val_accuracy, training and testing time (s).
+#[rustfmt::skip]
+pub const STUDY: [StudyRow; 14] = [
+    row("dnn1",     "DNN (2 layers)",        [0.445179, 0.845818, 0.446092, 0.8482, 33.456518, 0.959970]),
+    row("dnn2",     "DNN (3 layers)",        [0.393804, 0.862691, 0.418285, 0.8578, 33.351694, 0.907039]),
+    row("cnn3a",    "CNN (2 layers)",        [0.062694, 0.977255, 0.342600, 0.9102, 46.694116, 1.092569]),
+    row("cnn3b",    "CNN (2 layers L2)",     [0.520660, 0.857909, 0.493949, 0.8732, 43.898222, 1.081623]),
+    row("cnn3c",    "CNN (2 layers aug)",    [1.025814, 0.621236, 0.765337, 0.7222, 436.083312, 1.024631]),
+    row("cnn4a",    "CNN (3 layers)",        [0.082464, 0.969909, 0.314664, 0.9150, 44.815734, 1.112644]),
+    row("cnn4b",    "CNN (3 layers L2)",     [0.589668, 0.846236, 0.581835, 0.8528, 48.277778, 1.097991]),
+    row("dnn1-do",  "DNN (2 layers DO)",     [1.039818, 0.627073, 0.687543, 0.8116, 25.842328, 0.654728]),
+    row("dnn2-do",  "DNN (3 layers DO)",     [0.979232, 0.608491, 0.672728, 0.7602, 25.392829, 0.637817]),
+    row("cnn3a-do", "CNN (2 layers DO)",     [0.146241, 0.944364, 0.230351, 0.9198, 43.519450, 0.802108]),
+    row("cnn3b-do", "CNN (2 layers L2 DO)",  [0.593767, 0.836236, 0.556045, 0.8532, 40.009027, 0.826110]),
+    row("cnn3c-do", "CNN (2 layers aug DO)", [0.986620, 0.632764, 0.713365, 0.7226, 274.081636, 0.759575]),
+    row("cnn4a-do", "CNN (3 layers DO)",     [0.204254, 0.922327, 0.212962, 0.9220, 41.460279, 0.794109]),
+    row("cnn4b-do", "CNN (3 layers L2 DO)",  [0.674064, 0.819782, 0.629076, 0.8384, 42.996661, 1.006160]),
+];
+
+/// The study's row for a variant id, if the study has one.
+pub fn study_row(id: &str) -> Option<&'static StudyRow> {
+    STUDY.iter().find(|row| row.id == id)
+}
+
+/// Sort key: the study's order first, unknown ids after it by name.
+fn order_key(id: &str) -> (usize, &str) {
+    let position = VARIANT_ORDER.iter().position(|v| *v == id);
+    (position.unwrap_or(VARIANT_ORDER.len()), id)
+}
+
+/// Sort results into the study's order (unknown ids after, by name).
+pub fn sort_results(results: &mut [RunResult]) {
+    results.sort_by(|a, b| order_key(&a.id).cmp(&order_key(&b.id)));
+}
+
+/// Read every `*.json` in `dir` that is a run result, sorted as in the study's table.
+///
+/// A file counts as a run result when it is a JSON object with an `id` and `epochs`, or when
+/// its name is a study variant (`cnn3a.json`); such a file must then parse as [`RunResult`],
+/// or the error names it. Other JSON (e.g. a saved `summary.json`) is skipped, as is every
+/// file not ending in `.json`. A `.json` that is not JSON at all is an error.
+pub fn load_results(dir: &Path) -> Result<Vec<RunResult>> {
+    let io_error = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| Error::Io { path, source }
+    };
+    let mut paths = Vec::new();
+    for entry in fs::read_dir(dir).map_err(io_error(dir))? {
+        let path = entry.map_err(io_error(dir))?.path();
+        if path.extension().is_some_and(|ext| ext == "json") && path.is_file() {
+            paths.push(path);
+        }
+    }
+    paths.sort();
+
+    let mut results = Vec::new();
+    for path in paths {
+        let text = fs::read_to_string(&path).map_err(io_error(&path))?;
+        let json_error = |source| Error::Json {
+            path: path.clone(),
+            source,
+        };
+        let value: serde_json::Value = serde_json::from_str(&text).map_err(json_error)?;
+        let named_as_variant = path
+            .file_stem()
+            .and_then(|stem| stem.to_str())
+            .is_some_and(|stem| VARIANT_ORDER.contains(&stem));
+        let looks_like_run = value.get("id").is_some() && value.get("epochs").is_some();
+        if named_as_variant || looks_like_run {
+            results.push(serde_json::from_value(value).map_err(json_error)?);
+        }
+    }
+    sort_results(&mut results);
+    Ok(results)
+}
+
+/// `225034` -> `"225,034"`.
+pub fn thousands(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Fixed decimals, or an en dash for a missing or non-finite value.
+fn fixed(x: Option<f64>, decimals: usize) -> String {
+    match x {
+        Some(x) if x.is_finite() => format!("{x:.decimals$}"),
+        _ => "–".to_string(),
+    }
+}
+
+/// A value of the final epoch, if there is one.
+fn last(result: &RunResult, field: fn(&EpochMetrics) -> f64) -> Option<f64> {
+    result.epochs.last().map(field)
+}
+
+/// Append one Markdown table row.
+fn push_row(out: &mut String, cells: &[String]) {
+    let _ = writeln!(out, "| {} |", cells.join(" | "));
+}
+
+/// Append a Markdown header row and its separator; `right[i]` right-aligns column `i`.
+fn push_header(out: &mut String, names: &[&str], right: &[bool]) {
+    let _ = writeln!(out, "| {} |", names.join(" | "));
+    let rules: Vec<&str> = right
+        .iter()
+        .map(|&r| if r { "---:" } else { "---" })
+        .collect();
+    let _ = writeln!(out, "| {} |", rules.join(" | "));
+}
+
+/// The study's columns for our runs (final-epoch values), plus test accuracy and parameters.
+///
+/// ```text
+/// | model | loss | accuracy | val_loss | val_accuracy | training time (s) | testing time (s) | test accuracy | parameters |
+/// ```
+pub fn markdown_table(results: &[RunResult]) -> String {
+    let mut out = String::new();
+    push_header(
+        &mut out,
+        &[
+            "model",
+            "loss",
+            "accuracy",
+            "val_loss",
+            "val_accuracy",
+            "training time (s)",
+            "testing time (s)",
+            "test accuracy",
+            "parameters",
+        ],
+        &[false, true, true, true, true, true, true, true, true],
+    );
+    for r in results {
+        push_row(
+            &mut out,
+            &[
+                format!("`{}`", r.id),
+                fixed(last(r, |e| e.loss), 4),
+                fixed(last(r, |e| e.accuracy), 4),
+                fixed(last(r, |e| e.val_loss), 4),
+                fixed(last(r, |e| e.val_accuracy), 4),
+                fixed(Some(r.train_seconds), 1),
+                fixed(Some(r.test_seconds), 2),
+                fixed(Some(r.test_accuracy), 4),
+                thousands(r.params),
+            ],
+        );
+    }
+    out
+}
+
+/// Our final-epoch numbers next to the study's, column by column ("–" where the study has
+/// no such variant).
+pub fn comparison_table(results: &[RunResult]) -> String {
+    let mut out = String::new();
+    push_header(
+        &mut out,
+        &[
+            "variant",
+            "study's model",
+            "loss",
+            "study",
+            "accuracy",
+            "study",
+            "val_loss",
+            "study",
+            "val_accuracy",
+            "study",
+            "training (s)",
+            "study",
+            "testing (s)",
+            "study",
+        ],
+        &[
+            false, false, true, true, true, true, true, true, true, true, true, true, true, true,
+        ],
+    );
+    for r in results {
+        let study = study_row(&r.id);
+        let theirs = |field: fn(&StudyRow) -> f64| study.map(field);
+        push_row(
+            &mut out,
+            &[
+                format!("`{}`", r.id),
+                study.map_or_else(|| "–".to_string(), |s| s.model.to_string()),
+                fixed(last(r, |e| e.loss), 4),
+                fixed(theirs(|s| s.loss), 4),
+                fixed(last(r, |e| e.accuracy), 4),
+                fixed(theirs(|s| s.accuracy), 4),
+                fixed(last(r, |e| e.val_loss), 4),
+                fixed(theirs(|s| s.val_loss), 4),
+                fixed(last(r, |e| e.val_accuracy), 4),
+                fixed(theirs(|s| s.val_accuracy), 4),
+                fixed(Some(r.train_seconds), 1),
+                fixed(theirs(|s| s.train_seconds), 1),
+                fixed(Some(r.test_seconds), 2),
+                fixed(theirs(|s| s.test_seconds), 2),
+            ],
+        );
+    }
+    out
+}
+
+/// Quote a CSV field when it needs it (RFC 4180).
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+/// One row per run, final-epoch values at full precision (empty where there are no epochs).
+///
+/// Columns: `id,description,params,epochs,loss,accuracy,val_loss,val_accuracy,
+/// train_seconds,test_seconds,test_loss,test_accuracy`.
+pub fn csv_table(results: &[RunResult]) -> String {
+    let mut out = String::from(
+        "id,description,params,epochs,loss,accuracy,val_loss,val_accuracy,\
+         train_seconds,test_seconds,test_loss,test_accuracy\n",
+    );
+    let opt = |x: Option<f64>| x.map(|x| x.to_string()).unwrap_or_default();
+    for r in results {
+        let cells = [
+            csv_field(&r.id),
+            csv_field(&r.description),
+            r.params.to_string(),
+            r.epochs.len().to_string(),
+            opt(last(r, |e| e.loss)),
+            opt(last(r, |e| e.accuracy)),
+            opt(last(r, |e| e.val_loss)),
+            opt(last(r, |e| e.val_accuracy)),
+            r.train_seconds.to_string(),
+            r.test_seconds.to_string(),
+            r.test_loss.to_string(),
+            r.test_accuracy.to_string(),
+        ];
+        out.push_str(&cells.join(","));
+        out.push('\n');
+    }
+    out
+}
+
+/// How the runs were made, one line per distinct setting ("20 epochs, batch 100, ...").
+fn settings_lines(results: &[RunResult]) -> String {
+    let mut groups: Vec<(String, Vec<&str>)> = Vec::new();
+    for r in results {
+        let s = &r.settings;
+        let data = match s.limit {
+            Some(n) => format!("first {} training images", thousands(n)),
+            None => "all training images".to_string(),
+        };
+        let line = format!(
+            "{} epochs, batch {}, Adam({}), seed {}, {}, {}, {} thread{}",
+            s.epochs,
+            s.batch,
+            s.learning_rate,
+            s.seed,
+            data,
+            if s.augment {
+                "augmented"
+            } else {
+                "not augmented"
+            },
+            s.threads,
+            if s.threads == 1 { "" } else { "s" },
+        );
+        match groups.iter_mut().find(|(l, _)| *l == line) {
+            Some((_, ids)) => ids.push(&r.id),
+            None => groups.push((line, vec![&r.id])),
+        }
+    }
+    let mut out = String::new();
+    for (line, ids) in groups {
+        let ids: Vec<String> = ids.iter().map(|id| format!("`{id}`")).collect();
+        let _ = writeln!(out, "- {}: {line}", ids.join(", "));
+    }
+    out
+}
+
+/// The whole `results.md`: our table, how it was made, the comparison and the figures.
+pub fn markdown_report(results: &[RunResult]) -> String {
+    let mut out = String::from("# Results\n\n");
+    out.push_str(
+        "Final-epoch training and validation metrics, wall-clock training and test time, \
+         and accuracy on the 10,000 test images.\n\n",
+    );
+    out.push_str(&markdown_table(results));
+    out.push_str("\nSettings:\n\n");
+    out.push_str(&settings_lines(results));
+    out.push_str("\n## Compared with the study\n\n");
+    out.push_str(
+        "Each metric is ours, then the study's (its results table: Keras, 20 epochs, \
+         batch 100, on a Colab GPU).\n\n",
+    );
+    out.push_str(&comparison_table(results));
+    out.push_str("\n## Figures\n\n![overview](overview.png)\n");
+    for r in results {
+        let _ = write!(out, "\n### `{}`", r.id);
+        if !r.description.is_empty() {
+            let _ = write!(out, ": {}", r.description);
+        }
+        let _ = writeln!(out, "\n\n![{0} learning curves](curves/{0}.png)", r.id);
+        if plot::has_confusion(r) {
+            let _ = writeln!(out, "![{0} confusion matrix](confusion/{0}.png)", r.id);
+        }
+    }
+    out
+}
+
+/// Paths of everything [`write_report`] wrote.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReportFiles {
+    pub markdown: PathBuf,
+    pub csv: PathBuf,
+    pub overview: PathBuf,
+    /// `curves/<id>.png`, in the order of `results`.
+    pub curves: Vec<PathBuf>,
+    /// `confusion/<id>.png` for every run with a 10x10 confusion matrix.
+    pub confusion: Vec<PathBuf>,
+}
+
+impl ReportFiles {
+    /// All paths, tables first.
+    pub fn all(&self) -> Vec<&Path> {
+        let mut all = vec![
+            self.markdown.as_path(),
+            self.csv.as_path(),
+            self.overview.as_path(),
+        ];
+        all.extend(self.curves.iter().map(PathBuf::as_path));
+        all.extend(self.confusion.iter().map(PathBuf::as_path));
+        all
+    }
+}
+
+/// Write `results.md`, `results.csv`, `overview.png`, `curves/<id>.png` and
+/// `confusion/<id>.png` under `dir` (created if missing).
+pub fn write_report(dir: &Path, results: &[RunResult]) -> Result<ReportFiles> {
+    let create = |path: &Path| {
+        fs::create_dir_all(path).map_err(|source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        })
+    };
+    let write = |path: &Path, text: String| {
+        fs::write(path, text).map_err(|source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        })
+    };
+    let curves_dir = dir.join("curves");
+    let confusion_dir = dir.join("confusion");
+    create(dir)?;
+    create(&curves_dir)?;
+
+    let files = ReportFiles {
+        markdown: dir.join("results.md"),
+        csv: dir.join("results.csv"),
+        overview: dir.join("overview.png"),
+        curves: results
+            .iter()
+            .map(|r| curves_dir.join(format!("{}.png", r.id)))
+            .collect(),
+        confusion: results
+            .iter()
+            .filter(|r| plot::has_confusion(r))
+            .map(|r| confusion_dir.join(format!("{}.png", r.id)))
+            .collect(),
+    };
+    write(&files.markdown, markdown_report(results))?;
+    write(&files.csv, csv_table(results))?;
+    plot::overview(&files.overview, results)?;
+    for (r, path) in results.iter().zip(&files.curves) {
+        plot::learning_curves(path, r)?;
+    }
+    if !files.confusion.is_empty() {
+        create(&confusion_dir)?;
+    }
+    for (r, path) in results
+        .iter()
+        .filter(|r| plot::has_confusion(r))
+        .zip(&files.confusion)
+    {
+        plot::confusion(path, r)?;
+    }
+    Ok(files)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::Settings;
+
+    fn run(id: &str) -> RunResult {
+        RunResult {
+            id: id.to_string(),
+            description: String::new(),
+            params: 3985,
+            settings: Settings {
+                epochs: 1,
+                batch: 100,
+                seed: 0,
+                limit: None,
+                learning_rate: 1e-3,
+                augment: false,
+                threads: 2,
+            },
+            epochs: vec![],
+            train_seconds: 1.0,
+            test_seconds: 0.5,
+            test_loss: 0.5,
+            test_accuracy: 0.8,
+            confusion: vec![],
+        }
+    }
+
+    #[test]
+    fn thousands_separators() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(3985), "3,985");
+        assert_eq!(thousands(225034), "225,034");
+        assert_eq!(thousands(1234567), "1,234,567");
+    }
+
+    #[test]
+    fn study_table_matches_variant_order() {
+        let ids: Vec<&str> = STUDY.iter().map(|r| r.id).collect();
+        assert_eq!(ids, VARIANT_ORDER);
+        assert_eq!(study_row("cnn3a").map(|r| r.model), Some("CNN (2 layers)"));
+        assert_eq!(study_row("cnn4b-do").map(|r| r.val_accuracy), Some(0.8384));
+        assert!(study_row("mlp").is_none());
+    }
+
+    #[test]
+    fn sorts_by_study_order_then_name() {
+        let mut results: Vec<RunResult> = ["zeta", "cnn3a-do", "alpha", "cnn4b", "dnn1"]
+            .map(run)
+            .into();
+        sort_results(&mut results);
+        let ids: Vec<&str> = results.iter().map(|r| r.id.as_str()).collect();
+        assert_eq!(ids, ["dnn1", "cnn4b", "cnn3a-do", "alpha", "zeta"]);
+    }
+
+    #[test]
+    fn empty_history_prints_dashes() {
+        let table = markdown_table(&[run("dnn1")]);
+        assert!(
+            table.contains("| `dnn1` | – | – | – | – | 1.0 | 0.50 | 0.8000 | 3,985 |"),
+            "{table}"
+        );
+        let csv = csv_table(&[run("dnn1")]);
+        assert!(csv.ends_with("dnn1,,3985,0,,,,,1,0.5,0.5,0.8\n"), "{csv}");
+    }
+
+    #[test]
+    fn csv_quotes_commas() {
+        assert_eq!(csv_field("a, b"), "\"a, b\"");
+        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
+        assert_eq!(csv_field("plain"), "plain");
+    }
+}
