@@ -26,7 +26,11 @@ use run::{BenchCtx, RunCtx};
 use variants::{find, Variant, VARIANTS};
 
 #[derive(Parser, Debug)]
-#[command(name = "study", version, about = "Reproduce the Fashion-MNIST DNN/CNN study with netdsl")]
+#[command(
+    name = "study",
+    version,
+    about = "Reproduce the Fashion-MNIST DNN/CNN study with netdsl"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -62,6 +66,9 @@ enum Command {
         data: Option<PathBuf>,
         #[arg(long, default_value = "results")]
         out: PathBuf,
+        /// Continue unfinished variants from their last checkpoint; skip finished ones.
+        #[arg(long)]
+        resume: bool,
     },
     /// Merge <out>/*.json into results.md, results.csv and figures.
     Report {
@@ -115,18 +122,43 @@ fn real_main() -> Result<()> {
                 }
             }
         }
-        Command::Run { ids, epochs, batch, seed, limit, data, out } => {
+        Command::Run {
+            ids,
+            epochs,
+            batch,
+            seed,
+            limit,
+            data,
+            out,
+            resume,
+        } => {
             let selected = select(&ids)?;
-            let config = TrainConfig { epochs, batch, seed, ..TrainConfig::default() };
+            let config = TrainConfig {
+                epochs,
+                batch,
+                seed,
+                ..TrainConfig::default()
+            };
             config.check(usize::MAX)?;
             let data = FashionMnist::load(data.as_deref()).context("loading Fashion-MNIST")?;
             if let Some(n) = limit {
-                anyhow::ensure!(n >= 1 && n <= data.train.len(),
-                    "--limit {n} is outside 1..={} (the training images)", data.train.len());
+                anyhow::ensure!(
+                    n >= 1 && n <= data.train.len(),
+                    "--limit {n} is outside 1..={} (the training images)",
+                    data.train.len()
+                );
             }
-            let ctx = RunCtx { data: &data, config, limit, out: out.clone() };
+            let ctx = RunCtx {
+                data: &data,
+                config,
+                limit,
+                out: out.clone(),
+                resume,
+            };
             for v in selected {
-                let r = (v.run)(v, &ctx).with_context(|| format!("variant {}", v.id))?;
+                let Some(r) = (v.run)(v, &ctx).with_context(|| format!("variant {}", v.id))? else {
+                    continue;
+                };
                 let last = r.epochs.last().context("no epoch ran")?;
                 println!(
                     "{:<9} loss {:.4} acc {:.4} val_loss {:.4} val_acc {:.4} test_acc {:.4} train {:.1}s test {:.2}s",
@@ -134,24 +166,50 @@ fn real_main() -> Result<()> {
                     r.test_accuracy, r.train_seconds, r.test_seconds
                 );
             }
-            eprintln!("results in {}; run `study report --out {}` for the table and figures", out.display(), out.display());
+            eprintln!(
+                "results in {}; run `study report --out {}` for the table and figures",
+                out.display(),
+                out.display()
+            );
         }
         Command::Report { out } => {
             let results = report::load_results(&out)?;
-            anyhow::ensure!(!results.is_empty(), "no <id>.json results in {}", out.display());
+            anyhow::ensure!(
+                !results.is_empty(),
+                "no <id>.json results in {}",
+                out.display()
+            );
             let files = report::write_report(&out, &results)?;
             println!("{}", report::markdown_table(&results));
             println!("{files:#?}");
         }
-        Command::Bench { ids, steps, repeats, data } => {
-            anyhow::ensure!(steps >= 1 && repeats >= 1, "--steps and --repeats must be at least 1");
+        Command::Bench {
+            ids,
+            steps,
+            repeats,
+            data,
+        } => {
+            anyhow::ensure!(
+                steps >= 1 && repeats >= 1,
+                "--steps and --repeats must be at least 1"
+            );
             let selected = select(&ids)?;
             let data = FashionMnist::load(data.as_deref()).context("loading Fashion-MNIST")?;
-            anyhow::ensure!(steps * 100 <= data.train.len(), "--steps {steps} needs more than the training set");
-            let ctx = BenchCtx { data: &data, steps, repeats };
+            anyhow::ensure!(
+                steps * 100 <= data.train.len(),
+                "--steps {steps} needs more than the training set"
+            );
+            let ctx = BenchCtx {
+                data: &data,
+                steps,
+                repeats,
+            };
             for v in selected {
                 let b = (v.bench)(v, &ctx).with_context(|| format!("variant {}", v.id))?;
-                println!("{} train_epoch_s={:.3} eval_test_s={:.3}", v.id, b.train_epoch_s, b.eval_test_s);
+                println!(
+                    "{} train_epoch_s={:.3} eval_test_s={:.3}",
+                    v.id, b.train_epoch_s, b.eval_test_s
+                );
             }
             println!("peak_rss_mib={:.0}", peak_rss_mib().unwrap_or(f64::NAN));
         }

@@ -2,11 +2,11 @@
 //! and benchmarking one variant (`study bench`).
 
 use std::fs;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use netdsl_runtime::__private::dfdx::prelude::*;
+use netdsl_runtime::checkpoint::{self, CheckpointMeta};
 use netdsl_runtime::data::{Augment, FashionMnist};
 use netdsl_runtime::eval::evaluate;
 use netdsl_runtime::metrics::{RunResult, Settings};
@@ -16,7 +16,8 @@ use netdsl_runtime::train::{TrainConfig, Trainable, Trainer};
 use crate::variants::Variant;
 
 /// Runs one variant and returns its result (also written to `<out>/<id>.json`).
-pub type RunFn = fn(&Variant, &RunCtx) -> Result<RunResult>;
+/// `None` when `--resume` found the variant finished already.
+pub type RunFn = fn(&Variant, &RunCtx) -> Result<Option<RunResult>>;
 /// Benchmarks one variant.
 pub type BenchFn = fn(&Variant, &BenchCtx) -> Result<BenchResult>;
 
@@ -27,12 +28,14 @@ pub struct RunCtx<'a> {
     /// Train on the first `limit` training images only.
     pub limit: Option<usize>,
     pub out: PathBuf,
+    /// Continue unfinished variants from their checkpoints; skip finished ones.
+    pub resume: bool,
 }
 
-pub fn run_variant<N>(variant: &Variant, ctx: &RunCtx) -> Result<RunResult>
+pub fn run_variant<N>(variant: &Variant, ctx: &RunCtx) -> Result<Option<RunResult>>
 where
     N: Network + BuildOnDevice<Cpu, f32>,
-    N::Built: Trainable<N, Cpu> + SaveToSafetensors,
+    N::Built: Trainable<N, Cpu>,
 {
     let mut config = ctx.config.clone();
     if variant.augment {
@@ -44,15 +47,46 @@ where
     };
     config.check(train.len())?;
     fs::create_dir_all(&ctx.out).with_context(|| format!("creating {}", ctx.out.display()))?;
+    let result_path = ctx.out.join(format!("{}.json", variant.id));
+    let checkpoint_path = ctx.out.join(format!("{}.safetensors", variant.id));
+    if ctx.resume && result_path.exists() {
+        eprintln!(
+            "{}: finished already ({}), skipped",
+            variant.id,
+            result_path.display()
+        );
+        return Ok(None);
+    }
 
     let dev = Cpu::seed_from_u64(config.seed);
-    let mut model = dev.try_build_module::<N, f32>().map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let mut model = dev
+        .try_build_module::<N, f32>()
+        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
     let mut trainer = Trainer::<N, _, _>::new(dev.clone(), config.clone());
-    let checkpoint = ctx.out.join(format!("{}.safetensors", variant.id));
-    let epochs = trainer.fit(&mut model, &train, &ctx.data.val, 1, |model, _| {
-        save_checkpoint(model, &checkpoint)
-            .map_err(|e| netdsl_runtime::Error::Config(format!("{e:#}")))
-    })?;
+    let mut history = Vec::new();
+    if ctx.resume && checkpoint_path.exists() {
+        let (adam, meta) =
+            checkpoint::load::<N, _, _>(&checkpoint_path, &mut model, config.adam())?;
+        eprintln!("{}: resuming after epoch {}", variant.id, meta.epoch);
+        trainer.optimizer = adam;
+        history = meta.history;
+    }
+    let epochs = trainer.fit(
+        &mut model,
+        &train,
+        &ctx.data.val,
+        history,
+        |model, adam, history| {
+            let meta = CheckpointMeta {
+                network: N::NAME.to_string(),
+                params: N::PARAMS,
+                epoch: history.len(),
+                adam_step: adam.step,
+                history: history.to_vec(),
+            };
+            checkpoint::save(&checkpoint_path, model, adam, &meta)
+        },
+    )?;
     let test = evaluate::<N, _, _>(&model, &dev, &ctx.data.test, config.eval_batch)?;
     let result = RunResult {
         id: variant.id.to_string(),
@@ -75,29 +109,8 @@ where
         confusion: test.confusion,
     };
     let json = serde_json::to_vec_pretty(&result)?;
-    write_atomic(&ctx.out.join(format!("{}.json", variant.id)), &json)?;
-    Ok(result)
-}
-
-/// Saves the model's weights as safetensors, atomically (temporary file, fsync, rename).
-fn save_checkpoint<M: SaveToSafetensors>(model: &M, path: &Path) -> Result<()> {
-    let tmp = path.with_extension("safetensors.tmp");
-    model
-        .save_safetensors(&tmp)
-        .with_context(|| format!("writing {}", tmp.display()))?;
-    fs::File::open(&tmp)?.sync_all()?;
-    fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))?;
-    Ok(())
-}
-
-/// Writes `bytes` to `path` so that a crash leaves either the old file or the new one.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    let mut f = fs::File::create(&tmp).with_context(|| format!("writing {}", tmp.display()))?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))?;
-    Ok(())
+    checkpoint::write_atomic(&result_path, &json)?;
+    Ok(Some(result))
 }
 
 /// What `study bench` shares across variants.
@@ -122,7 +135,7 @@ pub struct BenchResult {
 pub fn bench_variant<N>(variant: &Variant, ctx: &BenchCtx) -> Result<BenchResult>
 where
     N: Network + BuildOnDevice<Cpu, f32>,
-    N::Built: Trainable<N, Cpu> + SaveToSafetensors,
+    N::Built: Trainable<N, Cpu>,
 {
     const BATCH: usize = 100;
     const EPOCH_STEPS: f64 = 550.0;
@@ -131,7 +144,9 @@ where
         config.augment = Some(Augment::study());
     }
     let dev = Cpu::seed_from_u64(0);
-    let mut model = dev.try_build_module::<N, f32>().map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let mut model = dev
+        .try_build_module::<N, f32>()
+        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
     let mut trainer = Trainer::<N, _, _>::new(dev.clone(), config.clone());
     let quiet = indicatif::ProgressBar::hidden();
     let warm = ctx.data.train.take(5 * BATCH);

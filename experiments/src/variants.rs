@@ -126,20 +126,104 @@ macro_rules! variant {
 
 /// The fourteen variants, in the study's table order.
 pub const VARIANTS: &[Variant] = &[
-    variant!("dnn1", Dnn1, "DNN (2 layers)", "1 hidden layer (5 nodes)", augment = false),
-    variant!("dnn2", Dnn2, "DNN (3 layers)", "2 hidden layers (10 / 5 nodes)", augment = false),
-    variant!("cnn3a", Cnn3a, "CNN (2 layers)", "2 conv (32, 64) + 2 max-pool", augment = false),
-    variant!("cnn3b", Cnn3b, "CNN (2 layers L2)", "cnn3a with L2 0.01 on conv kernels", augment = false),
-    variant!("cnn3c", Cnn3a, "CNN (2 layers aug)", "cnn3a trained on augmented images", augment = true),
-    variant!("cnn4a", Cnn4a, "CNN (3 layers)", "3 same conv (32, 64, 64) + 3 max-pool", augment = false),
-    variant!("cnn4b", Cnn4b, "CNN (3 layers L2)", "cnn4a with L2 0.01 on conv kernels", augment = false),
-    variant!("dnn1-do", Dnn1Do, "DNN (2 layers DO)", "dnn1 + dropout 0.5", augment = false),
-    variant!("dnn2-do", Dnn2Do, "DNN (3 layers DO)", "dnn2 + dropout 0.5", augment = false),
-    variant!("cnn3a-do", Cnn3aDo, "CNN (2 layers DO)", "cnn3a + dropout 0.25 / 0.5", augment = false),
-    variant!("cnn3b-do", Cnn3bDo, "CNN (2 layers L2 DO)", "cnn3b + dropout 0.25 / 0.5", augment = false),
-    variant!("cnn3c-do", Cnn3aDo, "CNN (2 layers aug DO)", "cnn3c + dropout 0.25 / 0.5", augment = true),
-    variant!("cnn4a-do", Cnn4aDo, "CNN (3 layers DO)", "cnn4a + dropout 0.25 / 0.5", augment = false),
-    variant!("cnn4b-do", Cnn4bDo, "CNN (3 layers L2 DO)", "cnn4b + dropout 0.25 / 0.5", augment = false),
+    variant!(
+        "dnn1",
+        Dnn1,
+        "DNN (2 layers)",
+        "1 hidden layer (5 nodes)",
+        augment = false
+    ),
+    variant!(
+        "dnn2",
+        Dnn2,
+        "DNN (3 layers)",
+        "2 hidden layers (10 / 5 nodes)",
+        augment = false
+    ),
+    variant!(
+        "cnn3a",
+        Cnn3a,
+        "CNN (2 layers)",
+        "2 conv (32, 64) + 2 max-pool",
+        augment = false
+    ),
+    variant!(
+        "cnn3b",
+        Cnn3b,
+        "CNN (2 layers L2)",
+        "cnn3a with L2 0.01 on conv kernels",
+        augment = false
+    ),
+    variant!(
+        "cnn3c",
+        Cnn3a,
+        "CNN (2 layers aug)",
+        "cnn3a trained on augmented images",
+        augment = true
+    ),
+    variant!(
+        "cnn4a",
+        Cnn4a,
+        "CNN (3 layers)",
+        "3 same conv (32, 64, 64) + 3 max-pool",
+        augment = false
+    ),
+    variant!(
+        "cnn4b",
+        Cnn4b,
+        "CNN (3 layers L2)",
+        "cnn4a with L2 0.01 on conv kernels",
+        augment = false
+    ),
+    variant!(
+        "dnn1-do",
+        Dnn1Do,
+        "DNN (2 layers DO)",
+        "dnn1 + dropout 0.5",
+        augment = false
+    ),
+    variant!(
+        "dnn2-do",
+        Dnn2Do,
+        "DNN (3 layers DO)",
+        "dnn2 + dropout 0.5",
+        augment = false
+    ),
+    variant!(
+        "cnn3a-do",
+        Cnn3aDo,
+        "CNN (2 layers DO)",
+        "cnn3a + dropout 0.25 / 0.5",
+        augment = false
+    ),
+    variant!(
+        "cnn3b-do",
+        Cnn3bDo,
+        "CNN (2 layers L2 DO)",
+        "cnn3b + dropout 0.25 / 0.5",
+        augment = false
+    ),
+    variant!(
+        "cnn3c-do",
+        Cnn3aDo,
+        "CNN (2 layers aug DO)",
+        "cnn3c + dropout 0.25 / 0.5",
+        augment = true
+    ),
+    variant!(
+        "cnn4a-do",
+        Cnn4aDo,
+        "CNN (3 layers DO)",
+        "cnn4a + dropout 0.25 / 0.5",
+        augment = false
+    ),
+    variant!(
+        "cnn4b-do",
+        Cnn4bDo,
+        "CNN (3 layers L2 DO)",
+        "cnn4b + dropout 0.25 / 0.5",
+        augment = false
+    ),
 ];
 
 /// The variant with this id, or an error listing the known ids.

@@ -14,15 +14,10 @@
 //! The moments live on the host as one `Vec<f32>` per parameter tensor, in
 //! the order dfdx's `TensorCollection` visits them.
 
-use std::collections::HashMap;
-use std::path::Path;
-
 use dfdx::nn::tensor_collection::{
     RecursiveWalker, TensorCollection, TensorOptions, TensorVisitor, ViewTensorMut,
 };
 use dfdx::prelude::*;
-use ::safetensors::tensor::{Dtype as StDtype, TensorView};
-use ::safetensors::SafeTensors;
 
 use crate::error::{Error, Result};
 
@@ -91,60 +86,14 @@ impl Adam {
         Ok(())
     }
 
-    /// Writes the state as safetensors: `m.<i>` and `v.<i>` (f32, 1-D, i = the
-    /// parameter's visit order) and the step count in the metadata.
-    pub fn save(&self, path: &Path) -> Result<()> {
-        let bytes = |v: &Vec<f32>| -> Vec<u8> { v.iter().flat_map(|x| x.to_le_bytes()).collect() };
-        let mut raw: Vec<(String, Vec<u8>, usize)> = Vec::new();
-        for (i, (m, v)) in self.m.iter().zip(&self.v).enumerate() {
-            raw.push((format!("m.{i}"), bytes(m), m.len()));
-            raw.push((format!("v.{i}"), bytes(v), v.len()));
-        }
-        let views = raw
-            .iter()
-            .map(|(name, data, n)| {
-                TensorView::new(StDtype::F32, vec![*n], data)
-                    .map(|view| (name.clone(), view))
-                    .map_err(|e| Error::Device(format!("adam state: {e:?}")))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let metadata = HashMap::from([("step".to_string(), self.step.to_string())]);
-        ::safetensors::serialize_to_file(views, &Some(metadata), path)
-            .map_err(|e| Error::Device(format!("writing {}: {e:?}", path.display())))
+    /// The first and second moments, one `Vec` per trainable tensor in visit order.
+    pub fn moments(&self) -> (&[Vec<f32>], &[Vec<f32>]) {
+        (&self.m, &self.v)
     }
 
-    /// Reads a state written by [`Adam::save`].
-    pub fn load(config: AdamConfig, path: &Path) -> Result<Self> {
-        let bytes = std::fs::read(path).map_err(|source| Error::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        let bad = |what: String| Error::Device(format!("{}: {what}", path.display()));
-        let (_, meta) = SafeTensors::read_metadata(&bytes)
-            .map_err(|e| bad(format!("{e:?}")))?;
-        let step = meta
-            .metadata()
-            .as_ref()
-            .and_then(|m| m.get("step"))
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| bad("no step count".into()))?;
-        let st = SafeTensors::deserialize(&bytes).map_err(|e| bad(format!("{e:?}")))?;
-        let read = |name: String| -> Result<Vec<f32>> {
-            let view = st.tensor(&name).map_err(|e| bad(format!("{name}: {e:?}")))?;
-            Ok(view
-                .data()
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect())
-        };
-        let n = st.names().len() / 2;
-        let mut adam = Adam::new(config);
-        adam.step = step;
-        for i in 0..n {
-            adam.m.push(read(format!("m.{i}"))?);
-            adam.v.push(read(format!("v.{i}"))?);
-        }
-        Ok(adam)
+    /// Restores a state saved from [`Adam::moments`] and [`Adam::step`].
+    pub fn from_state(config: AdamConfig, step: u64, m: Vec<Vec<f32>>, v: Vec<Vec<f32>>) -> Self {
+        Self { config, step, m, v }
     }
 }
 
@@ -199,21 +148,41 @@ mod tests {
     #[test]
     fn matches_dfdx_adam_when_eps_is_zero() {
         use dfdx::optim::Optimizer;
-        type Net = (dfdx::nn::builders::Linear<3, 4>, dfdx::nn::builders::Linear<4, 2>);
+        type Net = (
+            dfdx::nn::builders::Linear<3, 4>,
+            dfdx::nn::builders::Linear<4, 2>,
+        );
         let dev = Cpu::seed_from_u64(3);
         let mut ours = dev.build_module::<Net, f32>();
         let mut theirs = ours.clone();
-        let cfg = AdamConfig { lr: 0.05, eps: 0.0, ..Default::default() };
+        let cfg = AdamConfig {
+            lr: 0.05,
+            eps: 0.0,
+            ..Default::default()
+        };
         let mut adam = Adam::new(cfg);
         let mut reference = dfdx::optim::Adam::new(
             &theirs,
-            dfdx::optim::AdamConfig { lr: 0.05, betas: [0.9, 0.999], eps: 0.0, weight_decay: None },
+            dfdx::optim::AdamConfig {
+                lr: 0.05,
+                betas: [0.9, 0.999],
+                eps: 0.0,
+                weight_decay: None,
+            },
         );
         let x: Tensor<Rank2<5, 3>, f32, _> = dev.sample_normal();
         for _ in 0..5 {
-            let g = ours.forward(x.trace(ours.alloc_grads())).square().mean().backward();
+            let g = ours
+                .forward(x.trace(ours.alloc_grads()))
+                .square()
+                .mean()
+                .backward();
             adam.update(&mut ours, &g).unwrap();
-            let g = theirs.forward(x.trace(theirs.alloc_grads())).square().mean().backward();
+            let g = theirs
+                .forward(x.trace(theirs.alloc_grads()))
+                .square()
+                .mean()
+                .backward();
             reference.update(&mut theirs, &g).unwrap();
         }
         let (a, b) = (ours.0.weight.as_vec(), theirs.0.weight.as_vec());
@@ -222,20 +191,5 @@ mod tests {
         }
         assert_ne!(a, dev.build_module::<Net, f32>().0.weight.as_vec());
         assert_eq!(adam.step, 5);
-    }
-
-    #[test]
-    fn state_round_trips_through_safetensors() {
-        let mut adam = Adam::new(AdamConfig::default());
-        adam.step = 7;
-        adam.m = vec![vec![1.0, -2.0], vec![3.5]];
-        adam.v = vec![vec![0.25, 4.0], vec![1e-9]];
-        let dir = std::env::temp_dir().join(format!("netdsl-adam-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("adam.safetensors");
-        adam.save(&path).unwrap();
-        let back = Adam::load(AdamConfig::default(), &path).unwrap();
-        assert_eq!(back, adam);
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -19,7 +19,7 @@ use std::time::Instant;
 
 use dfdx::nn::{Module, ModuleMut, TensorCollection, ZeroGrads};
 use dfdx::prelude::*;
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -125,7 +125,7 @@ pub struct EpochTrain {
     pub seconds: f64,
 }
 
-impl<N: Network, M: Trainable<N, D>, D: Device<f32>> Trainer<N, M, D> {
+impl<N: Network, M: Trainable<N, D>, D: EpochDevice> Trainer<N, M, D> {
     pub fn new(device: D, config: TrainConfig) -> Self {
         let optimizer = Adam::new(config.adam());
         Self {
@@ -159,6 +159,9 @@ impl<N: Network, M: Trainable<N, D>, D: Device<f32>> Trainer<N, M, D> {
         let start = Instant::now();
         let order = self.epoch_order(data.len(), epoch);
         let pixels = data.pixels();
+        let dev = self
+            .device
+            .for_epoch(mix(mix(cfg.seed, epoch as u64), u64::MAX));
         let mut grads = match self.grads.take() {
             Some(g) => g,
             None => model.try_alloc_grads().map_err(device_err)?,
@@ -176,11 +179,10 @@ impl<N: Network, M: Trainable<N, D>, D: Device<f32>> Trainer<N, M, D> {
                 aug.apply(&mut x, data.rows, data.cols, batch_seed);
             }
             let labels: Vec<u8> = idx.iter().map(|&i| data.labels[i]).collect();
-            let input = self
-                .device
+            let input = dev
                 .try_tensor_from_vec(std::mem::take(&mut x), N::batched_input(n))
                 .map_err(device_err)?;
-            let targets = labels_to_one_hot::<N, D>(&self.device, &labels)?;
+            let targets = labels_to_one_hot::<N, D>(&dev, &labels)?;
             let logits = model
                 .try_forward_mut(input.traced(grads))
                 .map_err(|e| Error::Device(format!("{e:?}")))?;
@@ -213,21 +215,29 @@ impl<N: Network, M: Trainable<N, D>, D: Device<f32>> Trainer<N, M, D> {
         })
     }
 
-    /// Trains `config.epochs` epochs, evaluating on `val` after each; calls
-    /// `on_epoch` with the model and the metrics so far (e.g. to checkpoint).
+    /// Trains until `config.epochs`, continuing after the epochs already in
+    /// `history` (empty for a fresh run, a checkpoint's history on resume),
+    /// evaluating on `val` after each epoch; calls `on_epoch` with the model,
+    /// the optimizer and the history so far (e.g. to checkpoint).
     pub fn fit(
         &mut self,
         model: &mut M,
         train: &Dataset,
         val: &Dataset,
-        first_epoch: usize,
-        mut on_epoch: impl FnMut(&M, &EpochMetrics) -> Result<()>,
+        mut history: Vec<EpochMetrics>,
+        mut on_epoch: impl FnMut(&M, &Adam, &[EpochMetrics]) -> Result<()>,
     ) -> Result<Vec<EpochMetrics>> {
-        let mut history = Vec::new();
-        let bar = epoch_bar(self.config.epochs as u64);
-        bar.set_position(first_epoch as u64 - 1);
-        let batches = ProgressBar::hidden();
-        for epoch in first_epoch..=self.config.epochs {
+        let bars = MultiProgress::new();
+        let bar = bars.add(epoch_bar(self.config.epochs as u64));
+        bar.set_prefix(N::NAME);
+        bar.set_position(history.len() as u64);
+        let batches = bars.add(ProgressBar::new(0));
+        batches.set_style(
+            ProgressStyle::with_template("  batches [{bar:30}] {pos}/{len} {per_sec}")
+                .expect("static template")
+                .progress_chars("=> "),
+        );
+        for epoch in history.len() + 1..=self.config.epochs {
             let t = self.train_epoch(model, train, epoch, &batches)?;
             let v = evaluate::<N, M, D>(model, &self.device, val, self.config.eval_batch)?;
             let m = EpochMetrics {
@@ -249,11 +259,34 @@ impl<N: Network, M: Trainable<N, D>, D: Device<f32>> Trainer<N, M, D> {
                 m.seconds
             ));
             bar.inc(1);
-            on_epoch(model, &m)?;
             history.push(m);
+            on_epoch(model, &self.optimizer, &history)?;
         }
+        batches.finish_and_clear();
         bar.finish_and_clear();
         Ok(history)
+    }
+}
+
+/// A device for one epoch's batches. On the CPU it is a fresh device seeded
+/// from (seed, epoch), so dropout masks depend on the epoch alone and a
+/// resumed run draws exactly what an uninterrupted one would.
+pub trait EpochDevice: Device<f32> {
+    fn for_epoch(&self, seed: u64) -> Self;
+}
+
+impl EpochDevice for Cpu {
+    fn for_epoch(&self, seed: u64) -> Self {
+        Cpu::seed_from_u64(seed)
+    }
+}
+
+/// On CUDA the model's own device is used (a new device would mean a new
+/// context); GPU runs are not bit-reproducible anyway (atomic adds).
+#[cfg(feature = "cuda")]
+impl EpochDevice for Cuda {
+    fn for_epoch(&self, _seed: u64) -> Self {
+        self.clone()
     }
 }
 

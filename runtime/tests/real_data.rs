@@ -60,14 +60,21 @@ impl Network for HandCnn3a {
 
 #[test]
 fn cnn3a_reaches_80_percent_after_one_epoch_on_10k_real_images() {
-    let data = FashionMnist::load(None).expect("Fashion-MNIST (apt-get install dataset-fashion-mnist)");
-    assert_eq!((data.train.len(), data.val.len(), data.test.len()), (55_000, 5_000, 10_000));
+    let data =
+        FashionMnist::load(None).expect("Fashion-MNIST (apt-get install dataset-fashion-mnist)");
+    assert_eq!(
+        (data.train.len(), data.val.len(), data.test.len()),
+        (55_000, 5_000, 10_000)
+    );
     let train = data.train.take(10_000);
 
     let dev = Cpu::seed_from_u64(0);
     let mut model = dev.build_module::<HandCnn3a, f32>();
     assert_eq!(model.num_trainable_params(), 225_034);
-    let config = TrainConfig { epochs: 1, ..TrainConfig::default() };
+    let config = TrainConfig {
+        epochs: 1,
+        ..TrainConfig::default()
+    };
     let mut trainer = Trainer::<HandCnn3a, _, _>::new(dev.clone(), config);
     let epoch = trainer
         .train_epoch(&mut model, &train, 1, &indicatif::ProgressBar::hidden())
@@ -77,8 +84,16 @@ fn cnn3a_reaches_80_percent_after_one_epoch_on_10k_real_images() {
         "train loss {:.4} acc {:.4} ({:.1}s); test loss {:.4} acc {:.4}",
         epoch.loss, epoch.accuracy, epoch.seconds, test.loss, test.accuracy
     );
-    assert!(epoch.loss.is_finite() && epoch.loss < 1.0, "train loss {}", epoch.loss);
-    assert!(test.accuracy >= 0.80, "test accuracy {} < 0.80", test.accuracy);
+    assert!(
+        epoch.loss.is_finite() && epoch.loss < 1.0,
+        "train loss {}",
+        epoch.loss
+    );
+    assert!(
+        test.accuracy >= 0.80,
+        "test accuracy {} < 0.80",
+        test.accuracy
+    );
     let total: u64 = test.confusion.iter().flatten().sum();
     assert_eq!(total, 10_000);
 }

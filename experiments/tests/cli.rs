@@ -1,0 +1,143 @@
+//! End-to-end tests of the `study` binary on the real Fashion-MNIST files
+//! (`apt-get install dataset-fashion-mnist`): a short run of two variants,
+//! the report built from it, summaries, and clear errors for bad input.
+
+use assert_cmd::Command;
+use netdsl_runtime::metrics::RunResult;
+
+fn study() -> Command {
+    Command::cargo_bin("study").unwrap()
+}
+
+/// Runs `study` with `args`, expecting failure, and returns stderr.
+fn fails(args: &[&str]) -> String {
+    let out = study().args(args).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(!out.status.success(), "{args:?} should fail");
+    assert!(!stderr.contains("panicked"), "{args:?} panicked: {stderr}");
+    assert_eq!(
+        stderr.trim().lines().count(),
+        1,
+        "{args:?}: one-line error expected: {stderr}"
+    );
+    stderr
+}
+
+#[test]
+fn run_two_variants_then_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().to_str().unwrap();
+    let run = study()
+        .args([
+            "run", "dnn1", "cnn3a", "--epochs", "1", "--limit", "2000", "--out", out,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        stdout.contains("dnn1") && stdout.contains("cnn3a"),
+        "{stdout}"
+    );
+
+    for (id, params, min_acc) in [("dnn1", 3_985, 0.25), ("cnn3a", 225_034, 0.60)] {
+        let text = std::fs::read_to_string(dir.path().join(format!("{id}.json"))).unwrap();
+        let r: RunResult = serde_json::from_str(&text).unwrap();
+        assert_eq!(r.id, id);
+        assert_eq!(r.params, params);
+        assert_eq!(r.epochs.len(), 1);
+        assert_eq!(r.settings.limit, Some(2000));
+        let e = &r.epochs[0];
+        assert!(e.loss.is_finite() && e.loss > 0.0, "{id} loss {}", e.loss);
+        assert!((0.0..=1.0).contains(&e.val_accuracy));
+        assert!(
+            r.test_accuracy >= min_acc,
+            "{id} test accuracy {}",
+            r.test_accuracy
+        );
+        let total: u64 = r.confusion.iter().flatten().sum();
+        assert_eq!(total, 10_000);
+        assert!(dir.path().join(format!("{id}.safetensors")).exists());
+    }
+
+    let report = study().args(["report", "--out", out]).output().unwrap();
+    assert!(
+        report.status.success(),
+        "{}",
+        String::from_utf8_lossy(&report.stderr)
+    );
+    let md = std::fs::read_to_string(dir.path().join("results.md")).unwrap();
+    assert!(md.contains("225,034"), "{md}");
+    assert!(dir.path().join("results.csv").exists());
+    for png in ["curves/dnn1.png", "curves/cnn3a.png", "overview.png"] {
+        let file = std::fs::File::open(dir.path().join(png)).unwrap();
+        let decoder = png::Decoder::new(std::io::BufReader::new(file));
+        let reader = decoder.read_info().unwrap();
+        assert!(
+            reader.info().width > 100 && reader.info().height > 100,
+            "{png}"
+        );
+    }
+}
+
+#[test]
+fn summary_json_of_all_variants() {
+    let out = study().args(["summary", "--json"]).output().unwrap();
+    assert!(out.status.success());
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let params: Vec<(String, u64)> = json
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            (
+                v["id"].as_str().unwrap().to_string(),
+                v["params"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(params.len(), 14);
+    for (id, p) in &params {
+        let expected = match id.trim_end_matches("-do") {
+            "dnn1" => 3_985,
+            "dnn2" => 7_965,
+            "cnn3a" | "cnn3b" | "cnn3c" => 225_034,
+            "cnn4a" | "cnn4b" => 93_322,
+            other => panic!("unexpected id {other}"),
+        };
+        assert_eq!(*p, expected, "{id}");
+    }
+    insta::assert_json_snapshot!("summary_all", json);
+}
+
+#[test]
+fn list_shows_fourteen_variants() {
+    let out = study().arg("list").output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 14);
+}
+
+#[test]
+fn bad_input_is_a_one_line_error() {
+    let e = fails(&["run", "cnn9"]);
+    assert!(
+        e.contains("unknown variant `cnn9`") && e.contains("cnn3a"),
+        "{e}"
+    );
+    let e = fails(&["run", "dnn1", "--epochs", "0"]);
+    assert!(e.contains("epochs"), "{e}");
+    let e = fails(&["run", "dnn1", "--batch", "0"]);
+    assert!(e.contains("batch"), "{e}");
+    let e = fails(&["run", "dnn1", "--limit", "100000"]);
+    assert!(e.contains("--limit"), "{e}");
+    let e = fails(&[
+        "run", "dnn1", "--limit", "50", "--batch", "100", "--epochs", "1",
+    ]);
+    assert!(e.contains("batch size 100 is larger"), "{e}");
+    let e = fails(&["run", "dnn1", "--data", "/nonexistent/fmnist"]);
+    assert!(e.contains("/nonexistent/fmnist"), "{e}");
+}
