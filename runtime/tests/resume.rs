@@ -173,3 +173,37 @@ fn checkpoint_of_another_network_is_refused() {
     let err = checkpoint::load::<Other, _, _>(&path, &mut model, Default::default()).unwrap_err();
     assert!(err.to_string().contains("is of network SmallDnn"), "{err}");
 }
+
+#[test]
+fn non_finite_loss_stops_with_epoch_and_batch() {
+    let data = FashionMnist::load(None).expect("Fashion-MNIST");
+    let dev = Cpu::seed_from_u64(0);
+    let mut model = dev.build_module::<SmallDnn, f32>();
+    let config = TrainConfig {
+        epochs: 2,
+        learning_rate: 1e30,
+        ..TrainConfig::default()
+    };
+    let mut trainer = Trainer::<SmallDnn, _, _>::new(dev, config);
+    let mut saved = 0;
+    let err = trainer
+        .fit(
+            &mut model,
+            &data.train.take(1_000),
+            &data.val.take(100),
+            Vec::new(),
+            |_, _, _| {
+                saved += 1;
+                Ok(())
+            },
+        )
+        .unwrap_err();
+    match err {
+        Error::NonFiniteLoss { epoch, batch, .. } => {
+            assert_eq!(epoch, 1);
+            assert!(batch >= 2, "the first batch starts from finite weights");
+        }
+        other => panic!("expected NonFiniteLoss, got {other}"),
+    }
+    assert_eq!(saved, 0, "no checkpoint after a failed epoch");
+}
