@@ -141,3 +141,104 @@ fn bad_input_is_a_one_line_error() {
     let e = fails(&["run", "dnn1", "--data", "/nonexistent/fmnist"]);
     assert!(e.contains("/nonexistent/fmnist"), "{e}");
 }
+
+/// A run's JSON with the wall-clock fields (and the thread count) blanked.
+fn without_clock(path: &std::path::Path) -> serde_json::Value {
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    v["train_seconds"] = 0.into();
+    v["test_seconds"] = 0.into();
+    v["settings"]["threads"] = 0.into();
+    for e in v["epochs"].as_array_mut().unwrap() {
+        e["seconds"] = 0.into();
+    }
+    v
+}
+
+#[test]
+fn same_seed_same_results_for_1_and_2_threads() {
+    let mut runs = Vec::new();
+    for threads in ["1", "2", "2"] {
+        let dir = tempfile::tempdir().unwrap();
+        let out = study()
+            .env("RAYON_NUM_THREADS", threads)
+            .args([
+                "run", "cnn3c-do", "--epochs", "1", "--limit", "2000", "--seed", "3",
+            ])
+            .args(["--out", dir.path().to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        runs.push(without_clock(&dir.path().join("cnn3c-do.json")));
+    }
+    assert_eq!(runs[0], runs[1], "1 vs 2 threads");
+    assert_eq!(runs[1], runs[2], "2 threads twice");
+    // Bit-reproducible on this machine, so the metrics themselves are a snapshot.
+    insta::assert_json_snapshot!("cnn3c_do_seed3_2000_epochs", runs[0]["epochs"]);
+}
+
+#[test]
+fn killed_run_resumes_to_the_same_result() {
+    let args = [
+        "run", "cnn3a-do", "--epochs", "3", "--limit", "2000", "--seed", "5",
+    ];
+    let full = tempfile::tempdir().unwrap();
+    let ok = study()
+        .args(args)
+        .args(["--out", full.path().to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("study"))
+        .args(args)
+        .args(["--out", dir.path().to_str().unwrap()])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let ckpt = dir.path().join("cnn3a-do.safetensors");
+    let start = std::time::Instant::now();
+    while !ckpt.exists() && start.elapsed().as_secs() < 120 {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(ckpt.exists(), "no checkpoint after epoch 1");
+    std::thread::sleep(std::time::Duration::from_millis(300)); // into epoch 2
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert!(
+        !dir.path().join("cnn3a-do.json").exists(),
+        "killed before the end"
+    );
+
+    let resumed = study()
+        .args(args)
+        .args(["--out", dir.path().to_str().unwrap(), "--resume"])
+        .output()
+        .unwrap();
+    assert!(
+        resumed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&resumed.stderr)
+    );
+    assert!(String::from_utf8_lossy(&resumed.stderr).contains("resuming after epoch"));
+    assert_eq!(
+        without_clock(&full.path().join("cnn3a-do.json")),
+        without_clock(&dir.path().join("cnn3a-do.json"))
+    );
+    // A second --resume skips the finished variant.
+    let again = study()
+        .args(args)
+        .args(["--out", dir.path().to_str().unwrap(), "--resume"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&again.stderr).contains("finished already"));
+}
