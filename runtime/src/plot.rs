@@ -20,6 +20,7 @@ use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use crate::error::{Error, Result};
 use crate::metrics::{EpochMetrics, RunResult};
+use crate::report;
 
 mod text;
 use text::TextBackend;
@@ -66,6 +67,7 @@ const PALETTE: [RGBColor; 8] = [
 const GRID_LIGHT: RGBColor = RGBColor(238, 238, 238);
 const GRID_BOLD: RGBColor = RGBColor(210, 210, 210);
 const TEXT: RGBColor = RGBColor(40, 40, 40);
+const GREY: RGBColor = RGBColor(120, 120, 120);
 
 type Area<'a> = DrawingArea<TextBackend<'a>, Shift>;
 type DrawResult = std::result::Result<(), Box<dyn StdError>>;
@@ -169,22 +171,60 @@ fn points(epochs: &[EpochMetrics], metric: fn(&EpochMetrics) -> f64) -> Vec<(i32
         .collect()
 }
 
-/// One learning-curve panel: a metric, train vs validation, by epoch.
+/// The corner of a chart where the legend covers the fewest points of `lines`, each point
+/// given as a fraction (0..=1) of the x and y ranges; segments are sampled in between so that
+/// a line crossing a corner counts too.
+fn legend_corner(lines: &[Vec<(f64, f64)>]) -> SeriesLabelPosition {
+    // The legend box: about 35% of the width and 25% of the height, plus a margin.
+    let covers = |(x, y): (f64, f64), right: bool, top: bool| {
+        let in_x = if right { x > 0.6 } else { x < 0.4 };
+        let in_y = if top { y > 0.7 } else { y < 0.3 };
+        in_x && in_y
+    };
+    let corners = [
+        (SeriesLabelPosition::UpperRight, true, true),
+        (SeriesLabelPosition::LowerRight, true, false),
+        (SeriesLabelPosition::LowerLeft, false, false),
+        (SeriesLabelPosition::UpperLeft, false, true),
+    ];
+    let mut best = (SeriesLabelPosition::UpperRight, usize::MAX);
+    for (corner, right, top) in corners {
+        let mut hits = 0;
+        for line in lines {
+            for pair in line.windows(2) {
+                let ((x0, y0), (x1, y1)) = (pair[0], pair[1]);
+                hits += (0..=8)
+                    .map(|k| f64::from(k) / 8.0)
+                    .filter(|t| covers((x0 + t * (x1 - x0), y0 + t * (y1 - y0)), right, top))
+                    .count();
+            }
+            hits += line.iter().filter(|&&p| covers(p, right, top)).count();
+        }
+        if hits < best.1 {
+            best = (corner, hits);
+        }
+    }
+    best.0
+}
+
+/// One learning-curve panel: a metric, train vs validation, by epoch, with the study's final
+/// validation value (if any) as a dashed grey line.
 fn curve_panel(
     area: &Area<'_>,
     name: &str,
     epochs: &[EpochMetrics],
     [train, val]: [fn(&EpochMetrics) -> f64; 2],
-    legend: SeriesLabelPosition,
+    study: Option<f64>,
 ) -> DrawResult {
     let is_accuracy = name == "accuracy";
-    let values = epochs.iter().flat_map(|e| [train(e), val(e)]);
+    let values = epochs.iter().flat_map(|e| [train(e), val(e)]).chain(study);
+    let (x_range, y_range) = (epoch_range(epochs.len()), value_range(values, is_accuracy));
     let mut chart = ChartBuilder::on(area)
         .caption(name, font(20))
         .margin(12)
         .x_label_area_size(44)
         .y_label_area_size(64)
-        .build_cartesian_2d(epoch_range(epochs.len()), value_range(values, is_accuracy))?;
+        .build_cartesian_2d(x_range.clone(), y_range.clone())?;
     chart
         .configure_mesh()
         .max_light_lines(1)
@@ -198,6 +238,7 @@ fn curve_panel(
         .label_style(font(14))
         .axis_desc_style(font(15))
         .draw()?;
+    let mut drawn = Vec::new();
     for (label, color, metric) in [("train", BLUE, train), ("validation", ORANGE, val)] {
         let line = points(epochs, metric);
         chart
@@ -205,10 +246,33 @@ fn curve_panel(
             .label(label)
             .legend(move |(x, y)| PathElement::new([(x, y), (x + 24, y)], color.stroke_width(2)));
         chart.draw_series(line.iter().map(|&p| Circle::new(p, 3, color.filled())))?;
+        drawn.push(line);
     }
+    if let Some(study) = study.filter(|v| v.is_finite()) {
+        let ends = [(x_range.start, study), (x_range.end, study)];
+        let style = GREY.stroke_width(2);
+        chart
+            .draw_series(DashedLineSeries::new(ends, 8, 5, style))?
+            .label(format!("study: final val_{name} {study:.4}"))
+            .legend(move |(x, y)| DashedPathElement::new([(x, y), (x + 24, y)], 8, 5, style));
+        drawn.push(ends.to_vec());
+    }
+    // Where the legend goes: the corner with the fewest points under it.
+    let span = |r: &std::ops::Range<f64>| (r.end - r.start).max(f64::MIN_POSITIVE);
+    let x_span = f64::from(x_range.end - x_range.start);
+    let unit = |(x, y): (i32, f64)| {
+        (
+            f64::from(x - x_range.start) / x_span,
+            (y - y_range.start) / span(&y_range),
+        )
+    };
+    let normalised: Vec<Vec<(f64, f64)>> = drawn
+        .iter()
+        .map(|line| line.iter().map(|&p| unit(p)).collect())
+        .collect();
     chart
         .configure_series_labels()
-        .position(legend)
+        .position(legend_corner(&normalised))
         .label_font(font(14))
         .background_style(WHITE.mix(0.9))
         .border_style(GRID_BOLD)
@@ -225,21 +289,23 @@ fn title(result: &RunResult) -> String {
     }
 }
 
-/// Learning curves of one run: loss (left) and accuracy (right), train vs validation by epoch.
+/// Learning curves of one run: loss (left) and accuracy (right), train vs validation by epoch;
+/// for a study variant, the study's final validation loss and accuracy as dashed grey lines.
 pub fn learning_curves(path: &Path, result: &RunResult) -> Result<()> {
+    let study = report::study_row(&result.id);
     render(path, CURVES_SIZE, |root| {
         let root = root.titled(&title(result), font(22))?;
         let (left, right) = root.split_horizontally(CURVES_SIZE.0 / 2);
         let epochs = &result.epochs;
         let loss: [fn(&EpochMetrics) -> f64; 2] = [|e| e.loss, |e| e.val_loss];
         let accuracy: [fn(&EpochMetrics) -> f64; 2] = [|e| e.accuracy, |e| e.val_accuracy];
-        curve_panel(&left, "loss", epochs, loss, SeriesLabelPosition::UpperRight)?;
+        curve_panel(&left, "loss", epochs, loss, study.map(|s| s.val_loss))?;
         curve_panel(
             &right,
             "accuracy",
             epochs,
             accuracy,
-            SeriesLabelPosition::LowerRight,
+            study.map(|s| s.val_accuracy),
         )
     })
 }
@@ -512,6 +578,20 @@ mod tests {
         let archs = ["dnn1", "cnn3a"];
         assert_eq!(variant_style("cnn3a", &archs), (PALETTE[1], false));
         assert_eq!(variant_style("cnn3a-do", &archs), (PALETTE[1], true));
+    }
+
+    #[test]
+    fn legend_avoids_the_lines() {
+        // A falling loss curve fills the upper left and lower right.
+        let falling = vec![(0.0, 1.0), (0.3, 0.4), (1.0, 0.0)];
+        assert_eq!(legend_corner(&[falling]), SeriesLabelPosition::UpperRight);
+        // A rising accuracy curve and a flat line at the top.
+        let rising = vec![(0.0, 0.0), (0.3, 0.6), (1.0, 0.8)];
+        let top = vec![(0.0, 0.95), (1.0, 0.95)];
+        assert_eq!(
+            legend_corner(&[rising, top]),
+            SeriesLabelPosition::LowerRight
+        );
     }
 
     #[test]
