@@ -391,26 +391,7 @@ fn forward_planes<
     out: &mut [E],
     argmax: &mut [u8],
 ) {
-    let pool_plane = |x: &[E], y: &mut [E], mut arg: Option<&mut [u8]>| {
-        for oh in 0..HO {
-            for ow in 0..WO {
-                let corner = oh * S * WI + ow * S;
-                let (mut best, mut best_k) = (x[corner], 0);
-                for kh in 0..K {
-                    let row = corner + kh * WI;
-                    for (kw, &v) in x[row..row + K].iter().enumerate() {
-                        if v > best {
-                            (best, best_k) = (v, kh * K + kw);
-                        }
-                    }
-                }
-                y[oh * WO + ow] = best;
-                if let Some(arg) = arg.as_deref_mut() {
-                    arg[oh * WO + ow] = best_k as u8;
-                }
-            }
-        }
-    };
+    let pool_plane = pool_plane::<E, K, S, HI, WI, HO, WO>;
     let min_len = planes_per_task(HI * WI);
     let inp = inp.par_chunks(HI * WI);
     let out = out.par_chunks_mut(HO * WO);
@@ -423,6 +404,61 @@ fn forward_planes<
             .zip(argmax.par_chunks_mut(HO * WO))
             .with_min_len(min_len)
             .for_each(|((x, y), arg)| pool_plane(x, y, Some(arg)));
+    }
+}
+
+/// Pools one plane `[HI, WI]` into `[HO, WO]`, one output row at a time: for
+/// each window offset `(kh, kw)` in scan order, one pass over the row's outputs
+/// keeps the strictly greater values (so ties go to the first maximum). The
+/// passes are fixed-stride loops over `ow`, which the compiler vectorises.
+fn pool_plane<
+    E: Dtype,
+    const K: usize,
+    const S: usize,
+    const HI: usize,
+    const WI: usize,
+    const HO: usize,
+    const WO: usize,
+>(
+    x: &[E],
+    y: &mut [E],
+    mut argmax: Option<&mut [u8]>,
+) {
+    let span = (WO - 1) * S + 1; // input columns one pass reads
+    for oh in 0..HO {
+        let y_row = &mut y[oh * WO..(oh + 1) * WO];
+        let corner = oh * S * WI;
+        let first = &x[corner..corner + span];
+        for (ow, y) in y_row.iter_mut().enumerate() {
+            *y = first[ow * S];
+        }
+        let mut arg_row = argmax
+            .as_deref_mut()
+            .map(|a| &mut a[oh * WO..(oh + 1) * WO]);
+        if let Some(a) = arg_row.as_deref_mut() {
+            a.fill(0);
+        }
+        for k in 1..K * K {
+            let start = corner + (k / K) * WI + k % K;
+            let src = &x[start..start + span];
+            match arg_row.as_deref_mut() {
+                None => {
+                    for (ow, y) in y_row.iter_mut().enumerate() {
+                        let (v, cur) = (src[ow * S], *y);
+                        *y = if v > cur { v } else { cur }; // unconditional store: vectorises
+                    }
+                }
+                Some(a) => {
+                    for (ow, (y, a)) in y_row.iter_mut().zip(a.iter_mut()).enumerate() {
+                        let (v, cur) = (src[ow * S], *y);
+                        // Branch-free: a mispredicted branch per element costs more than the work.
+                        let mask = 0u8.wrapping_sub((v > cur) as u8); // 0xff when v > cur
+                        *y = if v > cur { v } else { cur };
+                        *a = (*a & !mask) | (k as u8 & mask);
+                    }
+                }
+            }
+        }
     }
 }
 
