@@ -5,7 +5,8 @@
 //! ```text
 //! results/results.md          the study's table for our runs, then ours next to the study's
 //! results/results.csv         one row per variant, full precision
-//! results/curves/<id>.png     learning curves (loss, accuracy; train vs validation)
+//! results/curves/<id>.png     learning curves (loss, accuracy; train vs validation; the study's
+//!                             final validation values as reference lines)
 //! results/confusion/<id>.png  test-set confusion matrix
 //! results/overview.png        all variants: validation accuracy by epoch, test accuracy
 //! ```
@@ -370,12 +371,26 @@ pub fn markdown_report(results: &[RunResult]) -> String {
         if !r.description.is_empty() {
             let _ = write!(out, ": {}", r.description);
         }
-        let _ = writeln!(out, "\n\n![{0} learning curves](curves/{0}.png)", r.id);
+        let name = figure_name(&r.id);
+        let _ = writeln!(out, "\n\n![{} learning curves](curves/{name}.png)", r.id);
         if plot::has_confusion(r) {
-            let _ = writeln!(out, "![{0} confusion matrix](confusion/{0}.png)", r.id);
+            let _ = writeln!(out, "![{} confusion matrix](confusion/{name}.png)", r.id);
         }
     }
     out
+}
+
+/// The file name (without extension) for a run's figures: its id, with anything but ASCII
+/// letters, digits, `-` and `_` replaced by `_`, so that no id can name a path outside the
+/// report folder.
+pub fn figure_name(id: &str) -> String {
+    let safe = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
+    let name: String = id.chars().map(|c| if safe(c) { c } else { '_' }).collect();
+    if name.is_empty() {
+        "_".to_string()
+    } else {
+        name
+    }
 }
 
 /// Paths of everything [`write_report`] wrote.
@@ -430,12 +445,12 @@ pub fn write_report(dir: &Path, results: &[RunResult]) -> Result<ReportFiles> {
         overview: dir.join("overview.png"),
         curves: results
             .iter()
-            .map(|r| curves_dir.join(format!("{}.png", r.id)))
+            .map(|r| curves_dir.join(format!("{}.png", figure_name(&r.id))))
             .collect(),
         confusion: results
             .iter()
             .filter(|r| plot::has_confusion(r))
-            .map(|r| confusion_dir.join(format!("{}.png", r.id)))
+            .map(|r| confusion_dir.join(format!("{}.png", figure_name(&r.id))))
             .collect(),
     };
     write(&files.markdown, markdown_report(results))?;
@@ -522,6 +537,13 @@ mod tests {
         );
         let csv = csv_table(&[run("dnn1")]);
         assert!(csv.ends_with("dnn1,,3985,0,,,,,1,0.5,0.5,0.8\n"), "{csv}");
+    }
+
+    #[test]
+    fn figure_names_stay_in_the_folder() {
+        assert_eq!(figure_name("cnn3a-do"), "cnn3a-do");
+        assert_eq!(figure_name("../etc/passwd"), "___etc_passwd");
+        assert_eq!(figure_name(""), "_");
     }
 
     #[test]

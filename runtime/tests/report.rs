@@ -97,6 +97,19 @@ fn single_epoch_and_empty_report_still_draw() {
 }
 
 #[test]
+fn odd_ids_keep_figures_inside_the_folder() {
+    let mut results = load_results(&fixtures()).unwrap();
+    results.truncate(1);
+    results[0].id = "../escape".to_string();
+    let dir = out_dir("report-odd-id");
+    let files = write_report(&dir.join("report"), &results).unwrap();
+    assert_eq!(files.curves[0], dir.join("report/curves/___escape.png"));
+    assert!(files.curves[0].is_file());
+    let md = fs::read_to_string(&files.markdown).unwrap();
+    assert!(md.contains("(curves/___escape.png)"), "{md}");
+}
+
+#[test]
 fn malformed_run_json_is_an_error_naming_the_file() {
     let dir = out_dir("report-malformed");
     fs::copy(fixtures().join("dnn1.json"), dir.join("dnn1.json")).unwrap();
