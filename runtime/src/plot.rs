@@ -175,9 +175,10 @@ fn points(epochs: &[EpochMetrics], metric: fn(&EpochMetrics) -> f64) -> Vec<(i32
 /// given as a fraction (0..=1) of the x and y ranges; segments are sampled in between so that
 /// a line crossing a corner counts too.
 fn legend_corner(lines: &[Vec<(f64, f64)>]) -> SeriesLabelPosition {
-    // The legend box: about 35% of the width and 25% of the height, plus a margin.
+    // The legend box: up to half the width (the study's label is long) and a quarter of
+    // the height, plus a margin.
     let covers = |(x, y): (f64, f64), right: bool, top: bool| {
-        let in_x = if right { x > 0.6 } else { x < 0.4 };
+        let in_x = if right { x > 0.45 } else { x < 0.55 };
         let in_y = if top { y > 0.7 } else { y < 0.3 };
         in_x && in_y
     };
