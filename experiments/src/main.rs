@@ -102,7 +102,13 @@ fn real_main() -> Result<()> {
     match cli.command {
         Command::List => {
             for v in VARIANTS {
-                println!("{:<9} {:>8}  {}", v.id, thousands(v.params), v.description);
+                println!(
+                    "{:<9} {:>8}  {:<38} study: {}",
+                    v.id,
+                    thousands(v.params),
+                    v.description,
+                    v.study_name
+                );
             }
         }
         Command::Summary { ids, json } => {
