@@ -2,7 +2,7 @@
 //!
 //! Drawn with plotters' bitmap backend into a buffer and encoded with the `png` crate. Text uses
 //! DejaVu Sans embedded in the binary (`runtime/assets/`, Bitstream Vera license beside it),
-//! registered with plotters' `ab_glyph` renderer and drawn by [`text::TextBackend`], so no
+//! registered with plotters' `ab_glyph` renderer and drawn by `text::TextBackend`, so no
 //! system font library or font file is needed: the figures come out the same on a bare machine.
 
 use std::error::Error as StdError;
