@@ -499,6 +499,7 @@ fn backward_planes<
 /// pass. With ties, `max`'s backward gives the full gradient to every tied
 /// element (the CPU kernel gives it to the first only).
 #[allow(clippy::type_complexity)]
+#[cfg_attr(not(feature = "cuda"), allow(dead_code))] // Cpu uses it in tests only
 pub fn try_max_pool2d_composed<
     B: Dim,
     E: Dtype,
