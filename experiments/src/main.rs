@@ -187,7 +187,9 @@ fn real_main() -> Result<()> {
             );
             let files = report::write_report(&out, &results)?;
             println!("{}", report::markdown_table(&results));
-            println!("{files:#?}");
+            for path in files.all() {
+                println!("{}", path.display());
+            }
         }
         Command::Bench {
             ids,
