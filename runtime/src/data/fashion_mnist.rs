@@ -28,6 +28,7 @@
 //! # Ok::<(), netdsl_runtime::Error>(())
 //! ```
 
+use std::io;
 use std::path::{Path, PathBuf};
 
 use rand::seq::SliceRandom;
@@ -102,9 +103,7 @@ impl FashionMnist {
     /// Loads the data set from `dir` with the given validation split.
     pub fn load_with(dir: Option<&Path>, split: Split) -> Result<FashionMnist> {
         let dir = Self::resolve_dir(dir);
-        if !dir.is_dir() {
-            return Err(Error::MissingDataDir { dir });
-        }
+        check_dir(&dir)?;
         // The two sets decode in parallel: gunzip dominates the load time.
         let (full, test) = rayon::join(
             || read_set(&dir, TRAIN_IMAGES, TRAIN_LABELS),
@@ -131,15 +130,37 @@ impl FashionMnist {
     }
 }
 
+/// `dir` must exist, be a directory and be listable.
+fn check_dir(dir: &Path) -> Result<()> {
+    let io_err = |source: io::Error| Error::Io {
+        path: dir.to_owned(),
+        source,
+    };
+    match std::fs::metadata(dir) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Err(Error::MissingDataDir {
+            dir: dir.to_owned(),
+        }),
+        Err(e) => Err(io_err(e)),
+        Ok(meta) if !meta.is_dir() => Err(io_err(io::Error::other("not a directory"))),
+        Ok(_) => std::fs::read_dir(dir).map(drop).map_err(io_err),
+    }
+}
+
 /// `<stem>.gz` if it exists, else `<stem>` if it exists, else an error naming the `.gz`.
 fn find_file(dir: &Path, stem: &str) -> Result<PathBuf> {
     let gz = dir.join(format!("{stem}.gz"));
-    if gz.exists() {
-        return Ok(gz);
-    }
     let plain = dir.join(stem);
-    if plain.exists() {
-        return Ok(plain);
+    for path in [&gz, &plain] {
+        match path.try_exists() {
+            Ok(true) => return Ok(path.clone()),
+            Ok(false) => {}
+            Err(source) => {
+                return Err(Error::Io {
+                    path: path.clone(),
+                    source,
+                })
+            }
+        }
     }
     Err(Error::MissingFile { path: gz })
 }
@@ -404,6 +425,18 @@ mod tests {
         );
         assert!(!msg.contains('\n'), "{msg}");
         err
+    }
+
+    #[test]
+    fn a_file_is_not_a_data_dir() {
+        let dir = fake_dir(12, 2, true, |_, _| {});
+        let file = dir.path().join("train-images-idx3-ubyte.gz");
+        let err = FashionMnist::load(Some(&file)).unwrap_err();
+        assert!(
+            err.to_string()
+                .ends_with("train-images-idx3-ubyte.gz: not a directory"),
+            "{err}"
+        );
     }
 
     #[test]
