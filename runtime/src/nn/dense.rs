@@ -189,6 +189,52 @@ mod tests {
         let var = w.iter().map(|v| v * v).sum::<f32>() / w.len() as f32;
         assert!((var / (limit * limit / 3.0) - 1.0).abs() < 0.02, "{var}");
         assert!(m.bias.as_vec().iter().all(|b| *b == 0.0));
+
+        // ResetParams draws a fresh kernel from the same distribution and zeroes the bias.
+        let mut m = m;
+        m.bias = dev.ones();
+        m.reset_params();
+        assert_ne!(m.weight.as_vec(), w);
+        assert!(m.weight.as_vec().iter().all(|v| v.abs() <= limit));
+        assert!(m.bias.as_vec().iter().all(|b| *b == 0.0));
+    }
+
+    /// Weight, bias and input gradients against central differences (f64), with
+    /// an L2 penalty added to the loss.
+    #[test]
+    fn gradients_match_finite_differences_with_l2() {
+        use crate::tests::{finite_difference, max_rel_error, test_values};
+        let dev: Cpu = Default::default();
+        let mut m = dev.build_module::<builder::Dense<5, 3, { f32_bits(0.1) }>, f64>();
+        let (w0, x0) = (test_values(15, 1), test_values(4 * 5, 2));
+        let b0 = test_values(3, 3);
+        let r = test_values(4 * 3, 4); // loss = Σ y·r + λΣw²
+        let loss =
+            |m: &mut Dense<5, 3, f64, Cpu, { f32_bits(0.1) }>, w: &[f64], b: &[f64], x: &[f64]| {
+                m.weight = dev.tensor_from_vec(w.to_vec(), (Const, Const));
+                m.bias = dev.tensor_from_vec(b.to_vec(), (Const,));
+                let y = m.forward(dev.tensor_from_vec(x.to_vec(), (4usize, Const::<5>)));
+                let data: f64 = y.as_vec().iter().zip(&r).map(|(y, r)| y * r).sum();
+                data + m.l2_penalty().map_or(0.0, |p| p.array())
+            };
+        let num_w = finite_difference(&w0, 1e-4, |w| loss(&mut m, w, &b0, &x0));
+        let num_b = finite_difference(&b0, 1e-4, |b| loss(&mut m, &w0, b, &x0));
+        let num_x = finite_difference(&x0, 1e-4, |x| loss(&mut m, &w0, &b0, x));
+
+        loss(&mut m, &w0, &b0, &x0); // sets the parameters
+        let x = dev.tensor_from_vec(x0.clone(), (4usize, Const::<5>));
+        let y = m.forward(x.leaky_trace());
+        let r_t = dev.tensor_from_vec(r.clone(), (4usize, Const::<3>));
+        let total = (y * r_t).sum::<Rank0, _>() + m.l2_penalty().unwrap();
+        let grads = total.backward();
+        for (name, analytic, numeric) in [
+            ("weight", grads.get(&m.weight).as_vec(), num_w),
+            ("bias", grads.get(&m.bias).as_vec(), num_b),
+            ("input", grads.get(&x).as_vec(), num_x),
+        ] {
+            let err = max_rel_error(&analytic, &numeric);
+            assert!(err <= 1e-6, "{name}: rel err {err:e}");
+        }
     }
 
     #[test]
