@@ -1,1 +1,656 @@
-//! TODO
+//! `Conv2D`: a 2-D convolution for dfdx 0.13 on stable Rust, every size a const generic.
+//!
+//! dfdx's own `Conv2D` computes its output size with `generic_const_exprs`
+//! (nightly, and broken there); this one takes the output size as generics
+//! too (the `network!` macro computes it) and checks the sizes agree with a
+//! `const { assert!(..) }` that fires when the code is built.
+//!
+//! Forward and backward are one custom op recorded with dfdx's public
+//! `Tape::add_backward_op`, dispatched per device by [`Conv2DKernel`]:
+//! - `Cpu` (f32, f64): im2col + the `gemm` crate, parallel over the batch
+//!   with rayon (`conv2d/cpu.rs`);
+//! - `Cuda` (feature `cuda`): a composition of public dfdx ops, `gather`-based
+//!   im2col + `matmul` (`conv2d/composed.rs`); the tests run that composition
+//!   on `Cpu` against the fast kernel.
+//!
+//! Run the tests: `cargo test -p netdsl-runtime --lib nn::conv2d`.
+//! Benchmark: `cargo run --release -p netdsl-runtime --example conv_bench`.
+
+#[cfg_attr(not(feature = "cuda"), allow(dead_code))] // the Cpu tests use it
+mod composed;
+mod cpu;
+
+use dfdx::nn::modules::{ModuleVisitor, TensorCollection, TensorOptions};
+use dfdx::nn::{BuildModule, BuildOnDevice, Module, NonMutableModule};
+use dfdx::prelude::{Const, Device, Dim, HasShape, OwnedTape, Rank0, Rank1, Rank4, Tape, Tensor};
+use dfdx::shapes::Dtype;
+use rand::distributions::{uniform::SampleUniform, Uniform};
+
+use super::l2::{try_l2_term, L2Penalty};
+
+pub mod builder {
+    /// A 2-D convolution (NCHW), built by `dev.build_module::<Conv2D<..>, f32>()`.
+    ///
+    /// Generics:
+    /// - `IN_CHAN`, `OUT_CHAN`: channels in and out.
+    /// - `KERNEL_SIZE`: the square kernel's side, `STRIDE`: its step.
+    /// - `PAD_H`, `PAD_W`: zero padding *before* (top, left). The padding
+    ///   after (bottom, right) is implied by `H_OUT`/`W_OUT`: positions past
+    ///   the input read as 0 (Keras `same` pads one more after than before
+    ///   when the total is odd).
+    /// - `H_IN`, `W_IN`, `H_OUT`, `W_OUT`: spatial sizes in and out; a
+    ///   `const { assert!(..) }` rejects inconsistent ones when the code is built.
+    /// - `L2`: Keras `kernel_regularizer=l2(λ)` factor as `f32` bits
+    ///   (`{ f32_bits(1e-3) }`), 0 for none.
+    ///
+    /// PyTorch: `nn.Conv2d(IN_CHAN, OUT_CHAN, KERNEL_SIZE, STRIDE, padding=..)`.
+    #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+    pub struct Conv2D<
+        const IN_CHAN: usize,
+        const OUT_CHAN: usize,
+        const KERNEL_SIZE: usize,
+        const STRIDE: usize,
+        const PAD_H: usize,
+        const PAD_W: usize,
+        const H_IN: usize,
+        const W_IN: usize,
+        const H_OUT: usize,
+        const W_OUT: usize,
+        const L2: u32 = 0,
+    >;
+}
+
+/// A batch of images `[B, C, H, W]` (NCHW).
+pub type Images<B, const C: usize, const H: usize, const W: usize, E, D, T> =
+    Tensor<(B, Const<C>, Const<H>, Const<W>), E, D, T>;
+
+/// Whether a padding after of `pad` or `pad + 1` turns `input` into exactly
+/// `output` positions with this kernel and stride (the rule the macro uses:
+/// explicit padding pads equally, Keras `same` may pad one more after).
+pub const fn output_size_fits(
+    input: usize,
+    kernel: usize,
+    stride: usize,
+    pad: usize,
+    output: usize,
+) -> bool {
+    if kernel == 0 || stride == 0 {
+        return false;
+    }
+    let mut after = pad;
+    while after <= pad + 1 {
+        let padded = input + pad + after;
+        if padded >= kernel && (padded - kernel) / stride + 1 == output {
+            return true;
+        }
+        after += 1;
+    }
+    false
+}
+
+/// The geometry of one convolution call, as plain numbers (dfdx's `Conv2DOp`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Conv2DOp {
+    pub batch: usize,
+    pub chan_in: usize,
+    pub chan_out: usize,
+    pub kernel: usize,
+    pub stride: usize,
+    pub pad_h: usize,
+    pub pad_w: usize,
+    pub h_in: usize,
+    pub w_in: usize,
+    pub h_out: usize,
+    pub w_out: usize,
+}
+
+impl Conv2DOp {
+    /// Rows of the im2col matrix: `chan_in · kernel²`.
+    pub fn patch_len(&self) -> usize {
+        self.chan_in * self.kernel * self.kernel
+    }
+    /// Output positions per channel: `h_out · w_out`.
+    pub fn out_positions(&self) -> usize {
+        self.h_out * self.w_out
+    }
+    /// Elements of one input image: `chan_in · h_in · w_in`.
+    pub fn in_image_len(&self) -> usize {
+        self.chan_in * self.h_in * self.w_in
+    }
+    /// Elements of one output image: `chan_out · h_out · w_out`.
+    pub fn out_image_len(&self) -> usize {
+        self.chan_out * self.out_positions()
+    }
+    /// Multiply-adds of the forward pass (times 2 for FLOPs).
+    pub fn forward_macs(&self) -> usize {
+        self.batch * self.out_image_len() * self.patch_len()
+    }
+}
+
+/// The device-specific convolution, in the style of dfdx's kernel traits.
+///
+/// Implemented for `Cpu` (f32, f64: the fast im2col + gemm kernel) and, with
+/// the `cuda` feature, for `Cuda` (f32, f64: `composed::try_conv2d_composed`).
+pub trait Conv2DKernel<E: Dtype>: Device<E> {
+    /// `y = conv(x, weight) + bias`, recording the backward op on `x`'s tape.
+    ///
+    /// # Shapes
+    /// `x: [B, I, H, W]`, `weight: [O, I, K, K]`, `bias: [O]` -> `y: [B, O, HO, WO]`.
+    fn try_conv2d<
+        B: Dim,
+        T: Tape<E, Self>,
+        const I: usize,
+        const O: usize,
+        const K: usize,
+        const H: usize,
+        const W: usize,
+        const HO: usize,
+        const WO: usize,
+    >(
+        op: Conv2DOp,
+        x: Images<B, I, H, W, E, Self, T>,
+        weight: &Tensor<Rank4<O, I, K, K>, E, Self>,
+        bias: &Tensor<Rank1<O>, E, Self>,
+    ) -> Result<Images<B, O, HO, WO, E, Self, T>, Self::Err>;
+}
+
+/// A built 2-D convolution: `weight [O, I, K, K]`, `bias [O]` (PyTorch/dfdx layout).
+///
+/// Generics as [`builder::Conv2D`], abbreviated; `E` the dtype, `D` the device.
+/// Initialised as Keras does: glorot-uniform weight
+/// (limit `sqrt(6 / (I·K² + O·K²))`), zero bias.
+///
+/// # Shapes
+/// `[B, I, H, W] -> [B, O, HO, WO]` for any batch `B: Dim` (const or `usize`).
+#[derive(Debug, Clone)]
+pub struct Conv2D<
+    const I: usize,
+    const O: usize,
+    const K: usize,
+    const S: usize,
+    const PH: usize,
+    const PW: usize,
+    const H: usize,
+    const W: usize,
+    const HO: usize,
+    const WO: usize,
+    const L2: u32,
+    E: Dtype,
+    D: dfdx::tensor::Storage<E>,
+> {
+    pub weight: Tensor<Rank4<O, I, K, K>, E, D>,
+    pub bias: Tensor<Rank1<O>, E, D>,
+}
+
+impl<
+        const I: usize,
+        const O: usize,
+        const K: usize,
+        const S: usize,
+        const PH: usize,
+        const PW: usize,
+        const H: usize,
+        const W: usize,
+        const HO: usize,
+        const WO: usize,
+        const L2: u32,
+        E: Dtype,
+        D: dfdx::tensor::Storage<E>,
+    > Conv2D<I, O, K, S, PH, PW, H, W, HO, WO, L2, E, D>
+{
+    /// Fails the build when the sizes disagree (evaluated when code using
+    /// this layer is compiled to a binary or test, not by `cargo check`).
+    const SIZES_OK: () = assert!(
+        I > 0
+            && O > 0
+            && output_size_fits(H, K, S, PH, HO)
+            && output_size_fits(W, K, S, PW, WO),
+        "Conv2D: inconsistent sizes; need out = (in + pad_before + pad_after - kernel) / stride + 1 \
+         with pad_after = pad_before or pad_before + 1"
+    );
+
+    fn op(batch: usize) -> Conv2DOp {
+        Conv2DOp {
+            batch,
+            chan_in: I,
+            chan_out: O,
+            kernel: K,
+            stride: S,
+            pad_h: PH,
+            pad_w: PW,
+            h_in: H,
+            w_in: W,
+            h_out: HO,
+            w_out: WO,
+        }
+    }
+}
+
+impl<
+        const I: usize,
+        const O: usize,
+        const K: usize,
+        const S: usize,
+        const PH: usize,
+        const PW: usize,
+        const H: usize,
+        const W: usize,
+        const HO: usize,
+        const WO: usize,
+        const L2: u32,
+        E: Dtype + SampleUniform,
+        D: Device<E>,
+    > BuildOnDevice<D, E> for builder::Conv2D<I, O, K, S, PH, PW, H, W, HO, WO, L2>
+{
+    type Built = Conv2D<I, O, K, S, PH, PW, H, W, HO, WO, L2, E, D>;
+    fn try_build_on_device(device: &D) -> Result<Self::Built, D::Err> {
+        #[allow(clippy::let_unit_value)]
+        let () = Self::Built::SIZES_OK;
+        Self::Built::try_build(device)
+    }
+}
+
+impl<
+        const I: usize,
+        const O: usize,
+        const K: usize,
+        const S: usize,
+        const PH: usize,
+        const PW: usize,
+        const H: usize,
+        const W: usize,
+        const HO: usize,
+        const WO: usize,
+        const L2: u32,
+        E: Dtype + SampleUniform,
+        D: Device<E>,
+    > TensorCollection<E, D> for Conv2D<I, O, K, S, PH, PW, H, W, HO, WO, L2, E, D>
+{
+    type To<E2: Dtype, D2: Device<E2>> = Conv2D<I, O, K, S, PH, PW, H, W, HO, WO, L2, E2, D2>;
+
+    fn iter_tensors<V: ModuleVisitor<Self, E, D>>(
+        visitor: &mut V,
+    ) -> Result<Option<Self::To<V::E2, V::D2>>, V::Err> {
+        visitor.visit_fields(
+            (
+                Self::tensor(
+                    "weight",
+                    |s| &s.weight,
+                    |s| &mut s.weight,
+                    TensorOptions::reset_with(|t| {
+                        // Keras GlorotUniform: fan_in = I·K², fan_out = O·K²
+                        let fans = ((I + O) * K * K) as f64;
+                        let limit = (6.0 / fans).sqrt();
+                        let (lo, hi) = (E::from_f64(-limit), E::from_f64(limit));
+                        let (lo, hi) = (lo.unwrap_or_default(), hi.unwrap_or_default());
+                        t.try_fill_with_distr(Uniform::new_inclusive(lo, hi))
+                    }),
+                ),
+                Self::tensor(
+                    "bias",
+                    |s| &s.bias,
+                    |s| &mut s.bias,
+                    TensorOptions::reset_to_zeros(),
+                ),
+            ),
+            |(weight, bias)| Conv2D { weight, bias },
+        )
+    }
+}
+
+impl<
+        const I: usize,
+        const O: usize,
+        const K: usize,
+        const S: usize,
+        const PH: usize,
+        const PW: usize,
+        const H: usize,
+        const W: usize,
+        const HO: usize,
+        const WO: usize,
+        const L2: u32,
+        B: Dim,
+        E: Dtype,
+        D: Conv2DKernel<E>,
+        T: Tape<E, D>,
+    > Module<Tensor<(B, Const<I>, Const<H>, Const<W>), E, D, T>>
+    for Conv2D<I, O, K, S, PH, PW, H, W, HO, WO, L2, E, D>
+{
+    type Output = Tensor<(B, Const<O>, Const<HO>, Const<WO>), E, D, T>;
+    type Error = D::Err;
+
+    /// Training (`OwnedTape` input) records the backward op; evaluation
+    /// (`NoneTape`) keeps nothing for it.
+    fn try_forward(&self, x: Images<B, I, H, W, E, D, T>) -> Result<Self::Output, D::Err> {
+        #[allow(clippy::let_unit_value)]
+        let () = Self::SIZES_OK;
+        let op = Self::op(x.shape().0.size());
+        D::try_conv2d(op, x, &self.weight, &self.bias)
+    }
+}
+
+impl<
+        const I: usize,
+        const O: usize,
+        const K: usize,
+        const S: usize,
+        const PH: usize,
+        const PW: usize,
+        const H: usize,
+        const W: usize,
+        const HO: usize,
+        const WO: usize,
+        const L2: u32,
+        E: Dtype,
+        D: dfdx::tensor::Storage<E>,
+    > NonMutableModule for Conv2D<I, O, K, S, PH, PW, H, W, HO, WO, L2, E, D>
+{
+}
+
+impl<
+        const I: usize,
+        const O: usize,
+        const K: usize,
+        const S: usize,
+        const PH: usize,
+        const PW: usize,
+        const H: usize,
+        const W: usize,
+        const HO: usize,
+        const WO: usize,
+        const L2: u32,
+        E: Dtype,
+        D: Device<E>,
+    > L2Penalty<E, D> for Conv2D<I, O, K, S, PH, PW, H, W, HO, WO, L2, E, D>
+{
+    /// λ·Σw² over the kernel (never the bias), `None` when `L2 == 0`.
+    fn try_l2_penalty(&self) -> Result<Option<Tensor<Rank0, E, D, OwnedTape<E, D>>>, D::Err> {
+        try_l2_term(&self.weight, L2)
+    }
+}
+
+macro_rules! device_conv2d {
+    ($device:ty, $path:path, $($E:ty),+) => {$(
+        impl Conv2DKernel<$E> for $device {
+            fn try_conv2d<
+                B: Dim,
+                T: Tape<$E, Self>,
+                const I: usize,
+                const O: usize,
+                const K: usize,
+                const H: usize,
+                const W: usize,
+                const HO: usize,
+                const WO: usize,
+            >(
+                op: Conv2DOp,
+                x: Images<B, I, H, W, $E, Self, T>,
+                weight: &Tensor<Rank4<O, I, K, K>, $E, Self>,
+                bias: &Tensor<Rank1<O>, $E, Self>,
+            ) -> Result<Images<B, O, HO, WO, $E, Self, T>, Self::Err> {
+                $path(op, x, weight, bias)
+            }
+        }
+    )+};
+}
+
+device_conv2d!(dfdx::tensor::Cpu, cpu::try_conv2d, f32, f64);
+#[cfg(feature = "cuda")]
+device_conv2d!(dfdx::tensor::Cuda, composed::try_conv2d_composed, f32, f64);
+
+#[cfg(test)]
+mod tests {
+    use super::composed::try_conv2d_composed;
+    use super::*;
+    use crate::tests::{assert_close, assert_grad_close, finite_difference, test_values};
+    use dfdx::prelude::*;
+
+    /// The textbook convolution, one output at a time (f64).
+    fn naive(op: &Conv2DOp, x: &[f64], w: &[f64], b: &[f64]) -> Vec<f64> {
+        let (i_n, k) = (op.chan_in, op.kernel);
+        let mut y = Vec::with_capacity(op.batch * op.out_image_len());
+        for n in 0..op.batch {
+            for o in 0..op.chan_out {
+                for oh in 0..op.h_out {
+                    for ow in 0..op.w_out {
+                        let mut acc = b[o];
+                        for c in 0..i_n {
+                            for kh in 0..k {
+                                for kw in 0..k {
+                                    let ih = (oh * op.stride + kh) as isize - op.pad_h as isize;
+                                    let iw = (ow * op.stride + kw) as isize - op.pad_w as isize;
+                                    if ih < 0
+                                        || iw < 0
+                                        || ih >= op.h_in as isize
+                                        || iw >= op.w_in as isize
+                                    {
+                                        continue;
+                                    }
+                                    let xi = ((n * i_n + c) * op.h_in + ih as usize) * op.w_in
+                                        + iw as usize;
+                                    acc += x[xi] * w[((o * i_n + c) * k + kh) * k + kw];
+                                }
+                            }
+                        }
+                        y.push(acc);
+                    }
+                }
+            }
+        }
+        y
+    }
+
+    type Layer<
+        const I: usize,
+        const O: usize,
+        const K: usize,
+        const S: usize,
+        const PH: usize,
+        const PW: usize,
+        const H: usize,
+        const W: usize,
+        const HO: usize,
+        const WO: usize,
+    > = Conv2D<I, O, K, S, PH, PW, H, W, HO, WO, 0, f64, Cpu>;
+
+    /// Forward against [`naive`], gradients of input, weight and bias against
+    /// central differences, and the composed (Cuda) path against the fast one.
+    fn check_case<
+        const I: usize,
+        const O: usize,
+        const K: usize,
+        const S: usize,
+        const PH: usize,
+        const PW: usize,
+        const H: usize,
+        const W: usize,
+        const HO: usize,
+        const WO: usize,
+    >(
+        batch: usize,
+    ) {
+        let dev: Cpu = Cpu::seed_from_u64(0);
+        let mut m: Layer<I, O, K, S, PH, PW, H, W, HO, WO> =
+            dev.build_module::<builder::Conv2D<I, O, K, S, PH, PW, H, W, HO, WO>, f64>();
+        let w_shape = (Const::<O>, Const::<I>, Const::<K>, Const::<K>);
+        let x_shape = (batch, Const::<I>, Const::<H>, Const::<W>);
+        let y_shape = (batch, Const::<O>, Const::<HO>, Const::<WO>);
+        let (wv, bv) = (test_values(O * I * K * K, 1), test_values(O, 2));
+        m.weight = dev.tensor_from_vec(wv.clone(), w_shape);
+        m.bias = dev.tensor_from_vec(bv.clone(), (Const::<O>,));
+        let xv = test_values(batch * I * H * W, 3);
+        let x = dev.tensor_from_vec(xv.clone(), x_shape);
+        let op = Layer::<I, O, K, S, PH, PW, H, W, HO, WO>::op(batch);
+
+        // forward, no tape
+        let y = m.forward(x.clone());
+        assert_close(&y.as_vec(), &naive(&op, &xv, &wv, &bv), 1e-12);
+
+        // analytic gradients of loss = Σ y·r
+        let r = dev.tensor_from_vec(test_values(batch * O * HO * WO, 4), y_shape);
+        let grads = (m.forward(x.clone().traced(Gradients::leaky())) * r.clone())
+            .sum::<Rank0, _>()
+            .backward();
+        let (gx, gw, gb) = (
+            grads.get(&x).as_vec(),
+            grads.get(&m.weight).as_vec(),
+            grads.get(&m.bias).as_vec(),
+        );
+
+        // numeric gradients
+        let loss = |m: &Layer<I, O, K, S, PH, PW, H, W, HO, WO>, xv: &[f64]| -> f64 {
+            let y = m.forward(dev.tensor_from_vec(xv.to_vec(), x_shape));
+            (y * r.clone()).sum::<Rank0, _>().array()
+        };
+        let num_gx = finite_difference(&xv, 1e-3, |xp| loss(&m, xp));
+        let num_gw = finite_difference(&wv, 1e-3, |wp| {
+            let mut m2 = m.clone();
+            m2.weight = dev.tensor_from_vec(wp.to_vec(), w_shape);
+            loss(&m2, &xv)
+        });
+        let num_gb = finite_difference(&bv, 1e-3, |bp| {
+            let mut m2 = m.clone();
+            m2.bias = dev.tensor_from_vec(bp.to_vec(), (Const::<O>,));
+            loss(&m2, &xv)
+        });
+        assert_grad_close("input", &gx, &num_gx, 1e-6);
+        assert_grad_close("weight", &gw, &num_gw, 1e-6);
+        assert_grad_close("bias", &gb, &num_gb, 1e-6);
+
+        // the composed (Cuda) path, run on Cpu: same values, same gradients
+        let y_c: Tensor<(usize, Const<O>, Const<HO>, Const<WO>), f64, Cpu> =
+            try_conv2d_composed(op, x.clone(), &m.weight, &m.bias).unwrap();
+        assert_close(&y_c.as_vec(), &y.as_vec(), 1e-12);
+        let y_c: Tensor<(usize, Const<O>, Const<HO>, Const<WO>), f64, Cpu, _> =
+            try_conv2d_composed(op, x.clone().traced(Gradients::leaky()), &m.weight, &m.bias)
+                .unwrap();
+        let grads_c = (y_c * r).sum::<Rank0, _>().backward();
+        assert_close(&grads_c.get(&x).as_vec(), &gx, 1e-12);
+        assert_close(&grads_c.get(&m.weight).as_vec(), &gw, 1e-12);
+        assert_close(&grads_c.get(&m.bias).as_vec(), &gb, 1e-12);
+    }
+
+    #[test]
+    fn valid_stride1_odd_nonsquare() {
+        check_case::<3, 4, 3, 1, 0, 0, 7, 6, 5, 4>(2);
+    }
+
+    #[test]
+    fn pad1_stride1() {
+        check_case::<2, 3, 3, 1, 1, 1, 5, 5, 5, 5>(3);
+    }
+
+    #[test]
+    fn pad1_stride2_pad_after_differs() {
+        // H: (7 + 1 + 1 - 3) / 2 + 1 = 4; W: (8 + 1 + 1 - 3) / 2 + 1 = 4 (last column unused)
+        check_case::<2, 3, 3, 2, 1, 1, 7, 8, 4, 4>(2);
+    }
+
+    #[test]
+    fn keras_same_even_kernel_pads_only_after() {
+        // in 7, K 2, S 1: out 7, total 1 -> before 0, after 1
+        check_case::<2, 2, 2, 1, 0, 0, 7, 7, 7, 7>(2);
+    }
+
+    #[test]
+    fn keras_same_stride2_asymmetric() {
+        // H 8: out 4, total 1 -> 0 before, 1 after; W 9: out 5, total 2 -> 1 and 1
+        check_case::<2, 3, 3, 2, 0, 1, 8, 9, 4, 5>(2);
+    }
+
+    #[test]
+    fn one_input_channel_kernel5_stride2_pad2() {
+        check_case::<1, 3, 5, 2, 2, 2, 9, 9, 5, 5>(3);
+    }
+
+    #[test]
+    fn batch_as_const_and_f32_matches_f64() {
+        let dev: Cpu = Cpu::seed_from_u64(0);
+        let mut m = dev.build_module::<builder::Conv2D<3, 4, 3, 2, 0, 1, 8, 9, 4, 5>, f64>();
+        let mut m32 = dev.build_module::<builder::Conv2D<3, 4, 3, 2, 0, 1, 8, 9, 4, 5>, f32>();
+        m.bias = dev.tensor_from_vec(test_values(4, 9), (Const::<4>,));
+        m32.weight = m.weight.clone().to_dtype::<f32>();
+        m32.bias = m.bias.clone().to_dtype::<f32>();
+        let x: Tensor<Rank4<2, 3, 8, 9>, f64, Cpu> =
+            dev.tensor_from_vec(test_values(2 * 3 * 8 * 9, 5), Default::default());
+        let y: Tensor<Rank4<2, 4, 4, 5>, f64, Cpu> = m.forward(x.clone());
+        let y32: Tensor<Rank4<2, 4, 4, 5>, f32, Cpu> = m32.forward(x.clone().to_dtype::<f32>());
+        let y32: Vec<f64> = y32.as_vec().iter().map(|&v| v as f64).collect();
+        assert_close(&y32, &y.as_vec(), 1e-5);
+        // OwnedTape with a const batch, through forward_mut
+        let y_t = m.forward_mut(x.traced(m.alloc_grads()));
+        assert_close(&y_t.as_vec(), &y.as_vec(), 0.0);
+    }
+
+    #[test]
+    fn gradients_are_identical_for_any_thread_count() {
+        let dev: Cpu = Cpu::seed_from_u64(1);
+        let m = dev.build_module::<builder::Conv2D<4, 5, 3, 1, 1, 1, 6, 6, 6, 6>, f32>();
+        let x: Tensor<(usize, Const<4>, Const<6>, Const<6>), f32, Cpu> = dev.tensor_from_vec(
+            test_values(37 * 4 * 36, 6)
+                .iter()
+                .map(|&v| v as f32)
+                .collect(),
+            (37, Const, Const, Const),
+        );
+        let run = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| {
+                let g = m
+                    .forward(x.clone().traced(Gradients::leaky()))
+                    .square()
+                    .sum::<Rank0, _>()
+                    .backward();
+                (
+                    g.get(&m.weight).as_vec(),
+                    g.get(&m.bias).as_vec(),
+                    g.get(&x).as_vec(),
+                )
+            })
+        };
+        assert_eq!(run(1), run(3));
+    }
+
+    #[test]
+    fn keras_init_and_parameter_count() {
+        let dev: Cpu = Default::default();
+        let m = dev.build_module::<builder::Conv2D<32, 64, 3, 1, 0, 0, 13, 13, 11, 11>, f32>();
+        assert_eq!(m.num_trainable_params(), 64 * 32 * 9 + 64);
+        let limit = (6.0f32 / ((32 + 64) * 9) as f32).sqrt();
+        let w = m.weight.as_vec();
+        assert!(w.iter().all(|v| v.abs() <= limit));
+        assert!(w.iter().any(|v| v.abs() > 0.9 * limit));
+        assert!(m.bias.as_vec().iter().all(|&v| v == 0.0));
+    }
+
+    #[test]
+    fn l2_penalty_only_when_set() {
+        let dev: Cpu = Default::default();
+        let m = dev.build_module::<builder::Conv2D<1, 2, 3, 1, 0, 0, 5, 5, 3, 3>, f64>();
+        assert!(m.try_l2_penalty().unwrap().is_none());
+        const HALF: u32 = crate::nn::f32_bits(0.5);
+        let m = dev.build_module::<builder::Conv2D<1, 2, 3, 1, 0, 0, 5, 5, 3, 3, HALF>, f64>();
+        let sum_sq: f64 = m.weight.as_vec().iter().map(|w| w * w).sum();
+        let p = m.try_l2_penalty().unwrap().unwrap().array();
+        assert!((p - 0.5 * sum_sq).abs() < 1e-12);
+    }
+
+    #[test]
+    fn size_rule_accepts_keras_valid_same_and_explicit_padding() {
+        assert!(output_size_fits(28, 3, 1, 0, 26)); // valid
+        assert!(output_size_fits(13, 3, 1, 0, 11));
+        assert!(output_size_fits(28, 3, 1, 1, 28)); // same
+        assert!(output_size_fits(28, 3, 2, 0, 14)); // same, S 2: 0 before, 1 after
+        assert!(output_size_fits(7, 2, 1, 0, 7)); // same, K 2
+        assert!(output_size_fits(5, 3, 2, 1, 3)); // pad 1
+        assert!(!output_size_fits(28, 3, 1, 0, 28));
+        assert!(output_size_fits(28, 3, 1, 0, 27)); // one extra pad after is allowed
+        assert!(!output_size_fits(28, 3, 1, 0, 25));
+        assert!(!output_size_fits(1, 3, 1, 0, 1)); // kernel larger than the padded input
+        assert!(!output_size_fits(28, 3, 0, 0, 26));
+    }
+}

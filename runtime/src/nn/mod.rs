@@ -16,6 +16,7 @@ mod conv2d;
 mod dense;
 mod dropout;
 mod flatten;
+mod gemm;
 mod l2;
 mod max_pool2d;
 
@@ -23,7 +24,7 @@ pub use l2::{f32_bits, L2Penalty, Penalty};
 
 /// Zero-sized layer descriptions for `dev.build_module::<B, f32>()`.
 pub mod builders {
-    // pub use super::conv2d::builder::Conv2D;
+    pub use super::conv2d::builder::Conv2D;
     pub use super::dense::builder::Dense;
     pub use super::dropout::builder::Dropout;
     pub use super::flatten::builder::Flatten;
@@ -33,7 +34,7 @@ pub mod builders {
 
 /// The built layers, holding their parameters on a device.
 pub mod modules {
-    // pub use super::conv2d::Conv2D;
+    pub use super::conv2d::{Conv2D, Conv2DKernel};
     pub use super::dense::Dense;
     pub use super::dropout::Dropout;
     pub use super::flatten::Flatten;

@@ -1,0 +1,99 @@
+//! Convolution as a composition of public dfdx ops, for any `D: Device<E>`.
+//!
+//! This is the `Cuda` path (dfdx's `Cuda` fields are crate-private, so a
+//! custom kernel cannot reach its buffers); the tests run it on `Cpu` against
+//! the fast kernel. Every step is a dfdx op with its own backward, so the
+//! gradients come from dfdx: `gather` accumulates into its source (unlike the
+//! Cpu `slice` backward, which overwrites), which is what overlapping patches need.
+//!
+//! ```text
+//! x [B, I, H, W] -> [B, I·H·W] -> permute [I·H·W, B] -> append a zero row [I·H·W + 1, B]
+//!   -> gather rows by a fixed index [I·K·K·P, B]   (padding taps read the zero row)
+//!   -> reshape [I·K·K, P·B] -> W [O, I·K·K] · cols = [O, P·B] -> [O, P, B]
+//!   -> permute [B, O, P] -> reshape [B, O, HO, WO] -> + bias
+//! ```
+
+use dfdx::prelude::{
+    Axes3, Axis, BroadcastTo, Const, Device, Dim, GatherTo, HasShape, PermuteTo, Rank1, Rank4,
+    ReshapeTo, Tape, Tensor, TryAdd, TryConcatAlong, TryMatMul,
+};
+use dfdx::shapes::Dtype;
+
+use super::{Conv2DOp, Images};
+
+/// `y = conv(x, weight) + bias` from dfdx ops (see the module docs).
+///
+/// # Shapes
+/// `x: [B, I, H, W]`, `weight: [O, I, K, K]`, `bias: [O]` -> `[B, O, HO, WO]`.
+pub fn try_conv2d_composed<
+    E: Dtype,
+    D: Device<E>,
+    B: Dim,
+    T: Tape<E, D>,
+    const I: usize,
+    const O: usize,
+    const K: usize,
+    const H: usize,
+    const W: usize,
+    const HO: usize,
+    const WO: usize,
+>(
+    op: Conv2DOp,
+    x: Images<B, I, H, W, E, D, T>,
+    weight: &Tensor<Rank4<O, I, K, K>, E, D>,
+    bias: &Tensor<Rank1<O>, E, D>,
+) -> Result<Images<B, O, HO, WO, E, D, T>, D::Err> {
+    let dev = x.device().clone();
+    let batch = x.shape().0;
+    let (in_len, ikk, p) = (op.in_image_len(), op.patch_len(), op.out_positions());
+
+    let x_t = x
+        .try_reshape_like(&(batch, in_len))? // [B, IHW]
+        .try_permute::<_, Axes2Swap>()?; // [IHW, B]
+    let zero_row = dev.try_zeros_like(&(1usize, batch))?; // [1, B]
+    let padded = (x_t, zero_row).try_concat_along(Axis::<0>)?; // [IHW + 1, B]
+
+    let idx = dev.try_tensor_from_vec(patch_index(&op), (ikk * p,))?;
+    let cols = padded
+        .try_gather(idx)? // [IKK·P, B]
+        .try_reshape_like(&(ikk, p * batch.size()))?; // [IKK, P·B]
+
+    let w = weight.retaped::<T>().try_reshape_like(&(Const::<O>, ikk))?; // [O, IKK]
+    let y = w
+        .try_matmul(cols)? // [O, P·B]
+        .try_reshape_like(&(Const::<O>, p, batch))? // [O, P, B]
+        .try_permute::<_, Axes3<2, 0, 1>>()? // [B, O, P]
+        .try_reshape_like(&(batch, Const::<O>, Const::<HO>, Const::<WO>))?; // [B, O, HO, WO]
+    let shape = *y.shape();
+    y.try_add(bias.retaped::<T>().try_broadcast_like(&shape)?)
+}
+
+/// Swaps the two axes of a 2-D tensor.
+type Axes2Swap = dfdx::prelude::Axes2<1, 0>;
+
+/// For each im2col entry (row `(c·K + kh)·K + kw`, column `oh·WO + ow`), the
+/// row of the padded, transposed input it reads; padding taps read the zero
+/// row `I·H·W`.
+fn patch_index(op: &Conv2DOp) -> Vec<usize> {
+    let zero = op.in_image_len();
+    let mut idx = Vec::with_capacity(op.patch_len() * op.out_positions());
+    for c in 0..op.chan_in {
+        for kh in 0..op.kernel {
+            for kw in 0..op.kernel {
+                for oh in 0..op.h_out {
+                    for ow in 0..op.w_out {
+                        let ih = (oh * op.stride + kh).checked_sub(op.pad_h);
+                        let iw = (ow * op.stride + kw).checked_sub(op.pad_w);
+                        idx.push(match (ih, iw) {
+                            (Some(ih), Some(iw)) if ih < op.h_in && iw < op.w_in => {
+                                (c * op.h_in + ih) * op.w_in + iw
+                            }
+                            _ => zero,
+                        });
+                    }
+                }
+            }
+        }
+    }
+    idx
+}

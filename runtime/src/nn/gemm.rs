@@ -1,0 +1,191 @@
+//! A safe, bounds-checked wrapper over the `gemm` crate's matrix product.
+//!
+//! dfdx 0.13 pins `gemm` 0.15, whose f32 path on stable reached ~46 GFLOP/s on
+//! the convolution shapes here; `gemm` 0.19 (with its AVX-512 `x86-v4` kernels)
+//! ran the same products single-threaded at ~85-100 GFLOP/s on this Zen 4.
+//! The convolution calls it once per image from rayon workers, so the product
+//! itself runs single-threaded (`Parallelism::None`) and the batch supplies the
+//! parallelism.
+//!
+//! Run the tests: `cargo test -p netdsl-runtime --lib nn::gemm`.
+
+use dfdx::shapes::Dtype;
+
+/// The element types `gemm` has kernels for (and the convolution uses): `f32`, `f64`.
+pub trait GemmFloat: Dtype + sealed::Sealed {}
+impl GemmFloat for f32 {}
+impl GemmFloat for f64 {}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for f32 {}
+    impl Sealed for f64 {}
+}
+
+/// A read-only `rows x cols` matrix view: element `(r, c)` is `data[r * rs + c * cs]`.
+///
+/// A row-major matrix has `rs = cols, cs = 1`; its transpose is the same data
+/// with `rs` and `cs` swapped (see [`Mat::t`]).
+#[derive(Clone, Copy, Debug)]
+pub struct Mat<'a, E> {
+    pub data: &'a [E],
+    pub rows: usize,
+    pub cols: usize,
+    pub rs: usize,
+    pub cs: usize,
+}
+
+impl<'a, E> Mat<'a, E> {
+    /// A row-major `rows x cols` matrix.
+    pub fn row_major(data: &'a [E], rows: usize, cols: usize) -> Self {
+        Self {
+            data,
+            rows,
+            cols,
+            rs: cols,
+            cs: 1,
+        }
+    }
+
+    /// The transposed view (no copy).
+    pub fn t(self) -> Self {
+        Self {
+            data: self.data,
+            rows: self.cols,
+            cols: self.rows,
+            rs: self.cs,
+            cs: self.rs,
+        }
+    }
+
+    /// One past the largest offset the view reads (0 for an empty view).
+    fn extent(&self) -> usize {
+        if self.rows == 0 || self.cols == 0 {
+            0
+        } else {
+            (self.rows - 1) * self.rs + (self.cols - 1) * self.cs + 1
+        }
+    }
+}
+
+/// `dst = lhs · rhs` (or `dst += lhs · rhs` when `accumulate`), `dst` row-major
+/// `m x n` with row stride `dst_rs`, on the calling thread.
+///
+/// # Shapes
+/// `lhs: [m, k]`, `rhs: [k, n]`, `dst: [m, n]`.
+///
+/// # Panics
+/// If the inner dimensions disagree or a view reaches past its slice.
+pub fn matmul<E: GemmFloat>(
+    dst: &mut [E],
+    dst_rs: usize,
+    lhs: Mat<'_, E>,
+    rhs: Mat<'_, E>,
+    accumulate: bool,
+) {
+    let (m, k, n) = (lhs.rows, lhs.cols, rhs.cols);
+    assert_eq!(rhs.rows, k, "matmul: inner dimensions differ");
+    assert!(lhs.extent() <= lhs.data.len(), "matmul: lhs out of bounds");
+    assert!(rhs.extent() <= rhs.data.len(), "matmul: rhs out of bounds");
+    assert!(n <= dst_rs || m <= 1, "matmul: dst rows overlap");
+    if m == 0 || n == 0 {
+        return;
+    }
+    assert!(
+        (m - 1) * dst_rs + n <= dst.len(),
+        "matmul: dst out of bounds"
+    );
+    if k == 0 {
+        if !accumulate {
+            for row in dst.chunks_mut(dst_rs).take(m) {
+                row[..n].fill(E::default());
+            }
+        }
+        return;
+    }
+    let as_isize = |x: usize| x as isize;
+    // SAFETY: the asserts above prove that every offset gemm touches,
+    // `r * rs + c * cs` for r < rows and c < cols, lies inside the slice it is
+    // computed from (for dst: (m-1)*dst_rs + (n-1) < dst.len()), and that
+    // distinct dst elements never share an address (n <= dst_rs). The slices
+    // are at most isize::MAX bytes long, so the strides fit in isize. `dst` is
+    // borrowed mutably, so it cannot alias `lhs` or `rhs`. E is f32 or f64
+    // (sealed), the types gemm supports; with `read_dst == false` gemm writes
+    // dst without reading it, so alpha is ignored.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            as_isize(dst_rs),
+            accumulate,
+            lhs.data.as_ptr(),
+            as_isize(lhs.cs),
+            as_isize(lhs.rs),
+            rhs.data.as_ptr(),
+            as_isize(rhs.cs),
+            as_isize(rhs.rs),
+            E::ONE,
+            E::ONE,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn naive(a: Mat<'_, f64>, b: Mat<'_, f64>) -> Vec<f64> {
+        let mut out = vec![0.0; a.rows * b.cols];
+        for i in 0..a.rows {
+            for j in 0..b.cols {
+                for p in 0..a.cols {
+                    out[i * b.cols + j] +=
+                        a.data[i * a.rs + p * a.cs] * b.data[p * b.rs + j * b.cs];
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn matches_naive_with_transposes_and_accumulate() {
+        let (m, k, n) = (5, 7, 3);
+        let a: Vec<f64> = (0..m * k).map(|i| (i as f64 * 0.37).sin()).collect();
+        let b: Vec<f64> = (0..k * n).map(|i| (i as f64 * 0.11).cos()).collect();
+        let a_mat = Mat::row_major(&a, m, k);
+        let b_mat = Mat::row_major(&b, k, n);
+        let want = naive(a_mat, b_mat);
+
+        let mut out = vec![1.0; m * n];
+        matmul(&mut out, n, a_mat, b_mat, false);
+        crate::tests::assert_close(&out, &want, 1e-12);
+
+        // the same product through transposed storage: (b^T)^T
+        let bt: Vec<f64> = (0..n * k).map(|i| b[(i % k) * n + i / k]).collect();
+        let mut acc = want.clone();
+        matmul(&mut acc, n, a_mat, Mat::row_major(&bt, n, k).t(), true);
+        let twice: Vec<f64> = want.iter().map(|x| 2.0 * x).collect();
+        crate::tests::assert_close(&acc, &twice, 1e-12);
+    }
+
+    #[test]
+    #[should_panic(expected = "out of bounds")]
+    fn rejects_short_slices() {
+        let a = vec![0f32; 5];
+        let mut out = vec![0f32; 4];
+        matmul(
+            &mut out,
+            2,
+            Mat::row_major(&a, 2, 3),
+            Mat::row_major(&a, 3, 2),
+            false,
+        );
+    }
+}
