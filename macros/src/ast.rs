@@ -419,7 +419,7 @@ mod tests {
         let nets = parse(quote!(N<784> { dense<5>, rleu, dense<10> })).unwrap();
         let err = nets.networks[0].layers.as_ref().err().unwrap().to_string();
         assert!(
-            err.starts_with("unknown layer `rleu`; did you mean `relu`?"),
+            err.starts_with("unknown layer `rleu` (did you mean `relu`?)"),
             "{err}"
         );
         assert!(err.contains("expected one of"), "{err}");

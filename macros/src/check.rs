@@ -431,7 +431,7 @@ fn check_size(errors: &mut Errors, value: &Value, what: &str) -> Option<usize> {
             Err(err) => err.to_string(),
         },
         Value::Int(Some(_), _) => {
-            format!("{what} must be positive, got `{}`", value.text())
+            format!("{what} must be at least 1, got `{}`", value.text())
         }
         Value::Float(..) => format!(
             "{what} must be an integer, got `{}`; write a whole number without a decimal point",
@@ -693,9 +693,9 @@ mod tests {
             "`relu` takes no arguments",
             "stride must be at least 1, got 0",
             "dropout rate must be in [0, 1), got `1.5`",
-            "unknown option `strides` for `conv`; did you mean `stride`?",
+            "unknown option `strides` for `conv` (did you mean `stride`?); it takes",
             "duplicate option `pad`",
-            "units must be positive, got `-3`",
+            "units must be at least 1, got `-3`",
         ];
         assert_eq!(errs.len(), expected.len(), "{errs:#?}");
         for (err, want) in errs.iter().zip(expected) {

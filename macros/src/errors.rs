@@ -57,10 +57,10 @@ pub fn nearest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
         .map(|(_, c)| c)
 }
 
-/// ", did you mean `x`?" when a candidate is near, else "".
+/// " (did you mean `x`?)" when a candidate is near, else "".
 pub fn did_you_mean(word: &str, candidates: &[&str]) -> String {
     match nearest(word, candidates) {
-        Some(near) => format!("; did you mean `{near}`?"),
+        Some(near) => format!(" (did you mean `{near}`?)"),
         None => String::new(),
     }
 }

@@ -1,0 +1,152 @@
+//! The study's seven architectures declared with `network!`: parameter counts
+//! (the study's table), summaries (insta snapshots), and a forward pass on `Cpu`
+//! whose output shape and dfdx parameter count match what the macro computed.
+//!
+//! Run: `cargo test -p netdsl-tests --test architectures`
+//! (update snapshots: `INSTA_UPDATE=always`, then review `tests/snapshots/`).
+//!
+//! The dense networks take the vector `<784>` (the study's "784 input nodes"):
+//! the training code hands them each 28x28 image as its 784 pixels, row by row.
+
+use dfdx::prelude::*;
+use netdsl_runtime::network;
+use netdsl_runtime::network::Network;
+
+network! {
+    /// DNN 1: one hidden layer of 5 units.
+    pub Dnn1<784> { dense<5>, relu, dense<10> }
+
+    /// DNN 2: hidden layers of 10 and 5 units.
+    pub Dnn2<784> { dense<10>, relu, dense<5>, relu, dense<10> }
+
+    /// CNN 3a: two convolution blocks (32 and 64 filters).
+    pub Cnn3a<1, 28, 28> {
+        conv<32, 3>, relu, maxpool<2>,              // [B, 32, 13, 13]
+        conv<64, 3>, relu, maxpool<2>,              // [B, 64, 5, 5]
+        flatten, dense<128>, relu, dense<10>,       // [B, 10]
+    }
+
+    /// CNN 3b: 3a with L2 on the kernels.
+    pub Cnn3b<1, 28, 28> {
+        conv<32, 3, l2 = 1e-3>, relu, maxpool<2>,
+        conv<64, 3, l2 = 1e-3>, relu, maxpool<2>,
+        flatten, dense<128, l2 = 1e-3>, relu, dense<10, l2 = 1e-3>,
+    }
+
+    /// CNN 3c: 3a's architecture (trained with augmentation).
+    pub Cnn3c<1, 28, 28> {
+        conv<32, 3>, relu, maxpool<2>,
+        conv<64, 3>, relu, maxpool<2>,
+        flatten, dense<128>, relu, dense<10>,
+    }
+
+    /// CNN 4a: three `same` convolutions (32, 64, 64), pools 28 -> 14 -> 7 -> 3.
+    pub Cnn4a<1, 28, 28> {
+        conv<32, 3, pad = same>, relu, maxpool<2>,  // [B, 32, 14, 14]
+        conv<64, 3, pad = same>, relu, maxpool<2>,  // [B, 64, 7, 7]
+        conv<64, 3, pad = same>, relu, maxpool<2>,  // [B, 64, 3, 3]
+        flatten, dense<64>, relu, dense<10>,        // [B, 10]
+    }
+
+    /// CNN 4b: 4a with L2 on the kernels.
+    pub Cnn4b<1, 28, 28> {
+        conv<32, 3, pad = same, l2 = 1e-3>, relu, maxpool<2>,
+        conv<64, 3, pad = same, l2 = 1e-3>, relu, maxpool<2>,
+        conv<64, 3, pad = same, l2 = 1e-3>, relu, maxpool<2>,
+        flatten, dense<64, l2 = 1e-3>, relu, dense<10, l2 = 1e-3>,
+    }
+
+    /// 4b with dropout after every block (a `-do` variant): 19 layers, nested tuples.
+    pub Cnn4bDo<1, 28, 28> {
+        conv<32, 3, pad = same, l2 = 1e-3>, relu, maxpool<2>, dropout<0.25>,
+        conv<64, 3, pad = same, l2 = 1e-3>, relu, maxpool<2>, dropout<0.25>,
+        conv<64, 3, pad = same, l2 = 1e-3>, relu, maxpool<2>, dropout<0.25>,
+        flatten, dense<64, l2 = 1e-3>, relu, dropout<0.5>, dense<10, l2 = 1e-3>,
+    }
+}
+
+// The study's table, checked while compiling.
+const _: () = assert!(Dnn1::PARAMS == 3_985);
+const _: () = assert!(Dnn2::PARAMS == 7_965);
+const _: () = assert!(Cnn3a::PARAMS == 225_034);
+const _: () = assert!(Cnn3b::PARAMS == 225_034);
+const _: () = assert!(Cnn3c::PARAMS == 225_034);
+const _: () = assert!(Cnn4a::PARAMS == 93_322);
+const _: () = assert!(Cnn4b::PARAMS == 93_322);
+const _: () = assert!(Cnn4bDo::PARAMS == 93_322);
+
+#[test]
+fn params_match_the_study() {
+    assert_eq!(<Dnn1 as Network>::PARAMS, 3_985);
+    assert_eq!(<Dnn2 as Network>::PARAMS, 7_965);
+    assert_eq!(<Cnn3a as Network>::PARAMS, 225_034);
+    assert_eq!(<Cnn4a as Network>::PARAMS, 93_322);
+    assert_eq!(Cnn3a::summary().params, 225_034);
+    assert_eq!(<Cnn4b as Network>::NAME, "Cnn4b");
+}
+
+#[test]
+fn summaries() {
+    insta::assert_snapshot!("dnn1", Dnn1::summary().to_string());
+    insta::assert_snapshot!("dnn2", Dnn2::summary().to_string());
+    insta::assert_snapshot!("cnn3a", Cnn3a::summary().to_string());
+    insta::assert_snapshot!("cnn3b", Cnn3b::summary().to_string());
+    insta::assert_snapshot!("cnn3c", Cnn3c::summary().to_string());
+    insta::assert_snapshot!("cnn4a", Cnn4a::summary().to_string());
+    insta::assert_snapshot!("cnn4b", Cnn4b::summary().to_string());
+}
+
+#[test]
+fn summary_json() {
+    insta::assert_json_snapshot!("dnn2_json", Dnn2::summary());
+}
+
+/// Build `N` on `Cpu`, count its parameters with dfdx, run a batch of `batch`
+/// (a runtime size) through it in eval and train mode, check the output shape.
+fn build_and_forward<N>(batch: usize)
+where
+    N: Network + BuildOnDevice<Cpu, f32>,
+    N::Built: NumParams<f32, Cpu>
+        + Module<Tensor<N::BatchedInput, f32, Cpu>, Output = Tensor<N::BatchedOutput, f32, Cpu>>
+        + ModuleMut<
+            Tensor<N::BatchedInput, f32, Cpu, OwnedTape<f32, Cpu>>,
+            Output = Tensor<N::BatchedOutput, f32, Cpu, OwnedTape<f32, Cpu>>,
+        >,
+{
+    let dev = Cpu::seed_from_u64(0);
+    let mut model = dev.build_module::<N, f32>();
+    assert_eq!(model.num_trainable_params(), N::PARAMS, "{}", N::NAME);
+
+    let x: Tensor<N::BatchedInput, f32, Cpu> = dev.sample_uniform_like(&N::batched_input(batch));
+    let y = model.forward(x.clone());
+    assert_eq!(y.shape().concrete(), N::batched_output(batch).concrete());
+    assert!(y.as_vec().iter().all(|v| v.is_finite()), "{}", N::NAME);
+
+    let grads = model.alloc_grads();
+    let y = model.forward_mut(x.traced(grads));
+    assert_eq!(y.shape().concrete(), N::batched_output(batch).concrete());
+}
+
+#[test]
+fn build_and_forward_every_architecture() {
+    build_and_forward::<Dnn1>(3);
+    build_and_forward::<Dnn2>(3);
+    build_and_forward::<Cnn3a>(3);
+    build_and_forward::<Cnn3b>(3);
+    build_and_forward::<Cnn3c>(1);
+    build_and_forward::<Cnn4a>(3);
+    build_and_forward::<Cnn4b>(2);
+    build_and_forward::<Cnn4bDo>(2);
+}
+
+#[test]
+fn const_batch_and_typed_shapes() {
+    let dev = Cpu::default();
+    let model = dev.build_module::<Cnn4a, f32>();
+    let x: Tensor<Rank4<2, 1, 28, 28>, f32, Cpu> = dev.zeros();
+    let y: Tensor<Rank2<2, 10>, f32, Cpu> = model.forward(x);
+    assert_eq!(y.shape().concrete(), [2, 10]);
+    // the input shape is a type: `<Dnn1 as Network>::Input` is Rank1<784>
+    let _: <Dnn1 as Network>::Input = Rank1::<784>::default();
+    let _: <Cnn3a as Network>::Output = Rank1::<10>::default();
+}
