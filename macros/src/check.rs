@@ -1,9 +1,9 @@
 //! Checks a parsed network and infers every layer's shape.
 //!
 //! Two passes, as in serde_derive's check.rs and thiserror's `try_expand`:
-//! 1. Arguments, for *every* layer and the input shape: count, types, ranges,
-//!    options. These errors are independent, so all of them are collected and
-//!    reported together.
+//! 1. Arguments (`args.rs`), for *every* layer and the input shape: count, types,
+//!    ranges, options. These errors are independent, so all of them are collected
+//!    and reported together.
 //! 2. Shapes, layer by layer from the input. This pass stops at the first
 //!    impossible layer, because every later shape depends on that one and
 //!    would only produce follow-on errors.
@@ -11,8 +11,9 @@
 //! Each message is lowercase, names the shape the layer saw and a fix, and sits
 //! on the token at fault (the `3` in `conv<32, 3>`, the `dense` after an image).
 
+use crate::args;
 use crate::ast::{Arg, Input, Layer, LayerKind, Network, Value};
-use crate::errors::{did_you_mean, Errors};
+use crate::errors::Errors;
 use crate::shape::{Op, Padding, Shape, ShapeError};
 
 /// A network whose arguments and shapes are all valid.
@@ -75,11 +76,11 @@ pub fn check(net: &Network) -> syn::Result<Checked<'_>> {
         Err(err) => return Err(err.clone()),
     };
     // Pass 1: arguments of the input and of every layer, errors combined.
-    let input = check_input(&mut errors, &net.input);
-    check_not_empty(&mut errors, net, layers);
+    let input = args::check_input(&mut errors, &net.input);
+    args::check_not_empty(&mut errors, net, layers);
     let specs: Vec<Option<Spec>> = layers
         .iter()
-        .map(|layer| check_layer_args(&mut errors, layer))
+        .map(|layer| args::check_layer_args(&mut errors, layer))
         .collect();
     errors.propagate()?;
     let (Some(input), Some(specs)) = (input, specs.into_iter().collect::<Option<Vec<_>>>()) else {
@@ -191,340 +192,6 @@ pub fn describe_spec(spec: &Spec) -> String {
         Spec::Tanh => "tanh".into(),
         Spec::Sigmoid => "sigmoid".into(),
     }
-}
-
-// ---------------------------------------------------------------------------
-// Pass 1: arguments
-// ---------------------------------------------------------------------------
-
-/// Largest accepted size: keeps every product of sizes far from `usize` overflow.
-const MAX_SIZE: u64 = u32::MAX as u64;
-
-/// The input is `<C, H, W>` or `<N>`, every dimension at least 1.
-///
-/// ```text
-/// Bad<28, 28> { .. }      // two dimensions
-/// Bad<1, 0, 28> { .. }    // zero dimension
-/// ```
-fn check_input(errors: &mut Errors, input: &Input) -> Option<Shape> {
-    let dims: Vec<Option<usize>> = input
-        .dims
-        .iter()
-        .map(|dim| check_size(errors, dim, "input dimension"))
-        .collect();
-    let shape = match dims.as_slice() {
-        [n] => Some(Shape::Flat((*n)?)),
-        [c, h, w] => Some(Shape::Image {
-            c: (*c)?,
-            h: (*h)?,
-            w: (*w)?,
-        }),
-        _ => {
-            errors.error_spanned(
-                input,
-                format!(
-                    "the input shape must be an image `<C, H, W>` or a vector `<N>`, got {} dimensions; \
-                     for 28x28 grey images write `<1, 28, 28>`",
-                    dims.len()
-                ),
-            );
-            None
-        }
-    };
-    shape
-}
-
-/// A network has at least one layer.
-///
-/// ```text
-/// Empty<784> {}
-/// ```
-fn check_not_empty(errors: &mut Errors, net: &Network, layers: &[Layer]) {
-    if layers.is_empty() {
-        errors.error(
-            net.body_span,
-            format!(
-                "network `{}` has no layers; add at least one, e.g. `{{ dense<10> }}`",
-                net.name
-            ),
-        );
-    }
-}
-
-/// What a layer takes: its positional arguments (in order) and its options.
-struct Signature {
-    positional: &'static [&'static str],
-    options: &'static [&'static str],
-    example: &'static str,
-}
-
-fn signature(kind: LayerKind) -> Signature {
-    let (positional, options, example): (&[&str], &[&str], &str) = match kind {
-        LayerKind::Dense => (&["units"], &["l2"], "dense<128>"),
-        LayerKind::Conv => (
-            &["filters", "kernel size"],
-            &["stride", "pad", "l2"],
-            "conv<32, 3>",
-        ),
-        LayerKind::MaxPool => (&["pool size"], &["stride"], "maxpool<2>"),
-        LayerKind::Dropout => (&["rate"], &[], "dropout<0.5>"),
-        LayerKind::Flatten => (&[], &[], "flatten"),
-        LayerKind::Relu => (&[], &[], "relu"),
-        LayerKind::Tanh => (&[], &[], "tanh"),
-        LayerKind::Sigmoid => (&[], &[], "sigmoid"),
-    };
-    Signature {
-        positional,
-        options,
-        example,
-    }
-}
-
-/// Resolve one layer's arguments; `None` after recording at least one error.
-///
-/// ```text
-/// conv<32>               // missing kernel size
-/// dense<10, 5>           // extra argument
-/// relu<2>                // takes no arguments
-/// conv<32, 3, strides = 2, stride = 1, stride = 2>   // unknown and duplicate option
-/// ```
-fn check_layer_args(errors: &mut Errors, layer: &Layer) -> Option<Spec> {
-    let kind = layer.kind;
-    let sig = signature(kind);
-    let word = kind.word();
-    let items: &[Arg] = layer.args.as_ref().map_or(&[], |a| &a.items);
-    let positional: Vec<&Value> = items
-        .iter()
-        .filter_map(|arg| match arg {
-            Arg::Positional(v) => Some(v),
-            Arg::Option(_) => None,
-        })
-        .collect();
-    let mut ok = true;
-
-    // Argument count.
-    let want = sig.positional.len();
-    if positional.len() < want {
-        let missing = sig.positional[positional.len()..].join(" and ");
-        let msg = format!(
-            "`{word}` is missing its {missing}; write e.g. `{}`",
-            sig.example
-        );
-        errors.error_spanned(layer, msg);
-        ok = false;
-    } else if positional.len() > want {
-        let msg = if want == 0 {
-            format!("`{word}` takes no arguments; write `{word}`")
-        } else {
-            let takes = sig.positional.join(" and ");
-            format!(
-                "extra argument: `{word}` takes only its {takes}, e.g. `{}`",
-                sig.example
-            )
-        };
-        errors.error_spanned(positional[want], msg);
-        ok = false;
-    }
-
-    // Options: known names, each at most once.
-    let mut stride = None;
-    let mut pad = None;
-    let mut l2 = None;
-    let mut seen: Vec<&syn::Ident> = Vec::new();
-    for arg in items {
-        let Arg::Option(opt) = arg else { continue };
-        let name = opt.name.to_string();
-        if !sig.options.contains(&name.as_str()) {
-            let msg = if sig.options.is_empty() {
-                format!("unknown option `{name}`: `{word}` takes no options")
-            } else {
-                let list: Vec<String> = sig.options.iter().map(|o| format!("`{o}`")).collect();
-                format!(
-                    "unknown option `{name}` for `{word}`{}; it takes {}",
-                    did_you_mean(&name, sig.options),
-                    list.join(", ")
-                )
-            };
-            errors.error(opt.name.span(), msg);
-            ok = false;
-            continue;
-        }
-        if seen.contains(&&opt.name) {
-            errors.error(
-                opt.name.span(),
-                format!("duplicate option `{name}`; give it once"),
-            );
-            ok = false;
-            continue;
-        }
-        seen.push(&opt.name);
-        match name.as_str() {
-            "stride" => stride = Some(check_size(errors, &opt.value, "stride")),
-            "pad" => pad = Some(check_padding(errors, &opt.value)),
-            "l2" => l2 = Some(check_l2(errors, &opt.value)),
-            _ => unreachable!("options listed in signature()"),
-        }
-    }
-    let stride = stride.unwrap_or(Some(0)); // 0: not given
-    let pad = pad.unwrap_or(Some(Padding::Valid));
-    let l2 = match l2 {
-        None => Some(None),
-        Some(f) => f.map(Some),
-    };
-
-    // Positional values.
-    let sizes: Vec<Option<usize>> = positional
-        .iter()
-        .zip(sig.positional)
-        .map(|(value, what)| match *what {
-            "rate" => None,
-            _ => check_size(errors, value, what),
-        })
-        .collect();
-    let spec = match kind {
-        LayerKind::Dense => Spec::Dense {
-            units: (*sizes.first()?)?,
-            l2: l2?,
-        },
-        LayerKind::Conv => Spec::Conv {
-            filters: (*sizes.first()?)?,
-            kernel: (*sizes.get(1)?)?,
-            stride: match stride? {
-                0 => 1,
-                s => s,
-            },
-            pad: pad?,
-            l2: l2?,
-        },
-        LayerKind::MaxPool => {
-            let kernel = (*sizes.first()?)?;
-            Spec::MaxPool {
-                kernel,
-                stride: match stride? {
-                    0 => kernel,
-                    s => s,
-                },
-            }
-        }
-        LayerKind::Dropout => Spec::Dropout {
-            rate: check_rate(errors, positional.first()?)?,
-        },
-        LayerKind::Flatten => Spec::Flatten,
-        LayerKind::Relu => Spec::Relu,
-        LayerKind::Tanh => Spec::Tanh,
-        LayerKind::Sigmoid => Spec::Sigmoid,
-    };
-    ok.then_some(spec)
-}
-
-/// A size (units, filters, kernel, stride, input dimension) is an integer >= 1.
-///
-/// ```text
-/// dense<0>   conv<-32, 3>   dense<12.5>   maxpool<2, stride = 0>
-/// ```
-fn check_size(errors: &mut Errors, value: &Value, what: &str) -> Option<usize> {
-    let msg = match value {
-        Value::Int(None, lit) => match lit.base10_parse::<u64>() {
-            Ok(0) => format!("{what} must be at least 1, got 0"),
-            Ok(n) if n > MAX_SIZE => format!("{what} {n} is too large; the limit is {MAX_SIZE}"),
-            Ok(n) => return usize::try_from(n).ok(),
-            Err(err) => err.to_string(),
-        },
-        Value::Int(Some(_), _) => {
-            format!("{what} must be at least 1, got `{}`", value.text())
-        }
-        Value::Float(..) => format!(
-            "{what} must be an integer, got `{}`; write a whole number without a decimal point",
-            value.text()
-        ),
-        Value::Word(word) => format!("{what} must be an integer, got `{word}`"),
-    };
-    errors.error_spanned(value, msg);
-    None
-}
-
-/// `pad = valid | same | P` with P >= 0.
-///
-/// ```text
-/// conv<32, 3, pad = full>
-/// ```
-fn check_padding(errors: &mut Errors, value: &Value) -> Option<Padding> {
-    let msg = match value {
-        Value::Word(word) if word == "same" => return Some(Padding::Same),
-        Value::Word(word) if word == "valid" => return Some(Padding::Valid),
-        Value::Int(None, lit) => match lit.base10_parse::<u64>() {
-            Ok(n) if n <= MAX_SIZE => return usize::try_from(n).ok().map(Padding::Explicit),
-            Ok(n) => format!("padding {n} is too large"),
-            Err(err) => err.to_string(),
-        },
-        Value::Word(word) => format!(
-            "unknown padding `{word}`{}; use `same`, `valid` or a number of pixels",
-            did_you_mean(&word.to_string(), &["same", "valid"])
-        ),
-        _ => format!(
-            "padding must be `same`, `valid` or a number of pixels >= 0, got `{}`",
-            value.text()
-        ),
-    };
-    errors.error_spanned(value, msg);
-    None
-}
-
-/// A real number as written (`1e-3`, `0.5`, `0`), or an error message.
-fn real(value: &Value) -> Result<Float, String> {
-    let parsed = match value {
-        Value::Int(_, lit) => lit.base10_parse::<f64>(),
-        Value::Float(_, lit) => lit.base10_parse::<f64>(),
-        Value::Word(word) => return Err(format!("expected a number, got `{word}`")),
-    };
-    let magnitude = parsed.map_err(|err| err.to_string())?;
-    let negative = matches!(value, Value::Int(Some(_), _) | Value::Float(Some(_), _));
-    Ok(Float {
-        value: if negative { -magnitude } else { magnitude },
-        text: value.text(),
-    })
-}
-
-/// `l2 = λ` with λ >= 0 and finite.
-///
-/// ```text
-/// dense<10, l2 = -0.1>
-/// ```
-fn check_l2(errors: &mut Errors, value: &Value) -> Option<Float> {
-    match real(value) {
-        Ok(f) if f.value >= 0.0 && f.value.is_finite() && (f.value as f32).is_finite() => {
-            return Some(f)
-        }
-        Ok(f) => errors.error_spanned(
-            value,
-            format!(
-                "l2 factor must be >= 0, got `{}`; Keras' usual value is `1e-3`",
-                f.text
-            ),
-        ),
-        Err(msg) => errors.error_spanned(value, msg),
-    }
-    None
-}
-
-/// `dropout<P>` with 0 <= P < 1 (1 would drop everything).
-///
-/// ```text
-/// dropout<1.5>   dropout<1>   dropout<-0.1>
-/// ```
-fn check_rate(errors: &mut Errors, value: &Value) -> Option<Float> {
-    match real(value) {
-        Ok(f) if (0.0..1.0).contains(&f.value) => return Some(f),
-        Ok(f) => errors.error_spanned(
-            value,
-            format!(
-                "dropout rate must be in [0, 1), got `{}`; it is the fraction of values dropped, e.g. `0.5`",
-                f.text
-            ),
-        ),
-        Err(msg) => errors.error_spanned(value, format!("dropout rate: {msg}")),
-    }
-    None
 }
 
 // ---------------------------------------------------------------------------

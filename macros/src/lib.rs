@@ -12,6 +12,7 @@
 use proc_macro::TokenStream;
 use syn::parse_macro_input;
 
+mod args;
 mod ast;
 mod check;
 mod errors;
