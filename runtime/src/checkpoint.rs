@@ -144,10 +144,13 @@ pub fn load<N: crate::network::Network, M: TensorCollection<f32, D>, D: Device<f
     Ok((Adam::from_state(config, meta.adam_step, m, v), meta))
 }
 
-/// The model's tensors as (dfdx name, shape, values), in visit order.
+/// One tensor of a model: dfdx name, shape, values.
+type NamedTensor = (String, Vec<usize>, Vec<f32>);
+
+/// The model's tensors, in visit order.
 fn collect_tensors<M: TensorCollection<f32, D>, D: Device<f32>>(
     model: &M,
-) -> Result<Vec<(String, Vec<usize>, Vec<f32>)>> {
+) -> Result<Vec<NamedTensor>> {
     let mut collect = CollectTensors { out: Vec::new() };
     M::iter_tensors(&mut RecursiveWalker {
         m: (model, String::new()),
@@ -158,7 +161,7 @@ fn collect_tensors<M: TensorCollection<f32, D>, D: Device<f32>>(
 }
 
 struct CollectTensors {
-    out: Vec<(String, Vec<usize>, Vec<f32>)>,
+    out: Vec<NamedTensor>,
 }
 
 impl<D: Device<f32>> TensorVisitor<f32, D> for CollectTensors {

@@ -108,13 +108,16 @@ impl<N: Network, D: Device<f32>, M> Trainable<N, D> for M where
 {
 }
 
+/// The network and model types a [`Trainer`] is for (no data of them is held).
+type Types<N, M> = (N, fn(&M));
+
 /// Training state kept across epochs: the optimizer and the gradient buffers.
 pub struct Trainer<N: Network, M, D: Device<f32>> {
     pub config: TrainConfig,
     pub optimizer: Adam,
     grads: Option<Gradients<f32, D>>,
     device: D,
-    _marker: std::marker::PhantomData<(N, fn(&M))>,
+    _marker: std::marker::PhantomData<Types<N, M>>,
 }
 
 /// Mean loss and accuracy of one training epoch.
