@@ -23,6 +23,11 @@ use netdsl_runtime::report;
 use netdsl_runtime::train::TrainConfig;
 
 use run::{BenchCtx, RunCtx};
+
+/// Each CNN step allocates tens of MB; glibc's malloc returns them to the OS
+/// and faults them back in every step, mimalloc keeps them.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use variants::{find, Variant, VARIANTS};
 
 #[derive(Parser, Debug)]
