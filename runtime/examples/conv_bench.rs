@@ -2,12 +2,14 @@
 //! convolutions of CNN3a and CNN4a at batch 100 (f32, Cpu), in GFLOP/s.
 //!
 //! Run: `cargo run --release -p netdsl-runtime --example conv_bench [-- REPS]`
+//! (`CONV_BENCH_ONLY=conv2` runs only the layers whose name contains it).
 //!
 //! FLOPs count 2 per multiply-add: forward `2·B·O·HO·WO·I·K²`, backward twice
 //! that (weight gradient + input gradient; the bias gradient is negligible).
-//! "backward" is (forward with tape + sum + backward) minus the taped-less
-//! forward, so it includes the small `sum` op. Each figure is the median of
-//! REPS runs (default 30) after 3 warm-up runs. The machine is shared: repeat.
+//! "backward" is (forward with tape + sum + backward) minus the tape-less
+//! forward and minus the `sum` + backward alone. Wall figures are medians of
+//! REPS runs (default 30) after 3 warm-ups; "/cpu-s" divides by the CPU time
+//! the process used instead (per core, steadier on this shared machine).
 
 use std::time::{Duration, Instant};
 
@@ -16,6 +18,18 @@ use dfdx::prelude::*;
 use netdsl_runtime::nn::{builders, modules::Conv2DKernel};
 
 const BATCH: usize = 100;
+
+/// CPU time of this process so far: the sum over its threads of
+/// /proc/self/task/*/schedstat (ns on a CPU); `None` where that is missing.
+/// On a shared machine this is steadier than wall time.
+fn cpu_time() -> Option<Duration> {
+    let mut ns = 0u64;
+    for task in std::fs::read_dir("/proc/self/task").ok()? {
+        let stat = std::fs::read_to_string(task.ok()?.path().join("schedstat")).ok()?;
+        ns += stat.split_whitespace().next()?.parse::<u64>().ok()?;
+    }
+    Some(Duration::from_nanos(ns))
+}
 
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
@@ -48,43 +62,66 @@ where
         > + ZeroGrads<f32, Cpu>,
     Cpu: Conv2DKernel<f32>,
 {
+    if std::env::var("CONV_BENCH_ONLY").is_ok_and(|only| !name.contains(&only)) {
+        return (0.0, 0.0);
+    }
     let m = dev.build_module::<M, f32>();
     let x: Tensor<(usize, Const<I>, Const<H>, Const<W>), f32, Cpu> =
         dev.sample_uniform_like(&(BATCH, Const, Const, Const));
+    let y0 = m.forward(x.clone());
     let mut grads = m.alloc_grads();
 
-    let mut fwd = Vec::with_capacity(reps);
-    let mut train = Vec::with_capacity(reps);
-    for rep in 0..reps + 3 {
-        let t = Instant::now();
-        let y = m.forward(x.clone());
-        std::hint::black_box(&y);
-        let t_fwd = t.elapsed();
-        drop(y);
-
-        let t = Instant::now();
-        let y = m.forward(x.trace(grads));
-        grads = y.sum::<Rank0, _>().backward();
-        let t_train = t.elapsed();
-        m.zero_grads(&mut grads);
-        if rep >= 3 {
-            fwd.push(t_fwd);
-            train.push(t_train);
+    // Runs `f` reps times after 3 warm-ups: (median wall, mean CPU time) per run.
+    let time = |f: &mut dyn FnMut()| {
+        for _ in 0..3 {
+            f();
         }
-    }
-    let (t_fwd, t_train) = (median(fwd).as_secs_f64(), median(train).as_secs_f64());
-    let t_bwd = (t_train - t_fwd).max(1e-9);
+        let cpu0 = cpu_time();
+        let walls: Vec<Duration> = (0..reps)
+            .map(|_| {
+                let t = Instant::now();
+                f();
+                t.elapsed()
+            })
+            .collect();
+        let cpu = match (cpu0, cpu_time()) {
+            (Some(a), Some(b)) => (b - a).as_secs_f64() / reps as f64,
+            _ => f64::NAN,
+        };
+        (median(walls).as_secs_f64(), cpu)
+    };
+    let fwd = time(&mut || {
+        std::hint::black_box(m.forward(x.clone()));
+    });
+    let train = time(&mut || {
+        let y = m.forward(x.trace(Gradients::leaky()));
+        std::hint::black_box(y.sum::<Rank0, _>().backward());
+    });
+    // the same loss on the output alone, to subtract: sum forward + backward
+    let loss_only = time(&mut || {
+        let g = y0.trace(Gradients::leaky()).sum::<Rank0, _>().backward();
+        std::hint::black_box(g);
+    });
+    grads = {
+        m.zero_grads(&mut grads);
+        grads
+    };
+    drop(grads);
+
+    let bwd = (train.0 - fwd.0 - loss_only.0, train.1 - fwd.1 - loss_only.1);
     let flops = 2.0 * (BATCH * O * HO * WO * I * kernel * kernel) as f64;
+    let rate = |f: f64, t: f64| f / t / 1e9;
     println!(
-        "{name:<13} [{BATCH},{I},{H},{W}]->[{BATCH},{O},{HO},{WO}]  \
-         fwd {:6.2} ms {:6.1} GFLOP/s   bwd {:6.2} ms {:6.1} GFLOP/s   fwd+bwd {:6.2} ms",
-        t_fwd * 1e3,
-        flops / t_fwd / 1e9,
-        t_bwd * 1e3,
-        2.0 * flops / t_bwd / 1e9,
-        t_train * 1e3,
+        "{name:<12} [{BATCH},{I},{H},{W}]->[{BATCH},{O},{HO},{WO}]  \
+         fwd {:6.2} ms {:6.1} GFLOP/s ({:5.1}/cpu-s)   bwd {:6.2} ms {:6.1} GFLOP/s ({:5.1}/cpu-s)",
+        fwd.0 * 1e3,
+        rate(flops, fwd.0),
+        rate(flops, fwd.1),
+        bwd.0 * 1e3,
+        rate(2.0 * flops, bwd.0),
+        rate(2.0 * flops, bwd.1),
     );
-    (t_fwd, t_bwd)
+    (fwd.0, bwd.0)
 }
 
 fn main() {

@@ -9,12 +9,42 @@
 //!
 //! Run the tests: `cargo test -p netdsl-runtime --lib nn::gemm`.
 
+use std::cell::RefCell;
+
 use dfdx::shapes::Dtype;
 
 /// The element types `gemm` has kernels for (and the convolution uses): `f32`, `f64`.
-pub trait GemmFloat: Dtype + sealed::Sealed {}
-impl GemmFloat for f32 {}
-impl GemmFloat for f64 {}
+pub trait GemmFloat: Dtype + sealed::Sealed {
+    /// Runs `f` on this thread's scratch buffer, `len` elements long; the
+    /// contents are whatever the last user left. Kept per thread so rayon
+    /// workers reuse their im2col buffers instead of allocating per call.
+    ///
+    /// # Panics
+    /// If `f` itself asks for the scratch buffer (a nested call).
+    fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [Self]) -> R) -> R;
+}
+
+macro_rules! gemm_float {
+    ($E:ty, $SCRATCH:ident) => {
+        thread_local! {
+            static $SCRATCH: RefCell<Vec<$E>> = const { RefCell::new(Vec::new()) };
+        }
+        impl GemmFloat for $E {
+            fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [Self]) -> R) -> R {
+                $SCRATCH.with(|cell| {
+                    let mut buf = cell.borrow_mut();
+                    if buf.len() < len {
+                        buf.resize(len, 0.0);
+                    }
+                    f(&mut buf[..len])
+                })
+            }
+        }
+    };
+}
+
+gemm_float!(f32, SCRATCH_F32);
+gemm_float!(f64, SCRATCH_F64);
 
 mod sealed {
     pub trait Sealed {}
