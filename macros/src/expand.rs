@@ -69,7 +69,7 @@ fn expand_network(checked: &Checked) -> TokenStream {
         #(#attrs)*
         #[doc = ""]
         #[doc = #generated_doc]
-        #[derive(Clone, Copy, Debug, Default)]
+        #[derive(::core::clone::Clone, ::core::marker::Copy, ::core::fmt::Debug, ::core::default::Default)]
         #vis struct #name;
 
         const _: () = {
@@ -257,7 +257,7 @@ fn expand_fallback(net: &Network, err: syn::Error) -> TokenStream {
         #errors
 
         #(#attrs)*
-        #[derive(Clone, Copy, Debug, Default)]
+        #[derive(::core::clone::Clone, ::core::marker::Copy, ::core::fmt::Debug, ::core::default::Default)]
         #vis struct #name;
 
         const _: () = {

@@ -139,6 +139,34 @@ fn build_and_forward_every_architecture() {
     build_and_forward::<Cnn4bDo>(2);
 }
 
+/// The expansion names only `::netdsl_runtime` and `::core` paths: it works
+/// without the prelude and next to user items that shadow dfdx names.
+mod hygiene {
+    #![no_implicit_prelude]
+    #![allow(dead_code)]
+
+    struct Summary;
+    struct Const;
+    mod dfdx {}
+    mod netdsl_runtime {}
+
+    ::netdsl_runtime::network! {
+        /// Every layer kind and option once.
+        pub Tiny<2, 9, 7> {
+            conv<4, 3, stride = 2, pad = 1>, relu, conv<4, 2, pad = same>, maxpool<2, stride = 1>,
+            flatten, dense<6, l2 = 0.01>, tanh, dropout<0.1>, dense<3>, sigmoid,
+        }
+    }
+}
+
+#[test]
+fn every_layer_kind_builds() {
+    use hygiene::Tiny;
+    assert_eq!(Tiny::PARAMS, 76 + 68 + 294 + 21);
+    insta::assert_snapshot!("tiny", Tiny::summary().to_string());
+    build_and_forward::<Tiny>(4);
+}
+
 #[test]
 fn const_batch_and_typed_shapes() {
     let dev = Cpu::default();
