@@ -178,8 +178,9 @@ fn real_main() -> Result<()> {
                 );
             }
             eprintln!(
-                "results in {}; run `study report --out {}` for the table and figures",
+                "results in {}; peak resident memory {:.0} MiB; `study report --out {}` builds the table and figures",
                 out.display(),
+                peak_rss_mib().unwrap_or(f64::NAN),
                 out.display()
             );
         }
