@@ -565,6 +565,14 @@ mod tests {
     }
 
     #[test]
+    fn large_planes_one_image_per_gemm() {
+        // P >= 512 output positions: the in-place path (CNN3a's conv1 shape)
+        check_case::<1, 2, 3, 1, 0, 0, 28, 28, 26, 26>(2);
+        // and padded, several channels
+        check_case::<2, 2, 3, 1, 1, 1, 23, 24, 23, 24>(2);
+    }
+
+    #[test]
     fn batch_as_const_and_f32_matches_f64() {
         let dev: Cpu = Cpu::seed_from_u64(0);
         let mut m = dev.build_module::<builder::Conv2D<3, 4, 3, 2, 0, 1, 8, 9, 4, 5>, f64>();

@@ -29,10 +29,18 @@ use crate::nn::gemm::{matmul, GemmFloat, Mat};
 /// The batch is split into at most this many rayon tasks.
 const MAX_TASKS: usize = 16;
 
-/// Images per matrix product inside a task: their patch columns sit side by
-/// side (`cols: [IKK, G·P]`), so each gemm call sees a longer dimension
-/// (`G·P` instead of `P = 121` for CNN3a's conv2) and packs the weight once.
-const GEMM_IMAGES: usize = 8;
+/// Images per matrix product inside a task, at most: their patch columns sit
+/// side by side (`cols: [IKK, G·P]`), so each gemm call sees a longer
+/// dimension (`G·P` instead of `P = 49` for CNN4a's conv3) and packs the
+/// weight once. The price is copying `y`/`dY` between `[G, O, P]` and
+/// `[O, G·P]`, so images with `P >= MIN_GEMM_COLS` go one at a time, in place.
+const MAX_GEMM_IMAGES: usize = 8;
+const MIN_GEMM_COLS: usize = 512;
+
+/// Images per matrix product for `p` output positions (see [`MAX_GEMM_IMAGES`]).
+fn gemm_images(p: usize) -> usize {
+    MIN_GEMM_COLS.div_ceil(p.max(1)).clamp(1, MAX_GEMM_IMAGES)
+}
 
 /// The Cpu implementation of [`super::Conv2DKernel::try_conv2d`].
 pub(super) fn try_conv2d<
@@ -199,31 +207,39 @@ pub(crate) fn forward<E: GemmFloat, const WO: usize>(
     let pd = Padded::new(op);
     let w_mat = Mat::row_major(w, o, ikk);
     let n = images_per_task(op.batch);
-    let scratch_len = (ikk + o) * GEMM_IMAGES * p + pd.scratch_len(op);
+    let g = gemm_images(p);
+    let scratch_len = (ikk + o) * g * p + pd.scratch_len(op);
     y.par_chunks_mut(n * out_len)
         .zip(x.par_chunks(n * in_len))
         .for_each(|(y_task, x_task)| {
             E::with_scratch(scratch_len, |scratch| {
-                let (cols, rest) = scratch.split_at_mut(ikk * GEMM_IMAGES * p);
-                let (y_buf, xp) = rest.split_at_mut(o * GEMM_IMAGES * p);
+                let (cols, rest) = scratch.split_at_mut(ikk * g * p);
+                let (y_buf, xp) = rest.split_at_mut(o * g * p);
                 let groups = y_task
-                    .chunks_mut(GEMM_IMAGES * out_len)
-                    .zip(x_task.chunks(GEMM_IMAGES * in_len));
+                    .chunks_mut(g * out_len)
+                    .zip(x_task.chunks(g * in_len));
                 for (y_group, x_group) in groups {
                     let gp = (x_group.len() / in_len) * p; // columns: images · P
                     for (i, x_img) in x_group.chunks(in_len).enumerate() {
                         let src = padded_source(op, pd, x_img, xp);
                         im2col::<E, WO>(op, pd, src, &mut cols[i * p..], gp); // [IKK, G·P]
                     }
-                    let y_buf = &mut y_buf[..o * gp];
-                    for (row, &b_o) in y_buf.chunks_mut(gp).zip(b) {
+                    let cols = Mat::row_major(&cols[..ikk * gp], ikk, gp);
+                    let one_image = gp == p;
+                    let dst = if one_image {
+                        &mut *y_group
+                    } else {
+                        &mut y_buf[..o * gp]
+                    };
+                    for (row, &b_o) in dst.chunks_mut(gp).zip(b) {
                         row.fill(b_o);
                     }
-                    let cols = Mat::row_major(&cols[..ikk * gp], ikk, gp);
-                    matmul(y_buf, gp, w_mat, cols, true); // [O, G·P]
-                    for (i, y_img) in y_group.chunks_mut(out_len).enumerate() {
-                        for (dst, src) in y_img.chunks_mut(p).zip(y_buf.chunks(gp)) {
-                            dst.copy_from_slice(&src[i * p..][..p]); // -> [O, P]
+                    matmul(dst, gp, w_mat, cols, true); // [O, G·P]
+                    if !one_image {
+                        for (i, y_img) in y_group.chunks_mut(out_len).enumerate() {
+                            for (dst, src) in y_img.chunks_mut(p).zip(y_buf.chunks(gp)) {
+                                dst.copy_from_slice(&src[i * p..][..p]); // -> [O, P]
+                            }
                         }
                     }
                 }
@@ -263,7 +279,8 @@ pub(crate) fn backward<E: GemmFloat, const WO: usize>(
     let pd = Padded::new(op);
     let wt = Mat::row_major(w, o, ikk).t(); // [IKK, O]
     let n = images_per_task(op.batch);
-    let scratch_len = (2 * ikk + o) * GEMM_IMAGES * p + pd.scratch_len(op);
+    let g = gemm_images(p);
+    let scratch_len = (2 * ikk + o) * g * p + pd.scratch_len(op);
     // gemm's microkernel runs along dst's unit-stride axis: keep the partial
     // weight gradient with its longer side contiguous (conv1: O = 32 > IKK = 9).
     let gw_transposed = o > ikk;
@@ -275,32 +292,38 @@ pub(crate) fn backward<E: GemmFloat, const WO: usize>(
             let mut gw = vec![E::default(); o * ikk];
             let mut gb = vec![E::default(); o];
             E::with_scratch(scratch_len, |scratch| {
-                let (cols, rest) = scratch.split_at_mut(ikk * GEMM_IMAGES * p);
-                let (dcols, rest) = rest.split_at_mut(ikk * GEMM_IMAGES * p);
-                let (gy_buf, xp) = rest.split_at_mut(o * GEMM_IMAGES * p);
+                let (cols, rest) = scratch.split_at_mut(ikk * g * p);
+                let (dcols, rest) = rest.split_at_mut(ikk * g * p);
+                let (gy_buf, xp) = rest.split_at_mut(o * g * p);
                 let groups = gx_task
-                    .chunks_mut(GEMM_IMAGES * in_len)
-                    .zip(x_task.chunks(GEMM_IMAGES * in_len))
-                    .zip(gy_task.chunks(GEMM_IMAGES * out_len));
+                    .chunks_mut(g * in_len)
+                    .zip(x_task.chunks(g * in_len))
+                    .zip(gy_task.chunks(g * out_len));
                 for ((gx_group, x_group), gy_group) in groups {
                     let gp = (x_group.len() / in_len) * p; // columns: images · P
-                    let gy_buf = &mut gy_buf[..o * gp];
-                    for (i, gy_img) in gy_group.chunks(out_len).enumerate() {
-                        for (dst, src) in gy_buf.chunks_mut(gp).zip(gy_img.chunks(p)) {
-                            dst[i * p..][..p].copy_from_slice(src); // -> [O, G·P]
-                        }
-                        let src = padded_source(op, pd, &x_group[i * in_len..][..in_len], xp);
+                    for (i, x_img) in x_group.chunks(in_len).enumerate() {
+                        let src = padded_source(op, pd, x_img, xp);
                         im2col::<E, WO>(op, pd, src, &mut cols[i * p..], gp); // [IKK, G·P]
                     }
-                    let gy_mat = Mat::row_major(&*gy_buf, o, gp);
+                    let gy_mat = if gp == p {
+                        Mat::row_major(gy_group, o, p) // one image: in place
+                    } else {
+                        let gy_buf = &mut gy_buf[..o * gp];
+                        for (i, gy_img) in gy_group.chunks(out_len).enumerate() {
+                            for (dst, src) in gy_buf.chunks_mut(gp).zip(gy_img.chunks(p)) {
+                                dst[i * p..][..p].copy_from_slice(src); // -> [O, G·P]
+                            }
+                        }
+                        Mat::row_major(&*gy_buf, o, gp)
+                    };
                     let cols_mat = Mat::row_major(&cols[..ikk * gp], ikk, gp);
                     if gw_transposed {
                         matmul(&mut gw, o, cols_mat, gy_mat.t(), true); // [IKK, O]
                     } else {
                         matmul(&mut gw, ikk, gy_mat, cols_mat.t(), true); // [O, IKK]
                     }
-                    for (g, row) in gb.iter_mut().zip(gy_buf.chunks(gp)) {
-                        *g += sum(row);
+                    for (o_idx, g_o) in gb.iter_mut().enumerate() {
+                        *g_o += sum(&gy_mat.data[o_idx * gp..][..gp]);
                     }
                     let dcols = &mut dcols[..ikk * gp];
                     matmul(dcols, gp, wt, gy_mat, false); // [IKK, G·P]
