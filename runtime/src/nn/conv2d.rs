@@ -203,6 +203,8 @@ impl<
     const SIZES_OK: () = assert!(
         I > 0
             && O > 0
+            && H > 0
+            && W > 0
             && output_size_fits(H, K, S, PH, HO)
             && output_size_fits(W, K, S, PW, WO),
         "Conv2D: inconsistent sizes; need out = (in + pad_before + pad_after - kernel) / stride + 1 \
