@@ -110,7 +110,7 @@ fn real_main() -> Result<()> {
                 println!(
                     "{:<9} {:>8}  {:<38} study: {}",
                     v.id,
-                    thousands(v.params),
+                    report::thousands(v.params),
                     v.description,
                     v.study_name
                 );
@@ -239,18 +239,6 @@ fn select(ids: &[String]) -> Result<Vec<&'static Variant>> {
     ids.iter().map(|id| find(id)).collect()
 }
 
-fn thousands(n: usize) -> String {
-    let s = n.to_string();
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
 /// Peak resident memory of this process (VmHWM), in MiB.
 fn peak_rss_mib() -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
@@ -267,11 +255,5 @@ mod tests {
     #[test]
     fn cli_is_well_formed() {
         Cli::command().debug_assert();
-    }
-
-    #[test]
-    fn thousands_separates() {
-        assert_eq!(thousands(225034), "225,034");
-        assert_eq!(thousands(985), "985");
     }
 }
