@@ -14,8 +14,11 @@
 //! backward instead of being kept from forward: it is rebuilt in cache right
 //! before the product reads it, and evaluation keeps nothing.
 //!
-//! Measured per core on this Zen 4 (`examples/conv_bench.rs`): CNN3a's conv2
-//! ~84 GFLOP/s forward, ~75 backward; gemm alone reaches ~95 on these shapes.
+//! Measured on this 2-core Zen 4 (`examples/conv_bench.rs`, batch 100): CNN3a's
+//! conv2 ~80-84 GFLOP/s forward and ~75 backward per core (CPU time), 160 and
+//! 147 GFLOP/s wall on 2 threads when the machine was idle; `gemm` alone
+//! reaches ~95-100 per core on these shapes. The 1-channel first convs reach
+//! only ~35-45 per core (K = 9 is a thin product) but are ~8% of the FLOPs.
 
 use dfdx::prelude::{
     Const, Cpu, CpuError, Dim, HasShape, PutTape, Rank1, Rank4, ReshapeTo, Shape, SplitTape, Tape,
