@@ -222,12 +222,40 @@ fn unknown_layer(input: ParseStream, expected: syn::Error) -> syn::Error {
     let Ok(word) = input.fork().parse::<Ident>() else {
         return expected;
     };
-    let words = LayerKind::ALL.map(LayerKind::word);
-    let hint = crate::errors::did_you_mean(&word.to_string(), &words);
+    let text = word.to_string();
+    let hint = match alias(&text) {
+        Some(Alias::Layer(near)) => format!(" (`{near}` in this DSL)"),
+        Some(Alias::Softmax) => {
+            let msg = format!(
+                "unknown layer `{word}`: the loss applies softmax (cross-entropy on logits), \
+                 so end the network with `dense<CLASSES>`"
+            );
+            return syn::Error::new(word.span(), msg);
+        }
+        None => crate::errors::did_you_mean(&text, &LayerKind::ALL.map(LayerKind::word)),
+    };
     syn::Error::new(
         word.span(),
         format!("unknown layer `{word}`{hint}\n{expected}"),
     )
+}
+
+enum Alias {
+    Layer(&'static str),
+    Softmax,
+}
+
+/// Keras and PyTorch names for the DSL's layers.
+fn alias(word: &str) -> Option<Alias> {
+    let layer = match word.to_lowercase().replace('_', "").as_str() {
+        "conv2d" | "convolution2d" => "conv",
+        "maxpool2d" | "maxpooling2d" => "maxpool",
+        "linear" | "fc" | "fullyconnected" => "dense",
+        "flatten2d" => "flatten",
+        "softmax" | "logsoftmax" => return Some(Alias::Softmax),
+        _ => return None,
+    };
+    Some(Alias::Layer(layer))
 }
 
 /// `'<' item (',' item)* ','? '>'`.
@@ -423,6 +451,19 @@ mod tests {
             "{err}"
         );
         assert!(err.contains("expected one of"), "{err}");
+    }
+
+    #[test]
+    fn keras_and_pytorch_names_point_to_the_dsl_word() {
+        let nets = parse(quote!(N<784> { Linear<5>, MaxPooling2D<2>, softmax })).unwrap();
+        let err = nets.networks[0].layers.as_ref().err().unwrap().to_string();
+        assert!(
+            err.starts_with("unknown layer `Linear` (`dense` in this DSL)"),
+            "{err}"
+        );
+        let nets = parse(quote!(N<784> { dense<10>, softmax })).unwrap();
+        let err = nets.networks[0].layers.as_ref().err().unwrap().to_string();
+        assert!(err.contains("the loss applies softmax"), "{err}");
     }
 
     #[test]
