@@ -8,7 +8,8 @@
 //! Forward and backward are one custom op recorded with dfdx's public
 //! `Tape::add_backward_op`, dispatched per device by [`Conv2DKernel`]:
 //! - `Cpu` (f32, f64): im2col + the `gemm` crate, parallel over the batch
-//!   with rayon (`conv2d/cpu.rs`);
+//!   with rayon (`conv2d/cpu.rs`); 3x3 stride-1 forward passes with 8+ input
+//!   channels use Winograd F(2x2, 3x3) instead (`conv2d/winograd.rs`);
 //! - `Cuda` (feature `cuda`): a composition of public dfdx ops, `gather`-based
 //!   im2col + `matmul` (`conv2d/composed.rs`); the tests run that composition
 //!   on `Cpu` against the fast kernel.
@@ -19,6 +20,7 @@
 #[cfg_attr(not(feature = "cuda"), allow(dead_code))] // the Cpu tests use it
 mod composed;
 mod cpu;
+mod winograd;
 
 use dfdx::nn::modules::{ModuleVisitor, TensorCollection, TensorOptions};
 use dfdx::nn::{BuildModule, BuildOnDevice, Module, NonMutableModule};
@@ -564,6 +566,14 @@ mod tests {
     #[test]
     fn one_input_channel_kernel5_stride2_pad2() {
         check_case::<1, 3, 5, 2, 2, 2, 9, 9, 5, 5>(3);
+    }
+
+    #[test]
+    fn winograd_forward_partial_tiles_and_same_padding() {
+        // 3x3, stride 1, >= 8 input channels: the forward pass is Winograd F(2x2, 3x3)
+        check_case::<8, 3, 3, 1, 0, 0, 7, 6, 5, 4>(2); // odd output: partial tiles
+        check_case::<9, 4, 3, 1, 1, 1, 5, 6, 5, 6>(3); // Keras same
+        check_case::<8, 2, 3, 1, 0, 0, 3, 4, 1, 2>(1); // a single row of outputs
     }
 
     #[test]

@@ -70,7 +70,11 @@ pub(super) fn try_conv2d<
     let b_buf = read(&bias.clone().try_contiguous()?);
 
     let mut y = vec![E::default(); op.batch * op.out_image_len()];
-    forward::<E, WO>(&op, &x_buf, &w_buf, &b_buf, &mut y); // [B, O, HO, WO]
+    if super::winograd::applies(&op) {
+        super::winograd::forward(&op, &x_buf, &w_buf, &b_buf, &mut y); // [B, O, HO, WO]
+    } else {
+        forward::<E, WO>(&op, &x_buf, &w_buf, &b_buf, &mut y);
+    }
     let y = x
         .device()
         .try_tensor_from_vec(y, (batch, Const::<O>, Const::<HO>, Const::<WO>))?;
@@ -125,7 +129,7 @@ fn sum<E: GemmFloat>(xs: &[E]) -> E {
 }
 
 /// Images per task for a fixed split of the batch (never depends on threads).
-fn images_per_task(batch: usize) -> usize {
+pub(super) fn images_per_task(batch: usize) -> usize {
     batch.div_ceil(MAX_TASKS).max(1)
 }
 
