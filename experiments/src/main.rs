@@ -18,6 +18,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
+use netdsl_runtime::bench::peak_rss_mib;
 use netdsl_runtime::data::FashionMnist;
 use netdsl_runtime::report;
 use netdsl_runtime::train::TrainConfig;
@@ -237,14 +238,6 @@ fn select(ids: &[String]) -> Result<Vec<&'static Variant>> {
         return Ok(VARIANTS.iter().collect());
     }
     ids.iter().map(|id| find(id)).collect()
-}
-
-/// Peak resident memory of this process (VmHWM), in MiB.
-fn peak_rss_mib() -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib / 1024.0)
 }
 
 #[cfg(test)]

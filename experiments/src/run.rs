@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use netdsl_runtime::__private::dfdx::prelude::*;
+use netdsl_runtime::bench::{bench, BenchResult};
 use netdsl_runtime::checkpoint::{self, CheckpointMeta};
 use netdsl_runtime::data::{Augment, FashionMnist};
 use netdsl_runtime::eval::evaluate;
@@ -121,54 +122,12 @@ pub struct BenchCtx<'a> {
     pub repeats: usize,
 }
 
-/// Seconds for a training epoch of 55,000 images at batch 100, and for
-/// evaluating the 10,000 test images.
-#[derive(Debug, Clone, Copy)]
-pub struct BenchResult {
-    pub train_epoch_s: f64,
-    pub eval_test_s: f64,
-}
-
-/// Times `steps` training steps (after a warm-up of a few steps), `repeats`
-/// times, and extrapolates the median to a 550-step epoch; times the test-set
-/// evaluation `repeats` times and takes the median.
+/// Times a training epoch and a test evaluation of one variant (see [`netdsl_runtime::bench`]).
 pub fn bench_variant<N>(variant: &Variant, ctx: &BenchCtx) -> Result<BenchResult>
 where
     N: Network + BuildOnDevice<Cpu, f32>,
     N::Built: Trainable<N, Cpu>,
 {
-    const BATCH: usize = 100;
-    const EPOCH_STEPS: f64 = 550.0;
-    let mut config = TrainConfig::default();
-    if variant.augment {
-        config.augment = Some(Augment::study());
-    }
-    let dev = Cpu::seed_from_u64(0);
-    let mut model = dev
-        .try_build_module::<N, f32>()
-        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
-    let mut trainer = Trainer::<N, _, _>::new(dev.clone(), config.clone());
-    let quiet = indicatif::ProgressBar::hidden();
-    let warm = ctx.data.train.take(5 * BATCH);
-    trainer.train_epoch(&mut model, &warm, 1, &quiet)?;
-    let subset = ctx.data.train.take(ctx.steps * BATCH);
-    let mut per_step = Vec::new();
-    for r in 0..ctx.repeats {
-        let t = trainer.train_epoch(&mut model, &subset, r + 2, &quiet)?;
-        per_step.push(t.seconds / ctx.steps as f64);
-    }
-    let mut eval = Vec::new();
-    for _ in 0..ctx.repeats {
-        let e = evaluate::<N, _, _>(&model, &dev, &ctx.data.test, config.eval_batch)?;
-        eval.push(e.seconds);
-    }
-    Ok(BenchResult {
-        train_epoch_s: median(&mut per_step) * EPOCH_STEPS,
-        eval_test_s: median(&mut eval),
-    })
-}
-
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
+    let augment = variant.augment.then(Augment::study);
+    Ok(bench::<N>(ctx.data, augment, ctx.steps, ctx.repeats)?)
 }

@@ -9,6 +9,7 @@
 //!
 //! Users depend on this crate alone: it re-exports the [`network!`] macro.
 
+pub mod bench;
 pub mod checkpoint;
 pub mod data;
 pub mod error;

@@ -1,0 +1,83 @@
+//! Speed measurement: seconds per training epoch (55,000 images, batch 100)
+//! and per test-set evaluation (10,000 images), as `study bench` and
+//! `cargo run --release -p netdsl-runtime --example epoch_bench` print them.
+//!
+//! An epoch is extrapolated from the median of `repeats` timed runs of
+//! `steps` training steps (after a 5-step warm-up), so a benchmark takes
+//! seconds instead of minutes; evaluation is timed whole, median of `repeats`.
+
+use dfdx::prelude::*;
+
+use crate::data::{Augment, FashionMnist};
+use crate::error::{Error, Result};
+use crate::eval::evaluate;
+use crate::network::Network;
+use crate::train::{TrainConfig, Trainable, Trainer};
+
+/// Batch size and steps of the study's epoch: 55,000 / 100.
+pub const BATCH: usize = 100;
+pub const EPOCH_STEPS: usize = 550;
+
+/// Seconds for a training epoch and for evaluating the test set.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BenchResult {
+    pub train_epoch_s: f64,
+    pub eval_test_s: f64,
+}
+
+/// Benchmarks network `N` on the CPU, with `augment` applied to training batches.
+pub fn bench<N>(
+    data: &FashionMnist,
+    augment: Option<Augment>,
+    steps: usize,
+    repeats: usize,
+) -> Result<BenchResult>
+where
+    N: Network + BuildOnDevice<Cpu, f32>,
+    N::Built: Trainable<N, Cpu>,
+{
+    if steps == 0 || repeats == 0 || steps * BATCH > data.train.len() {
+        return Err(Error::Config(format!(
+            "bench needs 1 <= steps <= {} and repeats >= 1",
+            data.train.len() / BATCH
+        )));
+    }
+    let config = TrainConfig {
+        augment,
+        ..TrainConfig::default()
+    };
+    let dev = Cpu::seed_from_u64(0);
+    let mut model = dev
+        .try_build_module::<N, f32>()
+        .map_err(|e| Error::Device(format!("{e:?}")))?;
+    let mut trainer = Trainer::<N, _, _>::new(dev.clone(), config.clone());
+    let quiet = indicatif::ProgressBar::hidden();
+    trainer.train_epoch(&mut model, &data.train.take(5 * BATCH), 1, &quiet)?;
+    let subset = data.train.take(steps * BATCH);
+    let mut per_step = Vec::new();
+    for r in 0..repeats {
+        let t = trainer.train_epoch(&mut model, &subset, r + 2, &quiet)?;
+        per_step.push(t.seconds / steps as f64);
+    }
+    let mut eval = Vec::new();
+    for _ in 0..repeats {
+        eval.push(evaluate::<N, _, _>(&model, &dev, &data.test, config.eval_batch)?.seconds);
+    }
+    Ok(BenchResult {
+        train_epoch_s: median(&mut per_step) * EPOCH_STEPS as f64,
+        eval_test_s: median(&mut eval),
+    })
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+/// Peak resident memory of this process (Linux `VmHWM`), in MiB.
+pub fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
