@@ -1,4 +1,5 @@
 //! The fast CPU convolution: im2col + `gemm`, rayon over the batch.
+//! (3x3 stride-1 forward passes with 8+ input channels go to `winograd.rs`.)
 //!
 //! For a group of `G` images (NCHW, `P = HO·WO` output positions, `IKK = I·K²`),
 //! their patch columns side by side:
