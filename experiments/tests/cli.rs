@@ -242,3 +242,125 @@ fn killed_run_resumes_to_the_same_result() {
         .unwrap();
     assert!(String::from_utf8_lossy(&again.stderr).contains("finished already"));
 }
+
+/// A copy of the real data set in a temporary directory, with `file` replaced by `bytes`.
+fn data_with(file: &str, bytes: Vec<u8>) -> tempfile::TempDir {
+    let src = std::path::Path::new("/usr/share/datasets/fashion-mnist");
+    let dir = tempfile::tempdir().unwrap();
+    for f in [
+        "train-images-idx3-ubyte.gz",
+        "train-labels-idx1-ubyte.gz",
+        "t10k-images-idx3-ubyte.gz",
+        "t10k-labels-idx1-ubyte.gz",
+    ] {
+        std::fs::copy(src.join(f), dir.path().join(f)).unwrap();
+    }
+    std::fs::write(dir.path().join(file), bytes).unwrap();
+    dir
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    e.write_all(bytes).unwrap();
+    e.finish().unwrap()
+}
+
+/// The real test labels, decompressed.
+fn test_labels() -> Vec<u8> {
+    use std::io::Read;
+    let f =
+        std::fs::File::open("/usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz").unwrap();
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(f)
+        .read_to_end(&mut out)
+        .unwrap();
+    out
+}
+
+#[test]
+fn bad_data_files_are_one_line_errors() {
+    let labels = "t10k-labels-idx1-ubyte.gz";
+    let mut wrong_magic = test_labels();
+    wrong_magic[3] = 0x03; // 2051 instead of 2049
+    let mut big_label = test_labels();
+    big_label[8 + 17] = 10;
+    let mut fewer = test_labels();
+    fewer.truncate(8 + 9_000);
+    fewer[4..8].copy_from_slice(&9_000u32.to_be_bytes());
+    let mut truncated = test_labels();
+    truncated.truncate(5_000);
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        (labels, b"not gzip at all".to_vec(), labels),
+        (labels, gzip(&test_labels())[..300].to_vec(), labels),
+        (labels, gzip(&truncated), labels),
+        (labels, gzip(&wrong_magic), "magic"),
+        (labels, gzip(&big_label), "label 10"),
+        (labels, gzip(&fewer), labels),
+    ];
+    for (file, bytes, expected) in cases {
+        let dir = data_with(file, bytes);
+        let e = fails(&[
+            "run",
+            "dnn1",
+            "--epochs",
+            "1",
+            "--data",
+            dir.path().to_str().unwrap(),
+        ]);
+        assert!(e.contains(expected), "{e}");
+    }
+    let dir = data_with(labels, vec![]);
+    std::fs::remove_file(dir.path().join(labels)).unwrap();
+    let e = fails(&["run", "dnn1", "--data", dir.path().to_str().unwrap()]);
+    assert!(
+        e.contains(labels) && e.contains("apt-get install dataset-fashion-mnist"),
+        "{e}"
+    );
+}
+
+#[test]
+fn unwritable_output_and_foreign_checkpoint_are_one_line_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "x").unwrap();
+    let out = file.join("results");
+    let e = fails(&[
+        "run",
+        "dnn1",
+        "--epochs",
+        "1",
+        "--limit",
+        "1000",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(e.contains("a-file"), "{e}");
+
+    let out = dir.path().join("results");
+    let ok = study()
+        .args([
+            "run",
+            "dnn1",
+            "--epochs",
+            "1",
+            "--limit",
+            "1000",
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(ok.status.success());
+    std::fs::copy(out.join("dnn1.safetensors"), out.join("dnn2.safetensors")).unwrap();
+    let e = fails(&[
+        "run",
+        "dnn2",
+        "--epochs",
+        "1",
+        "--resume",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(e.contains("is of network Dnn1"), "{e}");
+}
