@@ -32,19 +32,8 @@ pub const OVERVIEW_SIZE: (u32, u32) = (1500, 640);
 /// Size in pixels of `confusion/<id>.png`.
 pub const CONFUSION_SIZE: (u32, u32) = (760, 700);
 
-/// Fashion-MNIST's class names, by label (Xiao et al. 2017, the data set's README).
-pub const CLASS_NAMES: [&str; 10] = [
-    "T-shirt/top",
-    "Trouser",
-    "Pullover",
-    "Dress",
-    "Coat",
-    "Sandal",
-    "Shirt",
-    "Sneaker",
-    "Bag",
-    "Ankle boot",
-];
+/// Fashion-MNIST's class names, by label.
+pub use crate::data::CLASS_NAMES;
 
 /// DejaVu Sans 2.37 (Debian fonts-dejavu-core); see assets/DejaVuSans-LICENSE.txt.
 static FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
