@@ -37,13 +37,14 @@ where
     let (mut loss_sum, mut correct) = (0.0f64, 0usize);
     let indices: Vec<usize> = (0..data.len()).collect();
     let mut x = Vec::new();
+    let mut labels = Vec::new();
     for idx in indices.chunks(batch.max(1)) {
         data.batch_into(idx, &mut x);
         let input = dev
             .try_tensor_from_vec(std::mem::take(&mut x), N::batched_input(idx.len()))
             .map_err(device_err)?;
         let logits = model.try_forward(input).map_err(device_err)?;
-        let labels: Vec<u8> = idx.iter().map(|&i| data.labels[i]).collect();
+        data.labels_into(idx, &mut labels);
         let host = logits.as_vec();
         let classes = host.len() / idx.len();
         for (row, &y) in host.chunks(classes).zip(&labels) {

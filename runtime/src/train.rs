@@ -171,6 +171,7 @@ impl<N: Network, M: Trainable<N, D>, D: EpochDevice> Trainer<N, M, D> {
         };
         let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
         let mut x = Vec::with_capacity(cfg.batch * pixels);
+        let mut labels = Vec::with_capacity(cfg.batch);
         let num_batches = order.len().div_ceil(cfg.batch);
         pb.set_length(num_batches as u64);
         pb.set_position(0);
@@ -181,7 +182,7 @@ impl<N: Network, M: Trainable<N, D>, D: EpochDevice> Trainer<N, M, D> {
                 let batch_seed = mix(mix(cfg.seed, epoch as u64), b as u64);
                 aug.apply(&mut x, data.rows, data.cols, batch_seed);
             }
-            let labels: Vec<u8> = idx.iter().map(|&i| data.labels[i]).collect();
+            data.labels_into(idx, &mut labels);
             let input = dev
                 .try_tensor_from_vec(std::mem::take(&mut x), N::batched_input(n))
                 .map_err(device_err)?;
