@@ -5,7 +5,8 @@
 //! ```text
 //! pub struct Cnn3a;
 //! const _: () = {
-//!     type Layers = (Conv2D<1, 32, 3, 1, 0, 0, 28, 28, 26, 26>, ReLU, ..);   // nested by 6
+//!     // `conv, relu[, maxpool]` runs fused into one layer; nested by 6
+//!     type Layers = (ConvBlock<1, 32, 3, 1, 0, 0, 28, 28, 26, 26, 2, 2, 13, 13, 0, false>, ..);
 //!     impl<E: Dtype, D: Device<E>> BuildOnDevice<D, E> for Cnn3a where Layers: BuildOnDevice<D, E> {
 //!         type Built = <Layers as BuildOnDevice<D, E>>::Built;
 //!     }
@@ -48,7 +49,7 @@ fn expand_network(checked: &Checked) -> TokenStream {
     let name_str = name.to_string();
     let output = checked.layers.last().map_or(checked.input, |l| l.output);
     let params = Literal::usize_unsuffixed(checked.params);
-    let layers = nest(checked.layers.iter().map(expand_layer).collect());
+    let layers = nest(expand_layers(&checked.layers));
     let summary = expand_summary(checked);
     let generated_doc = format!(
         " `network!` model: input `{}` -> output `{}`, {} trainable parameters.",
@@ -113,6 +114,73 @@ fn expand_network(checked: &Checked) -> TokenStream {
             }
         };
     }
+}
+
+/// The layers' builder types, each `conv, relu[, maxpool]` run fused into one
+/// `ConvBlock` (the same function, computed without its intermediate tensors);
+/// a block that is the network's first layer computes no input gradient.
+fn expand_layers(layers: &[CheckedLayer]) -> Vec<TokenStream> {
+    let mut out = Vec::with_capacity(layers.len());
+    let mut i = 0;
+    while i < layers.len() {
+        let relu_next = matches!(layers.get(i + 1).map(|l| &l.spec), Some(Spec::Relu));
+        if matches!(layers[i].spec, Spec::Conv { .. }) && relu_next {
+            let pool = layers
+                .get(i + 2)
+                .filter(|l| matches!(l.spec, Spec::MaxPool { .. }));
+            if let Some(block) = expand_block(&layers[i], pool, i == 0) {
+                out.push(block);
+                i += if pool.is_some() { 3 } else { 2 };
+                continue;
+            }
+        }
+        out.push(expand_layer(&layers[i]));
+        i += 1;
+    }
+    out
+}
+
+/// `ConvBlock<conv sizes.., pool, pool stride, pooled h, pooled w, L2, input gradient>`,
+/// spanned at the `conv` word.
+fn expand_block(
+    conv: &CheckedLayer,
+    pool: Option<&CheckedLayer>,
+    first: bool,
+) -> Option<TokenStream> {
+    let span = conv.ast.name.span();
+    let n = Literal::usize_unsuffixed;
+    let (
+        Spec::Conv {
+            filters,
+            kernel,
+            stride,
+            pad,
+            l2,
+        },
+        Shape::Image { c, h, w },
+        Shape::Image { h: oh, w: ow, .. },
+    ) = (&conv.spec, conv.input, conv.output)
+    else {
+        return None;
+    };
+    let pad_h = conv_dim(h, *kernel, *stride, *pad).map_or(0, |d| d.pad_before);
+    let pad_w = conv_dim(w, *kernel, *stride, *pad).map_or(0, |d| d.pad_before);
+    let (pk, ps, ph, pw) = match pool.map(|p| (&p.spec, p.output)) {
+        None => (1, 1, oh, ow),
+        Some((Spec::MaxPool { kernel, stride }, Shape::Image { h, w, .. })) => {
+            (*kernel, *stride, h, w)
+        }
+        Some(_) => return None,
+    };
+    let sizes = [
+        c, *filters, *kernel, *stride, pad_h, pad_w, h, w, oh, ow, pk, ps, ph, pw,
+    ]
+    .map(n);
+    let l2 = l2.as_ref().map_or(quote!(0), |f| f32_bits(f.value));
+    let input_grad = !first;
+    Some(
+        quote_spanned!(span=> ::netdsl_runtime::nn::builders::ConvBlock<#(#sizes),*, #l2, #input_grad>),
+    )
 }
 
 /// One layer's builder type with every size filled in, spanned at the layer word.

@@ -1,5 +1,7 @@
 //! Where a CNN3a training step spends its time, layer by layer, forward and
-//! backward (batch 100, real data, median over the timed steps).
+//! backward (batch 100, real data, median over the timed steps), with the
+//! layers `network!` emits (conv -> relu -> maxpool fused into `ConvBlock`s).
+//! The Adam update and gradient zeroing are not included.
 //!
 //! Backward times come from marker ops pushed onto the tape between layers:
 //! dfdx runs the tape in reverse, so the time between two markers is the
@@ -13,8 +15,7 @@ use std::time::Instant;
 
 use netdsl_runtime::__private::dfdx::prelude::*;
 use netdsl_runtime::data::FashionMnist;
-use netdsl_runtime::nn::builders::{Conv2D, Dense, Flatten, MaxPool2D, ReLU};
-use netdsl_runtime::optim::{Adam, AdamConfig};
+use netdsl_runtime::nn::builders::{ConvBlock, Dense, Flatten, ReLU};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -42,22 +43,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let steps: usize = std::env::args().nth(1).map_or(Ok(40), |s| s.parse())?;
     let data = FashionMnist::load(None)?;
     let dev = Cpu::seed_from_u64(0);
-    let mut conv1 = dev.build_module::<Conv2D<1, 32, 3, 1, 0, 0, 28, 28, 26, 26>, f32>();
-    let mut pool1 = dev.build_module::<MaxPool2D<32, 2, 2, 26, 26, 13, 13>, f32>();
-    let mut conv2 = dev.build_module::<Conv2D<32, 64, 3, 1, 0, 0, 13, 13, 11, 11>, f32>();
-    let mut pool2 = dev.build_module::<MaxPool2D<64, 2, 2, 11, 11, 5, 5>, f32>();
+    // What `network!` emits for CNN3a: conv -> relu -> maxpool fused, the first without input gradient.
+    let mut block1 = dev
+        .build_module::<ConvBlock<1, 32, 3, 1, 0, 0, 28, 28, 26, 26, 2, 2, 13, 13, 0, false>, f32>(
+        );
+    let mut block2 = dev
+        .build_module::<ConvBlock<32, 64, 3, 1, 0, 0, 13, 13, 11, 11, 2, 2, 5, 5, 0, true>, f32>();
     let mut flat = dev.build_module::<Flatten<64, 5, 5, 1600>, f32>();
     let mut dense1 = dev.build_module::<Dense<1600, 128>, f32>();
     let mut dense2 = dev.build_module::<Dense<128, 10>, f32>();
     let mut relu = dev.build_module::<ReLU, f32>();
-    let mut adam = Adam::new(AdamConfig::default());
-    let _ = &mut adam;
-
-    let mut grads_c1 = conv1.alloc_grads();
-    let mut grads_c2 = conv2.alloc_grads();
-    let mut grads_d1 = dense1.alloc_grads();
-    let mut grads_d2 = dense2.alloc_grads();
-    let _ = (&mut grads_c1, &mut grads_c2, &mut grads_d1, &mut grads_d2);
 
     let mut rows: Vec<Vec<(String, f64)>> = Vec::new();
     let mut x = Vec::new();
@@ -67,7 +62,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let t0 = Instant::now();
         data.train.batch_into(&idx, &mut x);
         data.train.labels_into(&idx, &mut labels);
-        let input = dev.tensor_from_vec(std::mem::take(&mut x), (100usize, Const::<1>, Const::<28>, Const::<28>));
+        let input = dev.tensor_from_vec(
+            std::mem::take(&mut x),
+            (100usize, Const::<1>, Const::<28>, Const::<28>),
+        );
         let mut oh = vec![0f32; 1000];
         for (i, &y) in labels.iter().enumerate() {
             oh[i * 10 + y as usize] = 1.0;
@@ -75,14 +73,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let targets = dev.tensor_from_vec(oh, (100usize, Const::<10>));
         let bwd: Log = Rc::new(RefCell::new(Vec::new()));
         let mut fwd = vec![("batch", t0)];
-        let grads = conv1.alloc_grads();
+        let grads = block1.alloc_grads();
         let h = mark(input.traced(grads), &mut fwd, &bwd, "input");
-        let h = mark(conv1.forward_mut(h), &mut fwd, &bwd, "conv1");
-        let h = mark(relu.forward_mut(h), &mut fwd, &bwd, "relu1");
-        let h = mark(pool1.forward_mut(h), &mut fwd, &bwd, "pool1");
-        let h = mark(conv2.forward_mut(h), &mut fwd, &bwd, "conv2");
-        let h = mark(relu.forward_mut(h), &mut fwd, &bwd, "relu2");
-        let h = mark(pool2.forward_mut(h), &mut fwd, &bwd, "pool2");
+        let h = mark(block1.forward_mut(h), &mut fwd, &bwd, "block1");
+        let h = mark(block2.forward_mut(h), &mut fwd, &bwd, "block2");
         let h = mark(flat.forward_mut(h), &mut fwd, &bwd, "flatten");
         let h = mark(dense1.forward_mut(h), &mut fwd, &bwd, "dense1");
         let h = mark(relu.forward_mut(h), &mut fwd, &bwd, "relu3");
@@ -104,7 +98,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         for w in b.windows(2) {
             row.push((format!("bwd {}", w[0].0), (w[1].1 - w[0].1).as_secs_f64()));
         }
-        row.push(("bwd tail".to_string(), (t_e - b[b.len() - 1].1).as_secs_f64()));
+        row.push((
+            "bwd tail".to_string(),
+            (t_e - b[b.len() - 1].1).as_secs_f64(),
+        ));
         row.push(("drop grads".to_string(), (t_drop - t_e).as_secs_f64()));
         if step >= 3 {
             rows.push(row);

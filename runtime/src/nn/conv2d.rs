@@ -18,7 +18,7 @@
 //! Benchmark: `cargo run --release -p netdsl-runtime --example conv_bench`.
 
 #[cfg_attr(not(feature = "cuda"), allow(dead_code))] // the Cpu tests use it
-mod composed;
+pub(super) mod composed;
 mod cpu;
 mod winograd;
 
@@ -129,15 +129,65 @@ impl Conv2DOp {
     }
 }
 
+/// What a convolution op does besides the convolution: a ReLU and a max
+/// pooling fused into its output pass, and whether its input needs a gradient.
+///
+/// Fusing saves the full-size intermediate tensors (the convolution's output,
+/// the ReLU's output and both their gradients, 8.7 MB each for CNN3a's first
+/// layer at batch 100) and two passes over them; the first layer of a network
+/// computes no input gradient (nothing reads it). `relu(maxpool(z)) ==
+/// maxpool(relu(z))` exactly, and the gradient goes to the window's first
+/// maximum when it is positive, as the unfused layers route it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fusion {
+    /// Apply a ReLU to the output.
+    pub relu: bool,
+    /// Max-pooling window side and step (1 and 1: no pooling).
+    pub pool_k: usize,
+    pub pool_s: usize,
+    /// Output size after pooling (the convolution's output size without pooling).
+    pub h_out: usize,
+    pub w_out: usize,
+    /// Compute the gradient of the input (false only for a network's first layer).
+    pub input_grad: bool,
+}
+
+impl Fusion {
+    /// A plain convolution of `op`: no ReLU, no pooling, input gradient computed.
+    pub fn plain(op: &Conv2DOp) -> Self {
+        Self {
+            relu: false,
+            pool_k: 1,
+            pool_s: 1,
+            h_out: op.h_out,
+            w_out: op.w_out,
+            input_grad: true,
+        }
+    }
+    /// Whether the output is the convolution's output itself.
+    pub fn is_identity(&self) -> bool {
+        !self.relu && self.pool_k == 1 && self.pool_s == 1
+    }
+    /// Elements of one output plane (after pooling).
+    pub fn plane_out(&self) -> usize {
+        self.h_out * self.w_out
+    }
+}
+
 /// The device-specific convolution, in the style of dfdx's kernel traits.
 ///
-/// Implemented for `Cpu` (f32, f64: the fast im2col + gemm kernel) and, with
-/// the `cuda` feature, for `Cuda` (f32, f64: `composed::try_conv2d_composed`).
+/// Implemented for `Cpu` (f32, f64: the fast im2col / Winograd + gemm kernel,
+/// with ReLU and pooling fused) and, with the `cuda` feature, for `Cuda` (f32,
+/// f64: `composed::try_conv2d_composed`, then dfdx's ReLU and the composed
+/// max pooling, unfused).
 pub trait Conv2DKernel<E: Dtype>: Device<E> {
-    /// `y = conv(x, weight) + bias`, recording the backward op on `x`'s tape.
+    /// `y = maxpool(relu(conv(x, weight) + bias))` (each step as `fusion`
+    /// says), recording the backward op on `x`'s tape.
     ///
     /// # Shapes
-    /// `x: [B, I, H, W]`, `weight: [O, I, K, K]`, `bias: [O]` -> `y: [B, O, HO, WO]`.
+    /// `x: [B, I, H, W]`, `weight: [O, I, K, K]`, `bias: [O]` -> `y: [B, O, PHO, PWO]`
+    /// (`PHO = HO`, `PWO = WO`, `PK = PS = 1` without pooling).
+    #[allow(clippy::type_complexity)]
     fn try_conv2d<
         B: Dim,
         T: Tape<E, Self>,
@@ -148,12 +198,34 @@ pub trait Conv2DKernel<E: Dtype>: Device<E> {
         const W: usize,
         const HO: usize,
         const WO: usize,
+        const PK: usize,
+        const PS: usize,
+        const PHO: usize,
+        const PWO: usize,
     >(
         op: Conv2DOp,
+        fusion: Fusion,
         x: Images<B, I, H, W, E, Self, T>,
         weight: &Tensor<Rank4<O, I, K, K>, E, Self>,
         bias: &Tensor<Rank1<O>, E, Self>,
-    ) -> Result<Images<B, O, HO, WO, E, Self, T>, Self::Err>;
+    ) -> Result<Images<B, O, PHO, PWO, E, Self, T>, Self::Err>;
+}
+
+/// Keras' GlorotUniform for a convolution kernel: `U(-limit, limit)`,
+/// `limit = sqrt(6 / (fan_in + fan_out))`, `fan_in = I·K²`, `fan_out = O·K²`.
+pub(super) fn glorot_uniform<
+    E: Dtype + SampleUniform,
+    D: Device<E>,
+    const O: usize,
+    const I: usize,
+    const K: usize,
+>(
+    t: &mut Tensor<Rank4<O, I, K, K>, E, D>,
+) -> Result<(), D::Err> {
+    let limit = (6.0 / ((I + O) * K * K) as f64).sqrt();
+    let (lo, hi) = (E::from_f64(-limit), E::from_f64(limit));
+    let (lo, hi) = (lo.unwrap_or_default(), hi.unwrap_or_default());
+    t.try_fill_with_distr(Uniform::new_inclusive(lo, hi))
 }
 
 /// A built 2-D convolution: `weight [O, I, K, K]`, `bias [O]` (PyTorch/dfdx layout).
@@ -281,14 +353,7 @@ impl<
                     "weight",
                     |s| &s.weight,
                     |s| &mut s.weight,
-                    TensorOptions::reset_with(|t| {
-                        // Keras GlorotUniform: fan_in = I·K², fan_out = O·K²
-                        let fans = ((I + O) * K * K) as f64;
-                        let limit = (6.0 / fans).sqrt();
-                        let (lo, hi) = (E::from_f64(-limit), E::from_f64(limit));
-                        let (lo, hi) = (lo.unwrap_or_default(), hi.unwrap_or_default());
-                        t.try_fill_with_distr(Uniform::new_inclusive(lo, hi))
-                    }),
+                    TensorOptions::reset_with(glorot_uniform),
                 ),
                 Self::tensor(
                     "bias",
@@ -330,7 +395,13 @@ impl<
         #[allow(clippy::let_unit_value)]
         let () = Self::SIZES_OK;
         let op = Self::op(x.shape().0.size());
-        D::try_conv2d(op, x, &self.weight, &self.bias)
+        D::try_conv2d::<B, T, I, O, K, H, W, HO, WO, 1, 1, HO, WO>(
+            op,
+            Fusion::plain(&op),
+            x,
+            &self.weight,
+            &self.bias,
+        )
     }
 }
 
@@ -375,7 +446,7 @@ impl<
 }
 
 macro_rules! device_conv2d {
-    ($device:ty, $path:path, $($E:ty),+) => {$(
+    ($device:ty, $m:ident :: $f:ident, [$($extra:ty),*], $E:ty) => {
         impl Conv2DKernel<$E> for $device {
             fn try_conv2d<
                 B: Dim,
@@ -387,21 +458,41 @@ macro_rules! device_conv2d {
                 const W: usize,
                 const HO: usize,
                 const WO: usize,
+                const PK: usize,
+                const PS: usize,
+                const PHO: usize,
+                const PWO: usize,
             >(
                 op: Conv2DOp,
+                fusion: Fusion,
                 x: Images<B, I, H, W, $E, Self, T>,
                 weight: &Tensor<Rank4<O, I, K, K>, $E, Self>,
                 bias: &Tensor<Rank1<O>, $E, Self>,
-            ) -> Result<Images<B, O, HO, WO, $E, Self, T>, Self::Err> {
-                $path(op, x, weight, bias)
+            ) -> Result<Images<B, O, PHO, PWO, $E, Self, T>, Self::Err> {
+                $m::$f::<$E, B, T, $($extra,)* I, O, K, H, W, HO, WO, PK, PS, PHO, PWO>(
+                    op, fusion, x, weight, bias,
+                )
             }
         }
-    )+};
+    };
 }
 
-device_conv2d!(dfdx::tensor::Cpu, cpu::try_conv2d, f32, f64);
+device_conv2d!(dfdx::tensor::Cpu, cpu::try_conv2d, [], f32);
+device_conv2d!(dfdx::tensor::Cpu, cpu::try_conv2d, [], f64);
 #[cfg(feature = "cuda")]
-device_conv2d!(dfdx::tensor::Cuda, composed::try_conv2d_composed, f32, f64);
+device_conv2d!(
+    dfdx::tensor::Cuda,
+    composed::try_conv2d_fused_composed,
+    [Self],
+    f32
+);
+#[cfg(feature = "cuda")]
+device_conv2d!(
+    dfdx::tensor::Cuda,
+    composed::try_conv2d_fused_composed,
+    [Self],
+    f64
+);
 
 #[cfg(test)]
 mod tests {

@@ -13,6 +13,7 @@
 //! its file defines the item.
 
 mod conv2d;
+mod conv_block;
 mod dense;
 mod dropout;
 mod flatten;
@@ -25,6 +26,7 @@ pub use l2::{f32_bits, L2Penalty, Penalty};
 /// Zero-sized layer descriptions for `dev.build_module::<B, f32>()`.
 pub mod builders {
     pub use super::conv2d::builder::Conv2D;
+    pub use super::conv_block::builder::ConvBlock;
     pub use super::dense::builder::Dense;
     pub use super::dropout::builder::Dropout;
     pub use super::flatten::builder::Flatten;
@@ -34,7 +36,8 @@ pub mod builders {
 
 /// The built layers, holding their parameters on a device.
 pub mod modules {
-    pub use super::conv2d::{Conv2D, Conv2DKernel};
+    pub use super::conv2d::{Conv2D, Conv2DKernel, Fusion};
+    pub use super::conv_block::ConvBlock;
     pub use super::dense::Dense;
     pub use super::dropout::Dropout;
     pub use super::flatten::Flatten;

@@ -97,3 +97,36 @@ fn patch_index(op: &Conv2DOp) -> Vec<usize> {
     }
     idx
 }
+
+/// The whole fused op from dfdx ops: convolution, then (if `fusion.relu`)
+/// dfdx's ReLU, then the composed max pooling (a 1x1 pool is a copy).
+/// `fusion.input_grad` is ignored: dfdx computes every gradient.
+#[allow(clippy::type_complexity)]
+#[cfg_attr(not(feature = "cuda"), allow(dead_code))] // the Cpu tests use it
+pub fn try_conv2d_fused_composed<
+    E: Dtype,
+    B: Dim,
+    T: Tape<E, D>,
+    D: Device<E>,
+    const I: usize,
+    const O: usize,
+    const K: usize,
+    const H: usize,
+    const W: usize,
+    const HO: usize,
+    const WO: usize,
+    const PK: usize,
+    const PS: usize,
+    const PHO: usize,
+    const PWO: usize,
+>(
+    op: Conv2DOp,
+    fusion: super::Fusion,
+    x: Images<B, I, H, W, E, D, T>,
+    weight: &Tensor<Rank4<O, I, K, K>, E, D>,
+    bias: &Tensor<Rank1<O>, E, D>,
+) -> Result<Images<B, O, PHO, PWO, E, D, T>, D::Err> {
+    let y: Images<B, O, HO, WO, E, D, T> = try_conv2d_composed(op, x, weight, bias)?;
+    let y = if fusion.relu { y.try_relu()? } else { y };
+    crate::nn::max_pool2d::try_max_pool2d_composed::<B, E, D, T, O, PK, PS, HO, WO, PHO, PWO>(y)
+}

@@ -27,7 +27,7 @@ use dfdx::prelude::{
 };
 use rayon::prelude::*;
 
-use super::{Conv2DOp, Images};
+use super::{Conv2DOp, Fusion, Images};
 use crate::nn::gemm::{matmul, GemmFloat, Mat};
 
 /// The batch is split into at most this many rayon tasks.
@@ -47,6 +47,7 @@ fn gemm_images(p: usize) -> usize {
 }
 
 /// The Cpu implementation of [`super::Conv2DKernel::try_conv2d`].
+#[allow(clippy::type_complexity)]
 pub(super) fn try_conv2d<
     E: GemmFloat,
     B: Dim,
@@ -58,27 +59,43 @@ pub(super) fn try_conv2d<
     const W: usize,
     const HO: usize,
     const WO: usize,
+    const PK: usize,
+    const PS: usize,
+    const PHO: usize,
+    const PWO: usize,
 >(
     op: Conv2DOp,
+    fusion: Fusion,
     x: Images<B, I, H, W, E, Cpu, T>,
     weight: &Tensor<Rank4<O, I, K, K>, E, Cpu>,
     bias: &Tensor<Rank1<O>, E, Cpu>,
-) -> Result<Images<B, O, HO, WO, E, Cpu, T>, CpuError> {
+) -> Result<Images<B, O, PHO, PWO, E, Cpu, T>, CpuError> {
+    debug_assert!(fusion.pool_k == PK && fusion.pool_s == PS);
+    debug_assert!(fusion.h_out == PHO && fusion.w_out == PWO);
     let (x, mut tape) = x.try_contiguous()?.split_tape();
     let batch = x.shape().0;
     let x_buf = read(&x);
     let w_buf = read(&weight.clone().try_contiguous()?);
     let b_buf = read(&bias.clone().try_contiguous()?);
 
-    let mut y = vec![E::default(); op.batch * op.out_image_len()];
-    if super::winograd::applies(&op) {
-        super::winograd::forward(&op, &x_buf, &w_buf, &b_buf, &mut y); // [B, O, HO, WO]
+    let mut y = vec![E::default(); op.batch * O * fusion.plane_out()];
+    // Per output element: the offset of its maximum in the pooling window
+    // (DEAD where the ReLU cut it); kept for the backward pass.
+    let mut arg = if T::OWNS_TAPE && !fusion.is_identity() {
+        vec![0u8; y.len()]
     } else {
-        forward::<E, WO>(&op, &x_buf, &w_buf, &b_buf, &mut y);
+        Vec::new()
+    };
+    if super::winograd::applies(&op) {
+        super::winograd::forward::<E, PK, PS>(
+            &op, &fusion, &x_buf, &w_buf, &b_buf, &mut y, &mut arg,
+        );
+    } else {
+        forward::<E, WO, PK, PS>(&op, &fusion, &x_buf, &w_buf, &b_buf, &mut y, &mut arg);
     }
     let y = x
         .device()
-        .try_tensor_from_vec(y, (batch, Const::<O>, Const::<HO>, Const::<WO>))?;
+        .try_tensor_from_vec(y, (batch, Const::<O>, Const::<PHO>, Const::<PWO>))?;
 
     if T::OWNS_TAPE {
         let (x_ghost, w_ghost, b_ghost, y_ghost) =
@@ -86,8 +103,16 @@ pub(super) fn try_conv2d<
         tape.add_backward_op(move |grads| {
             // Move dY out of its slot (no copy) so the other slots can be borrowed.
             let gy: Vec<E> = std::mem::take(&mut **grads.get_or_alloc_mut(&y_ghost)?);
-            let (gw, gb) =
-                backward::<E, WO>(&op, &x_buf, &w_buf, &gy, grads.get_or_alloc_mut(&x_ghost)?);
+            let gx = if fusion.input_grad {
+                Some(&mut grads.get_or_alloc_mut(&x_ghost)?[..])
+            } else {
+                None
+            };
+            let (gw, gb) = if super::winograd::applies(&op) {
+                super::winograd::backward::<E, PK, PS>(&op, &fusion, &x_buf, &w_buf, &gy, &arg, gx)
+            } else {
+                backward::<E, WO, PK, PS>(&op, &fusion, &x_buf, &w_buf, &gy, &arg, gx)
+            };
             add_assign(grads.get_or_alloc_mut(&w_ghost)?, &gw);
             add_assign(grads.get_or_alloc_mut(&b_ghost)?, &gb);
             **grads.get_or_alloc_mut(&y_ghost)? = gy;
@@ -95,6 +120,103 @@ pub(super) fn try_conv2d<
         });
     }
     Ok(y.put_tape(tape))
+}
+
+/// `arg` value of an output the ReLU cut (its window's maximum was <= 0): no gradient.
+pub(super) const DEAD: u8 = u8::MAX;
+
+/// Max-pools (`PK`, `PS`) one channel plane `z: [HO, WO]` of the convolution's
+/// output into `y: [PHO, PWO]`, applying the ReLU when `relu`; with `arg`,
+/// also stores each output's window offset `kh·PK + kw` ([`DEAD`] when the
+/// ReLU cut it). Ties go to the first maximum in scan order (strictly greater
+/// replaces), as [`crate::nn::modules::MaxPool2D`] does. Branch-free passes
+/// over each output row, which the compiler vectorises.
+pub(super) fn pool_relu_plane<E: GemmFloat, const PK: usize, const PS: usize>(
+    relu: bool,
+    wo: usize,
+    pwo: usize,
+    z: &[E],
+    y: &mut [E],
+    mut arg: Option<&mut [u8]>,
+) {
+    let span = (pwo - 1) * PS + 1; // input columns one pass reads
+    for (ph, y_row) in y.chunks_exact_mut(pwo).enumerate() {
+        let corner = ph * PS * wo;
+        let first = &z[corner..corner + span];
+        for (pw, y) in y_row.iter_mut().enumerate() {
+            *y = first[pw * PS];
+        }
+        let mut a_row = arg.as_deref_mut().map(|a| &mut a[ph * pwo..][..pwo]);
+        if let Some(a) = a_row.as_deref_mut() {
+            a.fill(0);
+        }
+        for k in 1..PK * PK {
+            let start = corner + (k / PK) * wo + k % PK;
+            let src = &z[start..start + span];
+            match a_row.as_deref_mut() {
+                None => {
+                    for (pw, y) in y_row.iter_mut().enumerate() {
+                        let (v, cur) = (src[pw * PS], *y);
+                        *y = if v > cur { v } else { cur };
+                    }
+                }
+                Some(a) => {
+                    for (pw, (y, a)) in y_row.iter_mut().zip(a.iter_mut()).enumerate() {
+                        let (v, cur) = (src[pw * PS], *y);
+                        let mask = 0u8.wrapping_sub((v > cur) as u8); // 0xff when v > cur
+                        *y = if v > cur { v } else { cur };
+                        *a = (*a & !mask) | (k as u8 & mask);
+                    }
+                }
+            }
+        }
+        if relu {
+            let zero = E::default();
+            match a_row {
+                None => {
+                    for y in y_row.iter_mut() {
+                        *y = if *y > zero { *y } else { zero };
+                    }
+                }
+                Some(a) => {
+                    for (y, a) in y_row.iter_mut().zip(a.iter_mut()) {
+                        let live = *y > zero;
+                        *y = if live { *y } else { zero };
+                        *a = if live { *a } else { DEAD };
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The adjoint of [`pool_relu_plane`]: `gz: [HO, WO]` = each output gradient
+/// `gy: [PHO, PWO]` at its window's maximum (0 elsewhere; overlapping windows add).
+pub(super) fn unpool_plane<E: GemmFloat, const PK: usize, const PS: usize>(
+    wo: usize,
+    pwo: usize,
+    gy: &[E],
+    arg: &[u8],
+    gz: &mut [E],
+) {
+    gz.fill(E::default());
+    for (o, (&g, &a)) in gy.iter().zip(arg).enumerate() {
+        if a != DEAD {
+            let (ph, pw) = (o / pwo, o % pwo);
+            let (kh, kw) = (a as usize / PK, a as usize % PK);
+            gz[(ph * PS + kh) * wo + pw * PS + kw] += g;
+        }
+    }
+}
+
+/// `v` cut into `n`-element chunks as options, or `count` `None`s when `v` is
+/// empty (an absent optional output), for zipping with other chunked buffers.
+pub(super) fn chunks_or_none<T>(v: &mut [T], n: usize, count: usize) -> Vec<Option<&mut [T]>> {
+    if v.is_empty() {
+        (0..count).map(|_| None).collect()
+    } else {
+        v.chunks_mut(n).map(Some).collect()
+    }
 }
 
 /// A contiguous tensor's data as a `Vec` (dfdx has no public slice view).
@@ -199,54 +321,76 @@ fn unpad_add<E: GemmFloat>(op: &Conv2DOp, pd: Padded, gxp: &[E], gx: &mut [E]) {
     }
 }
 
-/// `y = bias + conv(x, w)` for the whole batch.
+/// `y = maxpool(relu(bias + conv(x, w)))` (as `f` says) for the whole batch;
+/// `arg` (empty, or one byte per output) receives the pooling offsets.
 ///
 /// # Shapes
-/// `x: [B, I, H, W]`, `w: [O, I·K·K]`, `b: [O]`, `y: [B, O, HO·WO]`.
-pub(crate) fn forward<E: GemmFloat, const WO: usize>(
+/// `x: [B, I, H, W]`, `w: [O, I·K·K]`, `b: [O]`, `y, arg: [B, O, PHO·PWO]`.
+pub(crate) fn forward<E: GemmFloat, const WO: usize, const PK: usize, const PS: usize>(
     op: &Conv2DOp,
+    f: &Fusion,
     x: &[E],
     w: &[E],
     b: &[E],
     y: &mut [E],
+    arg: &mut [u8],
 ) {
     let (ikk, p, o) = (op.patch_len(), op.out_positions(), op.chan_out);
-    let (in_len, out_len) = (op.in_image_len(), op.out_image_len());
+    let (in_len, out_len) = (op.in_image_len(), o * f.plane_out());
     let pd = Padded::new(op);
     let w_mat = Mat::row_major(w, o, ikk);
     let n = images_per_task(op.batch);
     let g = gemm_images(p);
     let scratch_len = (ikk + o) * g * p + pd.scratch_len(op);
+    let tasks = op.batch.div_ceil(n);
+    let args = chunks_or_none(arg, n * out_len, tasks);
     y.par_chunks_mut(n * out_len)
         .zip(x.par_chunks(n * in_len))
-        .for_each(|(y_task, x_task)| {
+        .zip(args)
+        .for_each(|((y_task, x_task), mut arg_task)| {
             E::with_scratch(scratch_len, |scratch| {
                 let (cols, rest) = scratch.split_at_mut(ikk * g * p);
-                let (y_buf, xp) = rest.split_at_mut(o * g * p);
-                let groups = y_task
+                let (z_buf, xp) = rest.split_at_mut(o * g * p);
+                for (gi, (y_group, x_group)) in y_task
                     .chunks_mut(g * out_len)
-                    .zip(x_task.chunks(g * in_len));
-                for (y_group, x_group) in groups {
+                    .zip(x_task.chunks(g * in_len))
+                    .enumerate()
+                {
                     let gp = (x_group.len() / in_len) * p; // columns: images · P
                     for (i, x_img) in x_group.chunks(in_len).enumerate() {
                         let src = padded_source(op, pd, x_img, xp);
                         im2col::<E, WO>(op, pd, src, &mut cols[i * p..], gp); // [IKK, G·P]
                     }
                     let cols = Mat::row_major(&cols[..ikk * gp], ikk, gp);
-                    let one_image = gp == p;
-                    let dst = if one_image {
+                    let in_place = f.is_identity() && gp == p;
+                    let z = if in_place {
                         &mut *y_group
                     } else {
-                        &mut y_buf[..o * gp]
+                        &mut z_buf[..o * gp]
                     };
-                    for (row, &b_o) in dst.chunks_mut(gp).zip(b) {
+                    for (row, &b_o) in z.chunks_mut(gp).zip(b) {
                         row.fill(b_o);
                     }
-                    matmul(dst, gp, w_mat, cols, true); // [O, G·P]
-                    if !one_image {
-                        for (i, y_img) in y_group.chunks_mut(out_len).enumerate() {
-                            for (dst, src) in y_img.chunks_mut(p).zip(y_buf.chunks(gp)) {
-                                dst.copy_from_slice(&src[i * p..][..p]); // -> [O, P]
+                    matmul(z, gp, w_mat, cols, true); // [O, G·P]
+                    if in_place {
+                        continue;
+                    }
+                    for (i, y_img) in y_group.chunks_mut(out_len).enumerate() {
+                        let img = gi * g + i;
+                        let mut arg_img = arg_task
+                            .as_deref_mut()
+                            .map(|a| &mut a[img * out_len..][..out_len]);
+                        for (c, y_plane) in y_img.chunks_mut(f.plane_out()).enumerate() {
+                            let z_plane = &z_buf[c * gp + i * p..][..p];
+                            if f.is_identity() {
+                                y_plane.copy_from_slice(z_plane); // -> [O, P]
+                            } else {
+                                let a = arg_img
+                                    .as_deref_mut()
+                                    .map(|a| &mut a[c * f.plane_out()..][..f.plane_out()]);
+                                pool_relu_plane::<E, PK, PS>(
+                                    f.relu, WO, f.w_out, z_plane, y_plane, a,
+                                );
                             }
                         }
                     }
@@ -270,71 +414,97 @@ fn padded_source<'a, E: GemmFloat>(
     }
 }
 
-/// Adds the input gradient to `gx` and returns the weight and bias gradients.
+/// Adds the input gradient to `gx` (when given) and returns the weight and
+/// bias gradients, from the gradient `gy` of the fused op's output.
 ///
 /// # Shapes
-/// `x, gx: [B, I, H, W]`, `w: [O, I·K·K]`, `gy: [B, O, HO·WO]` ->
+/// `x, gx: [B, I, H, W]`, `w: [O, I·K·K]`, `gy, arg: [B, O, PHO·PWO]` ->
 /// `(gw: [O, I·K·K], gb: [O])`.
-pub(crate) fn backward<E: GemmFloat, const WO: usize>(
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn backward<E: GemmFloat, const WO: usize, const PK: usize, const PS: usize>(
     op: &Conv2DOp,
+    f: &Fusion,
     x: &[E],
     w: &[E],
     gy: &[E],
-    gx: &mut [E],
+    arg: &[u8],
+    gx: Option<&mut [E]>,
 ) -> (Vec<E>, Vec<E>) {
     let (ikk, p, o) = (op.patch_len(), op.out_positions(), op.chan_out);
-    let (in_len, out_len) = (op.in_image_len(), op.out_image_len());
+    let (in_len, out_len) = (op.in_image_len(), o * f.plane_out());
     let pd = Padded::new(op);
     let wt = Mat::row_major(w, o, ikk).t(); // [IKK, O]
     let n = images_per_task(op.batch);
     let g = gemm_images(p);
     let scratch_len = (2 * ikk + o) * g * p + pd.scratch_len(op);
+    let tasks = op.batch.div_ceil(n);
+    let gx_tasks = match gx {
+        Some(gx) => chunks_or_none(gx, n * in_len, tasks),
+        None => chunks_or_none(&mut [], 1, tasks),
+    };
+    let arg_tasks: Vec<&[u8]> = if arg.is_empty() {
+        vec![&[]; tasks]
+    } else {
+        arg.chunks(n * out_len).collect()
+    };
     // gemm's microkernel runs along dst's unit-stride axis: keep the partial
     // weight gradient with its longer side contiguous (conv1: O = 32 > IKK = 9).
     let gw_transposed = o > ikk;
-    let partials: Vec<(Vec<E>, Vec<E>)> = gx
-        .par_chunks_mut(n * in_len)
+    let partials: Vec<(Vec<E>, Vec<E>)> = gx_tasks
+        .into_par_iter()
         .zip(x.par_chunks(n * in_len))
         .zip(gy.par_chunks(n * out_len))
-        .map(|((gx_task, x_task), gy_task)| {
+        .zip(arg_tasks)
+        .map(|(((mut gx_task, x_task), gy_task), arg_task)| {
             let mut gw = vec![E::default(); o * ikk];
             let mut gb = vec![E::default(); o];
             E::with_scratch(scratch_len, |scratch| {
                 let (cols, rest) = scratch.split_at_mut(ikk * g * p);
                 let (dcols, rest) = rest.split_at_mut(ikk * g * p);
-                let (gy_buf, xp) = rest.split_at_mut(o * g * p);
-                let groups = gx_task
-                    .chunks_mut(g * in_len)
-                    .zip(x_task.chunks(g * in_len))
-                    .zip(gy_task.chunks(g * out_len));
-                for ((gx_group, x_group), gy_group) in groups {
+                let (gz_buf, xp) = rest.split_at_mut(o * g * p);
+                let groups = x_task.chunks(g * in_len).zip(gy_task.chunks(g * out_len));
+                for (gi, (x_group, gy_group)) in groups.enumerate() {
+                    let first = gi * g; // the group's first image in the task
                     let gp = (x_group.len() / in_len) * p; // columns: images · P
                     for (i, x_img) in x_group.chunks(in_len).enumerate() {
                         let src = padded_source(op, pd, x_img, xp);
                         im2col::<E, WO>(op, pd, src, &mut cols[i * p..], gp); // [IKK, G·P]
                     }
-                    let gy_mat = if gp == p {
+                    // The gradient of the convolution's output, [O, G·P].
+                    let gz_mat = if f.is_identity() && gp == p {
                         Mat::row_major(gy_group, o, p) // one image: in place
                     } else {
-                        let gy_buf = &mut gy_buf[..o * gp];
+                        let gz_buf = &mut gz_buf[..o * gp];
                         for (i, gy_img) in gy_group.chunks(out_len).enumerate() {
-                            for (dst, src) in gy_buf.chunks_mut(gp).zip(gy_img.chunks(p)) {
-                                dst[i * p..][..p].copy_from_slice(src); // -> [O, G·P]
+                            let planes = gy_img.chunks(f.plane_out()).enumerate();
+                            for (c, gy_plane) in planes {
+                                let gz_plane = &mut gz_buf[c * gp + i * p..][..p];
+                                if f.is_identity() {
+                                    gz_plane.copy_from_slice(gy_plane);
+                                } else {
+                                    let at = (first + i) * out_len + c * f.plane_out();
+                                    let a = &arg_task[at..][..f.plane_out()];
+                                    unpool_plane::<E, PK, PS>(WO, f.w_out, gy_plane, a, gz_plane);
+                                }
                             }
                         }
-                        Mat::row_major(&*gy_buf, o, gp)
+                        Mat::row_major(&*gz_buf, o, gp)
                     };
                     let cols_mat = Mat::row_major(&cols[..ikk * gp], ikk, gp);
                     if gw_transposed {
-                        matmul(&mut gw, o, cols_mat, gy_mat.t(), true); // [IKK, O]
+                        matmul(&mut gw, o, cols_mat, gz_mat.t(), true); // [IKK, O]
                     } else {
-                        matmul(&mut gw, ikk, gy_mat, cols_mat.t(), true); // [O, IKK]
+                        matmul(&mut gw, ikk, gz_mat, cols_mat.t(), true); // [O, IKK]
                     }
                     for (o_idx, g_o) in gb.iter_mut().enumerate() {
-                        *g_o += sum(&gy_mat.data[o_idx * gp..][..gp]);
+                        *g_o += sum(&gz_mat.data[o_idx * gp..][..gp]);
                     }
+                    let Some(gx_task) = gx_task.as_deref_mut() else {
+                        continue; // the first layer: no input gradient
+                    };
                     let dcols = &mut dcols[..ikk * gp];
-                    matmul(dcols, gp, wt, gy_mat, false); // [IKK, G·P]
+                    matmul(dcols, gp, wt, gz_mat, false); // [IKK, G·P]
+                    let gx_group = &mut gx_task[first * in_len..][..x_group.len()];
                     for (i, gx_img) in gx_group.chunks_mut(in_len).enumerate() {
                         if pd.is_input {
                             col2im_add::<E, WO>(op, pd, &dcols[i * p..], gp, gx_img);
@@ -350,7 +520,7 @@ pub(crate) fn backward<E: GemmFloat, const WO: usize>(
         })
         .collect();
 
-    // Sum the groups in order: deterministic for any thread count.
+    // Sum the tasks in order: deterministic for any thread count.
     let mut gw = vec![E::default(); o * ikk];
     let mut gb = vec![E::default(); o];
     for (pw, pb) in &partials {

@@ -15,8 +15,8 @@
 
 use rayon::prelude::*;
 
-use super::cpu::images_per_task;
-use super::Conv2DOp;
+use super::cpu::{chunks_or_none, images_per_task, pool_relu_plane, unpool_plane};
+use super::{Conv2DOp, Fusion};
 use crate::nn::gemm::{matmul, GemmFloat, Mat};
 
 /// Fewer input channels than this gain nothing (the products get too thin).
@@ -50,27 +50,43 @@ impl Tiles {
     }
 }
 
-/// `y = bias + conv(x, w)` for the whole batch (3x3, stride 1, any padding).
+/// `y = maxpool(relu(bias + conv(x, w)))` (as `f` says) for the whole batch
+/// (3x3, stride 1, any padding); `arg` (empty, or one byte per output)
+/// receives the pooling offsets.
 ///
 /// # Shapes
-/// `x: [B, I, H, W]`, `w: [O, I·3·3]`, `b: [O]`, `y: [B, O, HO·WO]`.
-pub(super) fn forward<E: GemmFloat>(op: &Conv2DOp, x: &[E], w: &[E], b: &[E], y: &mut [E]) {
+/// `x: [B, I, H, W]`, `w: [O, I·3·3]`, `b: [O]`, `y, arg: [B, O, PHO·PWO]`.
+pub(super) fn forward<E: GemmFloat, const PK: usize, const PS: usize>(
+    op: &Conv2DOp,
+    f: &Fusion,
+    x: &[E],
+    w: &[E],
+    b: &[E],
+    y: &mut [E],
+    arg: &mut [u8],
+) {
     let (c_in, c_out) = (op.chan_in, op.chan_out);
-    let (in_len, out_len) = (op.in_image_len(), op.out_image_len());
+    let p = op.out_positions();
+    let (in_len, out_len) = (op.in_image_len(), c_out * f.plane_out());
     let tiles = Tiles::new(op);
     let t = tiles.count();
     let u = transform_weights(op, w); // [16, O, I]
     let n = images_per_task(op.batch);
+    let args = chunks_or_none(arg, n * out_len, op.batch.div_ceil(n));
     y.par_chunks_mut(n * out_len)
         .zip(x.par_chunks(n * in_len))
-        .for_each(|(y_task, x_task)| {
+        .zip(args)
+        .for_each(|((y_task, x_task), mut arg_task)| {
             let gt = (x_task.len() / in_len) * t; // rows: images · tiles
             let pad_len = tiles.padded_len(c_in);
             let tmp_len = 16 * c_in.max(c_out);
-            E::with_scratch(16 * (c_in + c_out) * gt + pad_len + tmp_len, |scratch| {
+            let len = 16 * (c_in + c_out) * gt + pad_len + tmp_len + 2 * p * c_out;
+            E::with_scratch(len, |scratch| {
                 let (v, rest) = scratch.split_at_mut(16 * gt * c_in);
                 let (m, rest) = rest.split_at_mut(16 * gt * c_out);
-                let (xp, tmp) = rest.split_at_mut(pad_len);
+                let (xp, rest) = rest.split_at_mut(pad_len);
+                let (z_cl, rest) = rest.split_at_mut(p * c_out);
+                let (z, tmp) = rest.split_at_mut(p * c_out);
                 for (i, x_img) in x_task.chunks(in_len).enumerate() {
                     pad_channels_last(op, tiles, x_img, xp); // [HP, WP, I]
                     transform_input(op, tiles, xp, tmp, v, gt, i * t); // [16, G·T, I]
@@ -88,10 +104,344 @@ pub(super) fn forward<E: GemmFloat>(op: &Conv2DOp, x: &[E], w: &[E], b: &[E], y:
                     // [16, G·T, O]
                 }
                 for (i, y_img) in y_task.chunks_mut(out_len).enumerate() {
-                    transform_output(op, tiles, m, tmp, gt, i * t, b, y_img); // [O, HO, WO]
+                    transform_output(op, tiles, m, tmp, gt, i * t, b, z_cl); // [HO·WO, O]
+                    if f.is_identity() {
+                        transpose(z_cl, p, c_out, y_img); // [O, HO·WO]
+                        continue;
+                    }
+                    transpose(z_cl, p, c_out, z); // [O, HO·WO]
+                    let mut arg_img = arg_task
+                        .as_deref_mut()
+                        .map(|a| &mut a[i * out_len..][..out_len]);
+                    for (c, y_plane) in y_img.chunks_mut(f.plane_out()).enumerate() {
+                        let a = arg_img
+                            .as_deref_mut()
+                            .map(|a| &mut a[c * f.plane_out()..][..f.plane_out()]);
+                        let z_plane = &z[c * p..][..p];
+                        pool_relu_plane::<E, PK, PS>(
+                            f.relu, op.w_out, f.w_out, z_plane, y_plane, a,
+                        );
+                    }
                 }
             })
         });
+}
+
+/// The gradients of [`forward`]: adds the input gradient to `gx` (when
+/// given) and returns the weight and bias gradients, from the gradient `gy`
+/// of the fused op's output. Each step is the adjoint of a forward step:
+///
+/// ```text
+/// gz = unpool(gy)                 [O, HO·WO]    (the convolution's output gradient)
+/// dM[ξ] = A gz_tile Aᵀ            [16, G·T, O]  (adjoint of the output transform)
+/// dU[ξ] += dM[ξ]ᵀ · V[ξ]          [16, O, I]    (V recomputed from x)
+/// dV[ξ] = dM[ξ] · U[ξ]            [16, G·T, I]
+/// gx += B dV Bᵀ, tiles overlapping  (adjoint of the input transform)
+/// gw = Gᵀ dU G                    [O, I, 3, 3]
+/// ```
+///
+/// Tasks keep their partial `dU` and bias sums, added in task order: the
+/// result does not depend on the thread count.
+///
+/// # Shapes
+/// `x, gx: [B, I, H, W]`, `w: [O, I·3·3]`, `gy, arg: [B, O, PHO·PWO]` ->
+/// `(gw: [O, I·3·3], gb: [O])`.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn backward<E: GemmFloat, const PK: usize, const PS: usize>(
+    op: &Conv2DOp,
+    f: &Fusion,
+    x: &[E],
+    w: &[E],
+    gy: &[E],
+    arg: &[u8],
+    gx: Option<&mut [E]>,
+) -> (Vec<E>, Vec<E>) {
+    let (c_in, c_out) = (op.chan_in, op.chan_out);
+    let p = op.out_positions();
+    let (in_len, out_len) = (op.in_image_len(), c_out * f.plane_out());
+    let tiles = Tiles::new(op);
+    let t = tiles.count();
+    let u = transform_weights(op, w); // [16, O, I]
+    let n = images_per_task(op.batch);
+    let tasks = op.batch.div_ceil(n);
+    let gx_tasks = match gx {
+        Some(gx) => chunks_or_none(gx, n * in_len, tasks),
+        None => chunks_or_none(&mut [], 1, tasks),
+    };
+    let arg_tasks: Vec<&[u8]> = if arg.is_empty() {
+        vec![&[]; tasks]
+    } else {
+        arg.chunks(n * out_len).collect()
+    };
+    let partials: Vec<(Vec<E>, Vec<E>)> = gx_tasks
+        .into_par_iter()
+        .zip(x.par_chunks(n * in_len))
+        .zip(gy.par_chunks(n * out_len))
+        .zip(arg_tasks)
+        .map(|(((mut gx_task, x_task), gy_task), arg_task)| {
+            let mut du = vec![E::default(); 16 * c_out * c_in];
+            let mut gb = vec![E::default(); c_out];
+            let gt = (x_task.len() / in_len) * t; // rows: images · tiles
+            let pad_len = tiles.padded_len(c_in);
+            let tmp_len = 16 * c_in.max(c_out);
+            let len = 16 * (c_in + c_out) * gt + pad_len + tmp_len + 2 * p * c_out;
+            E::with_scratch(len, |scratch| {
+                let (v, rest) = scratch.split_at_mut(16 * gt * c_in);
+                let (dm, rest) = rest.split_at_mut(16 * gt * c_out);
+                let (xp, rest) = rest.split_at_mut(pad_len);
+                let (gz_cl, rest) = rest.split_at_mut(p * c_out);
+                let (gz, tmp) = rest.split_at_mut(p * c_out);
+                for (i, (x_img, gy_img)) in x_task
+                    .chunks(in_len)
+                    .zip(gy_task.chunks(out_len))
+                    .enumerate()
+                {
+                    // gz: the convolution's output gradient, [O, HO·WO]
+                    let gz_img: &[E] = if f.is_identity() {
+                        gy_img
+                    } else {
+                        for (c, gy_plane) in gy_img.chunks(f.plane_out()).enumerate() {
+                            let a = &arg_task[i * out_len + c * f.plane_out()..][..f.plane_out()];
+                            unpool_plane::<E, PK, PS>(
+                                op.w_out,
+                                f.w_out,
+                                gy_plane,
+                                a,
+                                &mut gz[c * p..][..p],
+                            );
+                        }
+                        gz
+                    };
+                    for (g_o, plane) in gb.iter_mut().zip(gz_img.chunks(p)) {
+                        *g_o += plane.iter().fold(E::default(), |acc, &v| acc + v);
+                    }
+                    transpose(gz_img, c_out, p, gz_cl); // [HO·WO, O]
+                    transform_output_adjoint(op, tiles, gz_cl, tmp, dm, gt, i * t); // [16, G·T, O]
+                    pad_channels_last(op, tiles, x_img, xp); // [HP, WP, I]
+                    transform_input(op, tiles, xp, tmp, v, gt, i * t); // [16, G·T, I]
+                }
+                for xi in 0..16 {
+                    let dm_xi = Mat::row_major(&dm[xi * gt * c_out..][..gt * c_out], gt, c_out);
+                    let v_xi = Mat::row_major(&v[xi * gt * c_in..][..gt * c_in], gt, c_in);
+                    // dU[ξ] [O, I] += dM[ξ]ᵀ · V[ξ]
+                    matmul(
+                        &mut du[xi * c_out * c_in..][..c_out * c_in],
+                        c_in,
+                        dm_xi.t(),
+                        v_xi,
+                        true,
+                    );
+                }
+                let Some(gx_task) = gx_task.as_deref_mut() else {
+                    return; // the first layer: no input gradient
+                };
+                for xi in 0..16 {
+                    let dm_xi = Mat::row_major(&dm[xi * gt * c_out..][..gt * c_out], gt, c_out);
+                    let u_xi = Mat::row_major(&u[xi * c_out * c_in..][..c_out * c_in], c_out, c_in);
+                    // dV[ξ] [G·T, I] = dM[ξ] · U[ξ], over V (no longer needed)
+                    matmul(
+                        &mut v[xi * gt * c_in..][..gt * c_in],
+                        c_in,
+                        dm_xi,
+                        u_xi,
+                        false,
+                    );
+                }
+                for (i, gx_img) in gx_task.chunks_mut(in_len).enumerate() {
+                    xp.fill(E::default());
+                    transform_input_adjoint(op, tiles, v, tmp, xp, gt, i * t); // [HP, WP, I]
+                    unpad_channels_last_add(op, tiles, xp, gx_img); // [I, H, W]
+                }
+            });
+            (du, gb)
+        })
+        .collect();
+
+    // Sum the tasks in order: deterministic for any thread count.
+    let mut du = vec![E::default(); 16 * c_out * c_in];
+    let mut gb = vec![E::default(); c_out];
+    for (pu, pb) in &partials {
+        for (d, &s) in du.iter_mut().zip(pu) {
+            *d += s;
+        }
+        for (d, &s) in gb.iter_mut().zip(pb) {
+            *d += s;
+        }
+    }
+    (transform_weights_adjoint(op, &du), gb)
+}
+
+/// The adjoint of [`transform_weights`]: `gw[o, c] = Gᵀ dU[·][o][c] G`.
+///
+/// # Shapes
+/// `du: [16, O, I]` -> `[O, I, 3, 3]`.
+fn transform_weights_adjoint<E: GemmFloat>(op: &Conv2DOp, du: &[E]) -> Vec<E> {
+    let oi = op.chan_out * op.chan_in;
+    let half = E::from_f64(0.5).unwrap_or_default();
+    // Gᵀ = [[1, 1/2, 1/2, 0], [0, 1/2, -1/2, 0], [0, 1/2, 1/2, 1]]
+    let gt_apply =
+        |a: E, b: E, c: E, d: E| [a + (b + c) * half, (b - c) * half, (b + c) * half + d];
+    let mut gw = vec![E::default(); 9 * oi];
+    for (oc, g) in gw.chunks_exact_mut(9).enumerate() {
+        let at = |row: usize, col: usize| du[(row * 4 + col) * oi + oc];
+        // Gᵀ dU: 3 rows of 4
+        let cols = [0, 1, 2, 3].map(|col| gt_apply(at(0, col), at(1, col), at(2, col), at(3, col)));
+        for r in 0..3 {
+            let row = gt_apply(cols[0][r], cols[1][r], cols[2][r], cols[3][r]); // (Gᵀ dU) G
+            g[3 * r..3 * r + 3].copy_from_slice(&row);
+        }
+    }
+    gw
+}
+
+/// The adjoint of [`transform_output`] (without the bias): for every tile,
+/// `dM[ξ][row0 + t] = (A g Aᵀ)[ξ]` for its 2x2 output gradient `g`
+/// (positions past `HO x WO` read 0), `A = [[1, 0], [1, 1], [1, -1], [0, -1]]`.
+///
+/// # Shapes
+/// `gz: [HO·WO, O]` -> `dm: [16, ld, O]` (rows `row0 .. row0 + T`); `tmp: [12, O]`.
+fn transform_output_adjoint<E: GemmFloat>(
+    op: &Conv2DOp,
+    tiles: Tiles,
+    gz: &[E],
+    tmp: &mut [E],
+    dm: &mut [E],
+    ld: usize,
+    row0: usize,
+) {
+    let (ho, wo, o_n) = (op.h_out, op.w_out, op.chan_out);
+    let zero = E::default();
+    let (g, a) = tmp[..12 * o_n].split_at_mut(4 * o_n);
+    for ty in 0..tiles.th {
+        for tx in 0..tiles.tw {
+            let row = row0 + ty * tiles.tw + tx;
+            // g[2i + j] = gz at output (2ty + i, 2tx + j), or 0 past the edge
+            for (k, dst) in g.chunks_exact_mut(o_n).enumerate() {
+                let (oh, ow) = (2 * ty + k / 2, 2 * tx + k % 2);
+                if oh < ho && ow < wo {
+                    dst.copy_from_slice(&gz[(oh * wo + ow) * o_n..][..o_n]);
+                } else {
+                    dst.fill(zero);
+                }
+            }
+            // a[r][j] = (A g)[r][j]
+            for j in 0..2 {
+                let (g0, g1) = (&g[j * o_n..][..o_n], &g[(2 + j) * o_n..][..o_n]);
+                for o in 0..o_n {
+                    a[j * o_n + o] = g0[o];
+                    a[(2 + j) * o_n + o] = g0[o] + g1[o];
+                    a[(4 + j) * o_n + o] = g0[o] - g1[o];
+                    a[(6 + j) * o_n + o] = zero - g1[o];
+                }
+            }
+            // dM[r][s] = (a Aᵀ)[r][s]
+            for r in 0..4 {
+                let (a0, a1) = (&a[2 * r * o_n..][..o_n], &a[(2 * r + 1) * o_n..][..o_n]);
+                let at = |s: usize| ((r * 4 + s) * ld + row) * o_n;
+                for o in 0..o_n {
+                    dm[at(0) + o] = a0[o];
+                    dm[at(1) + o] = a0[o] + a1[o];
+                    dm[at(2) + o] = a0[o] - a1[o];
+                    dm[at(3) + o] = zero - a1[o];
+                }
+            }
+        }
+    }
+}
+
+/// The adjoint of [`transform_input`]: adds `B dV[·][row0 + t] Bᵀ` of every
+/// tile onto its 4x4 window of the padded, channels-last gradient (windows
+/// of neighbouring tiles overlap by two rows or columns and add).
+///
+/// # Shapes
+/// `dv: [16, ld, I]` (rows `row0 .. row0 + T`) -> `gxp: [HP, WP, I]` (accumulated); `tmp: [16, I]`.
+fn transform_input_adjoint<E: GemmFloat>(
+    op: &Conv2DOp,
+    tiles: Tiles,
+    dv: &[E],
+    tmp: &mut [E],
+    gxp: &mut [E],
+    ld: usize,
+    row0: usize,
+) {
+    let c = op.chan_in;
+    let wp = 2 * tiles.tw + 2;
+    let tmp = &mut tmp[..16 * c];
+    for ty in 0..tiles.th {
+        for tx in 0..tiles.tw {
+            let row = row0 + ty * tiles.tw + tx;
+            let dvv = |r: usize, s: usize| &dv[((r * 4 + s) * ld + row) * c..][..c];
+            // Along r: dt[r][s] = (B dV)[r][s], B = [[1, 0, 0, 0], [0, 1, -1, 1], [-1, 1, 1, 0], [0, 0, 0, -1]]
+            for s in 0..4 {
+                let (v0, v1, v2, v3) = (dvv(0, s), dvv(1, s), dvv(2, s), dvv(3, s));
+                for k in 0..c {
+                    tmp[(s) * c + k] = v0[k];
+                    tmp[(4 + s) * c + k] = v1[k] - v2[k] + v3[k];
+                    tmp[(8 + s) * c + k] = v1[k] + v2[k] - v0[k];
+                    tmp[(12 + s) * c + k] = E::default() - v3[k];
+                }
+            }
+            // Along s, added onto the tile's window: dd[r][·] = dt[r][·] Bᵀ
+            for r in 0..4 {
+                let t = |s: usize| &tmp[(4 * r + s) * c..][..c];
+                let (t0, t1, t2, t3) = (t(0), t(1), t(2), t(3));
+                let base = ((2 * ty + r) * wp + 2 * tx) * c;
+                let window = &mut gxp[base..base + 4 * c];
+                let (d0, rest) = window.split_at_mut(c);
+                let (d1, rest) = rest.split_at_mut(c);
+                let (d2, d3) = rest.split_at_mut(c);
+                for k in 0..c {
+                    d0[k] += t0[k];
+                    d1[k] += t1[k] - t2[k] + t3[k];
+                    d2[k] += t1[k] + t2[k] - t0[k];
+                    d3[k] -= t3[k];
+                }
+            }
+        }
+    }
+}
+
+/// The adjoint of [`pad_channels_last`]: adds the input's part of the padded,
+/// channels-last `gxp` into `gx`.
+///
+/// # Shapes
+/// `gxp: [2·th + 2, 2·tw + 2, I]` -> `gx: [I, H, W]` (accumulated).
+fn unpad_channels_last_add<E: GemmFloat>(op: &Conv2DOp, tiles: Tiles, gxp: &[E], gx: &mut [E]) {
+    let (h, w, c_in) = (op.h_in, op.w_in, op.chan_in);
+    let (hp, wp) = (2 * tiles.th + 2, 2 * tiles.tw + 2);
+    for ih in 0..h {
+        let r = ih + op.pad_h;
+        if r >= hp {
+            break;
+        }
+        for iw in 0..w {
+            let s = iw + op.pad_w;
+            if s >= wp {
+                break;
+            }
+            let src = &gxp[(r * wp + s) * c_in..][..c_in];
+            for (c, &v) in src.iter().enumerate() {
+                gx[(c * h + ih) * w + iw] += v;
+            }
+        }
+    }
+}
+
+/// `dst[c][r] = src[r][c]`, in 8x8 blocks (both sides stay in cache lines).
+///
+/// # Shapes
+/// `src: [rows, cols]` -> `dst: [cols, rows]`.
+pub(super) fn transpose<E: Copy>(src: &[E], rows: usize, cols: usize, dst: &mut [E]) {
+    const BLOCK: usize = 8;
+    for r0 in (0..rows).step_by(BLOCK) {
+        for c0 in (0..cols).step_by(BLOCK) {
+            for r in r0..(r0 + BLOCK).min(rows) {
+                for c in c0..(c0 + BLOCK).min(cols) {
+                    dst[c * rows + r] = src[r * cols + c];
+                }
+            }
+        }
+    }
 }
 
 /// `U[ξ][o][c] = (G g Gᵀ)[ξ]` for every kernel `g = w[o, c]`.
@@ -199,10 +549,11 @@ fn transform_input<E: GemmFloat>(
     }
 }
 
-/// `y[o] = bias[o] + Aᵀ m A` for every tile of one image, cut to `HO x WO`.
+/// `z[at] = bias + Aᵀ m A` for every tile of one image, cut to `HO x WO`,
+/// channels-last (each output position's `O` values contiguous).
 ///
 /// # Shapes
-/// `m: [16, ld, O]` (rows `row0 .. row0 + T`) -> `y: [O, HO, WO]`; `tmp: [9, O]`.
+/// `m: [16, ld, O]` (rows `row0 .. row0 + T`) -> `z: [HO·WO, O]`; `tmp: [8, O]`.
 #[allow(clippy::too_many_arguments)]
 fn transform_output<E: GemmFloat>(
     op: &Conv2DOp,
@@ -212,11 +563,10 @@ fn transform_output<E: GemmFloat>(
     ld: usize,
     row0: usize,
     bias: &[E],
-    y: &mut [E],
+    z: &mut [E],
 ) {
     let (ho, wo, o_n) = (op.h_out, op.w_out, op.chan_out);
-    let plane = ho * wo;
-    let tmp = &mut tmp[..9 * o_n];
+    let tmp = &mut tmp[..8 * o_n];
     for ty in 0..tiles.th {
         for tx in 0..tiles.tw {
             let row = row0 + ty * tiles.tw + tx;
@@ -236,20 +586,20 @@ fn transform_output<E: GemmFloat>(
                     *d1 = m1 - m2 - m3;
                 }
             }
-            for j in 0..2 {
-                let ow = 2 * tx + j;
-                if ow >= wo {
+            for i in 0..2 {
+                let oh = 2 * ty + i;
+                if oh >= ho {
                     continue;
                 }
-                for i in 0..2 {
-                    let oh = 2 * ty + i;
-                    if oh >= ho {
+                for j in 0..2 {
+                    let ow = 2 * tx + j;
+                    if ow >= wo {
                         continue;
                     }
-                    // out = bias + column j of Aᵀ (m A), row i; contiguous over O
-                    let (rows, out) = tmp.split_at_mut(8 * o_n);
-                    let t = |r: usize| &rows[(r * 2 + j) * o_n..][..o_n];
+                    // out = bias + row i of Aᵀ (m A), column j; contiguous over O
+                    let t = |r: usize| &tmp[(r * 2 + j) * o_n..][..o_n];
                     let (t0, t1, t2, t3) = (t(0), t(1), t(2), t(3));
+                    let out = &mut z[(oh * wo + ow) * o_n..][..o_n];
                     for ((((d, &b_o), &v0), &v1), (&v2, &v3)) in out
                         .iter_mut()
                         .zip(bias)
@@ -262,10 +612,6 @@ fn transform_output<E: GemmFloat>(
                         } else {
                             b_o + v1 - v2 - v3
                         };
-                    }
-                    let at = oh * wo + ow;
-                    for (o, &val) in out.iter().enumerate() {
-                        y[o * plane + at] = val;
                     }
                 }
             }
@@ -310,16 +656,41 @@ mod tests {
             let (x, w, b) = (f(100 * i * h * h, 1), f(o * i * 9, 2), f(o, 3));
             let mut y1 = vec![0f32; 100 * o * ho * ho];
             let mut y2 = y1.clone();
+            let f = Fusion::plain(&op);
             let (mut t_wino, mut t_im2col) = (f64::MAX, f64::MAX);
             for _ in 0..20 {
                 let t = Instant::now();
-                forward(&op, &x, &w, &b, &mut y1);
+                forward::<f32, 1, 1>(&op, &Fusion::plain(&op), &x, &w, &b, &mut y1, &mut []);
                 t_wino = t_wino.min(t.elapsed().as_secs_f64());
                 let t = Instant::now();
                 match ho {
-                    11 => super::super::cpu::forward::<f32, 11>(&op, &x, &w, &b, &mut y2),
-                    14 => super::super::cpu::forward::<f32, 14>(&op, &x, &w, &b, &mut y2),
-                    _ => super::super::cpu::forward::<f32, 7>(&op, &x, &w, &b, &mut y2),
+                    11 => super::super::cpu::forward::<f32, 11, 1, 1>(
+                        &op,
+                        &f,
+                        &x,
+                        &w,
+                        &b,
+                        &mut y2,
+                        &mut [],
+                    ),
+                    14 => super::super::cpu::forward::<f32, 14, 1, 1>(
+                        &op,
+                        &f,
+                        &x,
+                        &w,
+                        &b,
+                        &mut y2,
+                        &mut [],
+                    ),
+                    _ => super::super::cpu::forward::<f32, 7, 1, 1>(
+                        &op,
+                        &f,
+                        &x,
+                        &w,
+                        &b,
+                        &mut y2,
+                        &mut [],
+                    ),
                 }
                 t_im2col = t_im2col.min(t.elapsed().as_secs_f64());
             }

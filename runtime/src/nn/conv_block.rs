@@ -1,0 +1,388 @@
+//! `ConvBlock`: convolution -> ReLU -> max pooling as one fused op, the block
+//! every CNN of the study is built from (`conv<32, 3>, relu, maxpool<2>`).
+//!
+//! The `network!` macro emits it for each `conv, relu[, maxpool]` run; the
+//! result equals the three separate layers (`Conv2D`, `ReLU`, `MaxPool2D`)
+//! exactly, values and gradients (tested below), but the Cpu kernel applies
+//! the ReLU and the pooling to each image's convolution output while it is in
+//! cache, keeps one byte per output for the backward pass, and never
+//! materialises the full-size intermediate tensors or their gradients. See
+//! [`super::conv2d::Fusion`].
+//!
+//! The first layer of a network sets `INPUT_GRAD = false`: its input is the
+//! data, whose gradient nothing reads, so the backward pass skips it.
+//!
+//! Run the tests: `cargo test -p netdsl-runtime --lib nn::conv_block`.
+
+use dfdx::nn::modules::{ModuleVisitor, TensorCollection, TensorOptions};
+use dfdx::nn::{BuildModule, BuildOnDevice, Module, NonMutableModule};
+use dfdx::prelude::{Device, Dim, HasShape, OwnedTape, Rank0, Rank1, Rank4, Tape, Tensor};
+use dfdx::shapes::Dtype;
+use rand::distributions::uniform::SampleUniform;
+
+use super::conv2d::{glorot_uniform, output_size_fits, Conv2DKernel, Conv2DOp, Fusion, Images};
+use super::l2::{try_l2_term, L2Penalty};
+
+pub mod builder {
+    /// `conv -> relu -> maxpool` (NCHW) as one layer, built by
+    /// `dev.build_module::<ConvBlock<..>, f32>()`.
+    ///
+    /// Generics:
+    /// - `IN_CHAN` .. `W_CONV`: the convolution, as in
+    ///   [`Conv2D`](crate::nn::builders::Conv2D) (`H_CONV`/`W_CONV` its output size).
+    /// - `POOL`, `POOL_STRIDE`: the max-pooling window and step (`1, 1`: no
+    ///   pooling, just conv -> relu); `H_OUT`/`W_OUT` the pooled size, floored
+    ///   as Keras does.
+    /// - `L2`: the kernel's L2 factor as `f32` bits (0: none).
+    /// - `INPUT_GRAD`: compute the input's gradient (false for a first layer).
+    #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+    pub struct ConvBlock<
+        const IN_CHAN: usize,
+        const OUT_CHAN: usize,
+        const KERNEL_SIZE: usize,
+        const STRIDE: usize,
+        const PAD_H: usize,
+        const PAD_W: usize,
+        const H_IN: usize,
+        const W_IN: usize,
+        const H_CONV: usize,
+        const W_CONV: usize,
+        const POOL: usize,
+        const POOL_STRIDE: usize,
+        const H_OUT: usize,
+        const W_OUT: usize,
+        const L2: u32 = 0,
+        const INPUT_GRAD: bool = true,
+    >;
+}
+
+/// A built conv -> relu -> maxpool block: `weight [O, I, K, K]`, `bias [O]`,
+/// named and initialised as [`Conv2D`](super::modules::Conv2D)'s.
+///
+/// Generics as [`builder::ConvBlock`], abbreviated; `E` the dtype, `D` the device.
+///
+/// # Shapes
+/// `[B, I, H, W] -> [B, O, PHO, PWO]` for any batch `B: Dim`.
+#[derive(Debug, Clone)]
+pub struct ConvBlock<
+    const I: usize,
+    const O: usize,
+    const K: usize,
+    const S: usize,
+    const PH: usize,
+    const PW: usize,
+    const H: usize,
+    const W: usize,
+    const HO: usize,
+    const WO: usize,
+    const PK: usize,
+    const PS: usize,
+    const PHO: usize,
+    const PWO: usize,
+    const L2: u32,
+    const GI: bool,
+    E: Dtype,
+    D: dfdx::tensor::Storage<E>,
+> {
+    pub weight: Tensor<Rank4<O, I, K, K>, E, D>,
+    pub bias: Tensor<Rank1<O>, E, D>,
+}
+
+/// Writes the block's sixteen const generics once for every impl:
+/// `block_impl!([E: Dtype, D: Device<E>] Trait for Type { .. })`.
+macro_rules! block_impl {
+    ([$($extra:tt)*] $($rest:tt)*) => {
+        impl<
+                const I: usize,
+                const O: usize,
+                const K: usize,
+                const S: usize,
+                const PH: usize,
+                const PW: usize,
+                const H: usize,
+                const W: usize,
+                const HO: usize,
+                const WO: usize,
+                const PK: usize,
+                const PS: usize,
+                const PHO: usize,
+                const PWO: usize,
+                const L2: u32,
+                const GI: bool,
+                $($extra)*
+            > $($rest)*
+    };
+}
+
+/// The built block's type with the generics of [`block_impl`].
+macro_rules! block {
+    ($E:ty, $D:ty) => {
+        ConvBlock<I, O, K, S, PH, PW, H, W, HO, WO, PK, PS, PHO, PWO, L2, GI, $E, $D>
+    };
+}
+
+block_impl!([E: Dtype, D: dfdx::tensor::Storage<E>] NonMutableModule for block!(E, D) {});
+
+block_impl!([E: Dtype, D: dfdx::tensor::Storage<E>] block!(E, D) {
+    /// Fails the build when the sizes disagree.
+    const SIZES_OK: () = assert!(
+        I > 0
+            && O > 0
+            && H > 0
+            && W > 0
+            && output_size_fits(H, K, S, PH, HO)
+            && output_size_fits(W, K, S, PW, WO)
+            && PK >= 1
+            && PS >= 1
+            && PK * PK < 255
+            && HO >= PK
+            && WO >= PK
+            && PHO == (HO - PK) / PS + 1
+            && PWO == (WO - PK) / PS + 1,
+        "ConvBlock: inconsistent sizes; the convolution as Conv2D, then \
+         out = floor((conv_out - POOL) / POOL_STRIDE) + 1 with POOL < 16"
+    );
+
+    fn op(batch: usize) -> (Conv2DOp, Fusion) {
+        let op = Conv2DOp {
+            batch,
+            chan_in: I,
+            chan_out: O,
+            kernel: K,
+            stride: S,
+            pad_h: PH,
+            pad_w: PW,
+            h_in: H,
+            w_in: W,
+            h_out: HO,
+            w_out: WO,
+        };
+        let fusion = Fusion {
+            relu: true,
+            pool_k: PK,
+            pool_s: PS,
+            h_out: PHO,
+            w_out: PWO,
+            input_grad: GI,
+        };
+        (op, fusion)
+    }
+});
+
+block_impl!([E: Dtype + SampleUniform, D: Device<E>] BuildOnDevice<D, E>
+    for builder::ConvBlock<I, O, K, S, PH, PW, H, W, HO, WO, PK, PS, PHO, PWO, L2, GI>
+{
+    type Built = block!(E, D);
+    fn try_build_on_device(device: &D) -> Result<Self::Built, D::Err> {
+        #[allow(clippy::let_unit_value)]
+        let () = Self::Built::SIZES_OK;
+        Self::Built::try_build(device)
+    }
+});
+
+block_impl!([E: Dtype + SampleUniform, D: Device<E>] TensorCollection<E, D> for block!(E, D) {
+    type To<E2: Dtype, D2: Device<E2>> = block!(E2, D2);
+
+    fn iter_tensors<V: ModuleVisitor<Self, E, D>>(
+        visitor: &mut V,
+    ) -> Result<Option<Self::To<V::E2, V::D2>>, V::Err> {
+        visitor.visit_fields(
+            (
+                Self::tensor(
+                    "weight",
+                    |s| &s.weight,
+                    |s| &mut s.weight,
+                    TensorOptions::reset_with(glorot_uniform),
+                ),
+                Self::tensor(
+                    "bias",
+                    |s| &s.bias,
+                    |s| &mut s.bias,
+                    TensorOptions::reset_to_zeros(),
+                ),
+            ),
+            |(weight, bias)| ConvBlock { weight, bias },
+        )
+    }
+});
+
+block_impl!([B: Dim, E: Dtype, D: Conv2DKernel<E>, T: Tape<E, D>]
+    Module<Images<B, I, H, W, E, D, T>> for block!(E, D)
+{
+    type Output = Images<B, O, PHO, PWO, E, D, T>;
+    type Error = D::Err;
+
+    fn try_forward(&self, x: Images<B, I, H, W, E, D, T>) -> Result<Self::Output, D::Err> {
+        #[allow(clippy::let_unit_value)]
+        let () = Self::SIZES_OK;
+        let (op, fusion) = Self::op(x.shape().0.size());
+        D::try_conv2d::<B, T, I, O, K, H, W, HO, WO, PK, PS, PHO, PWO>(
+            op,
+            fusion,
+            x,
+            &self.weight,
+            &self.bias,
+        )
+    }
+});
+
+block_impl!([E: Dtype, D: Device<E>] L2Penalty<E, D> for block!(E, D) {
+    /// λ·Σw² over the kernel (never the bias), `None` when `L2 == 0`.
+    fn try_l2_penalty(&self) -> Result<Option<Tensor<Rank0, E, D, OwnedTape<E, D>>>, D::Err> {
+        try_l2_term(&self.weight, L2)
+    }
+});
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nn::builders;
+    use crate::tests::{assert_close, test_values};
+    use dfdx::prelude::*;
+
+    /// The block against the three separate layers it replaces (f64, Cpu):
+    /// the same outputs and the same gradients of weight, bias and (when
+    /// `INPUT_GRAD`) input; and the composed (Cuda) path against both.
+    fn check<
+        const I: usize,
+        const O: usize,
+        const K: usize,
+        const S: usize,
+        const PH: usize,
+        const PW: usize,
+        const H: usize,
+        const W: usize,
+        const HO: usize,
+        const WO: usize,
+        const PK: usize,
+        const PS: usize,
+        const PHO: usize,
+        const PWO: usize,
+        const GI: bool,
+    >(
+        batch: usize,
+    ) {
+        let dev: Cpu = Cpu::seed_from_u64(0);
+        let mut block = dev.build_module::<builder::ConvBlock<
+            I,
+            O,
+            K,
+            S,
+            PH,
+            PW,
+            H,
+            W,
+            HO,
+            WO,
+            PK,
+            PS,
+            PHO,
+            PWO,
+            0,
+            GI,
+        >, f64>();
+        let mut chain = dev.build_module::<(
+            builders::Conv2D<I, O, K, S, PH, PW, H, W, HO, WO>,
+            builders::ReLU,
+            builders::MaxPool2D<O, PK, PS, HO, WO, PHO, PWO>,
+        ), f64>();
+        block.weight = dev.tensor_from_vec(test_values(O * I * K * K, 1), Default::default());
+        // A negative bias, so that some whole windows are cut by the ReLU.
+        let bias = test_values(O, 2).iter().map(|b| b - 2.0).collect();
+        block.bias = dev.tensor_from_vec(bias, Default::default());
+        chain.0.weight = block.weight.clone();
+        chain.0.bias = block.bias.clone();
+        let x_shape = (batch, Const::<I>, Const::<H>, Const::<W>);
+        let x = dev.tensor_from_vec(test_values(batch * I * H * W, 3), x_shape);
+        let r = dev.tensor_from_vec(
+            test_values(batch * O * PHO * PWO, 4),
+            (batch, Const::<O>, Const::<PHO>, Const::<PWO>),
+        );
+
+        let y = block.forward(x.clone());
+        let want = chain.forward(x.clone());
+        assert_close(&y.as_vec(), &want.as_vec(), 0.0);
+        assert!(y.as_vec().contains(&0.0), "the ReLU cut nothing");
+
+        let g = (block.forward(x.clone().traced(Gradients::leaky())) * r.clone())
+            .sum::<Rank0, _>()
+            .backward();
+        let g_want = (chain.forward(x.clone().traced(Gradients::leaky())) * r.clone())
+            .sum::<Rank0, _>()
+            .backward();
+        let tol = 1e-12;
+        assert_close(
+            &g.get(&block.weight).as_vec(),
+            &g_want.get(&chain.0.weight).as_vec(),
+            tol,
+        );
+        assert_close(
+            &g.get(&block.bias).as_vec(),
+            &g_want.get(&chain.0.bias).as_vec(),
+            tol,
+        );
+        if GI {
+            assert_close(&g.get(&x).as_vec(), &g_want.get(&x).as_vec(), tol);
+        }
+
+        let (op, fusion) =
+            ConvBlock::<I, O, K, S, PH, PW, H, W, HO, WO, PK, PS, PHO, PWO, 0, GI, f64, Cpu>::op(
+                batch,
+            );
+        let y_c = super::super::conv2d::composed::try_conv2d_fused_composed::<
+            f64,
+            usize,
+            _,
+            Cpu,
+            I,
+            O,
+            K,
+            H,
+            W,
+            HO,
+            WO,
+            PK,
+            PS,
+            PHO,
+            PWO,
+        >(op, fusion, x.clone(), &block.weight, &block.bias)
+        .unwrap();
+        assert_close(&y_c.as_vec(), &want.as_vec(), 1e-12);
+    }
+
+    #[test]
+    fn matches_conv_relu_pool_im2col_path() {
+        check::<1, 4, 3, 1, 0, 0, 28, 28, 26, 26, 2, 2, 13, 13, true>(2); // CNN3a's conv1, one image per gemm
+        check::<1, 4, 3, 1, 0, 0, 28, 28, 26, 26, 2, 2, 13, 13, false>(3); // as a first layer
+        check::<2, 3, 3, 2, 1, 1, 9, 8, 5, 4, 2, 2, 2, 2, true>(3); // strided, padded, odd floor
+        check::<3, 2, 2, 1, 0, 0, 7, 7, 7, 7, 3, 2, 3, 3, true>(2); // overlapping windows, same K 2
+    }
+
+    #[test]
+    fn matches_conv_relu_pool_winograd_path() {
+        check::<8, 5, 3, 1, 0, 0, 13, 13, 11, 11, 2, 2, 5, 5, true>(3); // CNN3a's conv2 shape, floor 11 -> 5
+        check::<9, 4, 3, 1, 1, 1, 7, 6, 7, 6, 2, 2, 3, 3, true>(2); // Keras same, partial tiles
+        check::<8, 3, 3, 1, 1, 1, 6, 6, 6, 6, 3, 1, 4, 4, true>(2); // overlapping, stride 1
+    }
+
+    #[test]
+    fn relu_only_without_pooling() {
+        check::<2, 3, 3, 1, 1, 1, 6, 5, 6, 5, 1, 1, 6, 5, true>(2);
+        check::<8, 3, 3, 1, 0, 0, 6, 6, 4, 4, 1, 1, 4, 4, true>(2);
+    }
+
+    #[test]
+    fn first_layer_computes_no_input_gradient() {
+        let dev: Cpu = Cpu::seed_from_u64(0);
+        let m = dev.build_module::<builder::ConvBlock<1, 2, 3, 1, 0, 0, 6, 6, 4, 4, 2, 2, 2, 2, 0, false>, f64>();
+        let x: Tensor<Rank4<2, 1, 6, 6>, f64, Cpu> =
+            dev.tensor_from_vec(test_values(72, 5), Default::default());
+        let g = m
+            .forward(x.clone().traced(m.alloc_grads()))
+            .sum::<Rank0, _>()
+            .backward();
+        let lookup = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| g.get(&x)));
+        assert!(lookup.is_err(), "the input got a gradient");
+        assert_eq!(m.num_trainable_params(), 2 * 9 + 2);
+    }
+}
