@@ -139,6 +139,9 @@ pub(super) fn pool_relu_plane<E: GemmFloat, const PK: usize, const PS: usize>(
     y: &mut [E],
     mut arg: Option<&mut [u8]>,
 ) {
+    if PK == 2 && PS == 2 {
+        return pool2_relu_plane(relu, wo, pwo, z, y, arg);
+    }
     let span = (pwo - 1) * PS + 1; // input columns one pass reads
     for (ph, y_row) in y.chunks_exact_mut(pwo).enumerate() {
         let corner = ph * PS * wo;
@@ -184,6 +187,55 @@ pub(super) fn pool_relu_plane<E: GemmFloat, const PK: usize, const PS: usize>(
                         *y = if live { *y } else { zero };
                         *a = if live { *a } else { DEAD };
                     }
+                }
+            }
+        }
+    }
+}
+
+/// [`pool_relu_plane`] for the common 2x2, stride-2 window: each output
+/// reads two input rows at once, and the first maximum of `a b / c d` is
+/// found as a tree (`max(a, b)`, `max(c, d)`, then the strictly greater
+/// second one), which picks the same element as the scan-order rule.
+fn pool2_relu_plane<E: GemmFloat>(
+    relu: bool,
+    wo: usize,
+    pwo: usize,
+    z: &[E],
+    y: &mut [E],
+    arg: Option<&mut [u8]>,
+) {
+    let zero = E::default();
+    let rows = y.chunks_exact_mut(pwo).enumerate();
+    match arg {
+        None => {
+            for (ph, y_row) in rows {
+                let r0 = &z[2 * ph * wo..][..2 * pwo];
+                let r1 = &z[(2 * ph + 1) * wo..][..2 * pwo];
+                for ((y, a), b) in y_row
+                    .iter_mut()
+                    .zip(r0.chunks_exact(2))
+                    .zip(r1.chunks_exact(2))
+                {
+                    let m1 = if a[1] > a[0] { a[1] } else { a[0] };
+                    let m2 = if b[1] > b[0] { b[1] } else { b[0] };
+                    let m = if m2 > m1 { m2 } else { m1 };
+                    *y = if relu && !(m > zero) { zero } else { m };
+                }
+            }
+        }
+        Some(arg) => {
+            for ((ph, y_row), a_row) in rows.zip(arg.chunks_exact_mut(pwo)) {
+                let r0 = &z[2 * ph * wo..][..2 * pwo];
+                let r1 = &z[(2 * ph + 1) * wo..][..2 * pwo];
+                let cells = y_row.iter_mut().zip(a_row.iter_mut());
+                for (((y, arg), a), b) in cells.zip(r0.chunks_exact(2)).zip(r1.chunks_exact(2)) {
+                    let (m1, i1) = if a[1] > a[0] { (a[1], 1) } else { (a[0], 0) };
+                    let (m2, i2) = if b[1] > b[0] { (b[1], 3) } else { (b[0], 2) };
+                    let (m, i) = if m2 > m1 { (m2, i2) } else { (m1, i1) };
+                    let dead = relu && !(m > zero);
+                    *y = if dead { zero } else { m };
+                    *arg = if dead { DEAD } else { i };
                 }
             }
         }
