@@ -94,13 +94,16 @@ impl<const RATE: u32, S: Shape, E: Dtype, D: DropoutKernel<E>>
     }
 }
 
+/// A tensor on a training tape.
+pub type Taped<S, E, D> = Tensor<S, E, D, OwnedTape<E, D>>;
+
 /// Training-mode dropout per device (see the module docs).
 pub trait DropoutKernel<E: Dtype>: Device<E> {
     /// Zeroes each element with probability `prob`, scales the rest by `1 / (1 - prob)`.
     fn try_dropout_train<S: Shape>(
-        x: Tensor<S, E, Self, OwnedTape<E, Self>>,
+        x: Taped<S, E, Self>,
         prob: f64,
-    ) -> Result<Tensor<S, E, Self, OwnedTape<E, Self>>, Self::Err>;
+    ) -> Result<Taped<S, E, Self>, Self::Err>;
 }
 
 /// Elements per parallel chunk of the mask (each chunk seeks its own ChaCha position).
@@ -110,9 +113,9 @@ macro_rules! cpu_dropout {
     ($($E:ty),+) => {$(
         impl DropoutKernel<$E> for Cpu {
             fn try_dropout_train<S: Shape>(
-                x: Tensor<S, $E, Cpu, OwnedTape<$E, Cpu>>,
+                x: Taped<S, $E, Cpu>,
                 prob: f64,
-            ) -> Result<Tensor<S, $E, Cpu, OwnedTape<$E, Cpu>>, CpuError> {
+            ) -> Result<Taped<S, $E, Cpu>, CpuError> {
                 // The seed first, as dfdx's `try_dropout` draws it.
                 let seed = x.device().random_u64();
                 let (x, mut tape) = x.try_contiguous()?.split_tape();
@@ -164,9 +167,9 @@ where
     dfdx::tensor::Cuda: Device<E>,
 {
     fn try_dropout_train<S: Shape>(
-        x: Tensor<S, E, Self, OwnedTape<E, Self>>,
+        x: Taped<S, E, Self>,
         prob: f64,
-    ) -> Result<Tensor<S, E, Self, OwnedTape<E, Self>>, Self::Err> {
+    ) -> Result<Taped<S, E, Self>, Self::Err> {
         x.try_dropout(prob)
     }
 }

@@ -220,7 +220,8 @@ fn pool2_relu_plane<E: GemmFloat>(
                     let m1 = if a[1] > a[0] { a[1] } else { a[0] };
                     let m2 = if b[1] > b[0] { b[1] } else { b[0] };
                     let m = if m2 > m1 { m2 } else { m1 };
-                    *y = if relu && !(m > zero) { zero } else { m };
+                    let live = m > zero; // false for NaN, as the ReLU's max(m, 0) drops it
+                    *y = if relu && !live { zero } else { m };
                 }
             }
         }
@@ -233,7 +234,8 @@ fn pool2_relu_plane<E: GemmFloat>(
                     let (m1, i1) = if a[1] > a[0] { (a[1], 1) } else { (a[0], 0) };
                     let (m2, i2) = if b[1] > b[0] { (b[1], 3) } else { (b[0], 2) };
                     let (m, i) = if m2 > m1 { (m2, i2) } else { (m1, i1) };
-                    let dead = relu && !(m > zero);
+                    let live = m > zero;
+                    let dead = relu && !live;
                     *y = if dead { zero } else { m };
                     *arg = if dead { DEAD } else { i };
                 }
