@@ -372,6 +372,41 @@ mod tests {
     }
 
     #[test]
+    fn large_batches_split_into_groups_match_single_images() {
+        // 150 images: tasks of 10, Winograd groups of 8 + 2.
+        type Block = builder::ConvBlock<8, 3, 3, 1, 1, 1, 6, 6, 6, 6, 2, 2, 3, 3, 0, true>;
+        let dev: Cpu = Cpu::seed_from_u64(3);
+        let m = dev.build_module::<Block, f64>();
+        let (n, in_len, out_len) = (150, 8 * 36, 3 * 9);
+        let xv = test_values(n * in_len, 7);
+        let rv = test_values(n * out_len, 8);
+        let run = |lo: usize, hi: usize| {
+            let b = hi - lo;
+            let x = dev.tensor_from_vec(
+                xv[lo * in_len..hi * in_len].to_vec(),
+                (b, Const::<8>, Const::<6>, Const::<6>),
+            );
+            let r = dev.tensor_from_vec(
+                rv[lo * out_len..hi * out_len].to_vec(),
+                (b, Const::<3>, Const::<3>, Const::<3>),
+            );
+            let y = m.forward(x.clone().traced(Gradients::leaky()));
+            let y_vals = y.as_vec();
+            let g = (y * r).sum::<Rank0, _>().backward();
+            (y_vals, g.get(&x).as_vec(), g.get(&m.weight).as_vec())
+        };
+        let (y, gx, gw) = run(0, n);
+        let mut gw_sum = vec![0.0; gw.len()];
+        for i in 0..n {
+            let (y1, gx1, gw1) = run(i, i + 1);
+            assert_close(&y[i * out_len..(i + 1) * out_len], &y1, 1e-12);
+            assert_close(&gx[i * in_len..(i + 1) * in_len], &gx1, 1e-12);
+            gw_sum.iter_mut().zip(&gw1).for_each(|(s, g)| *s += g);
+        }
+        assert_close(&gw, &gw_sum, 1e-10);
+    }
+
+    #[test]
     fn first_layer_computes_no_input_gradient() {
         let dev: Cpu = Cpu::seed_from_u64(0);
         let m = dev.build_module::<builder::ConvBlock<1, 2, 3, 1, 0, 0, 6, 6, 4, 4, 2, 2, 2, 2, 0, false>, f64>();
