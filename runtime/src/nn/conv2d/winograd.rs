@@ -15,7 +15,7 @@
 
 use rayon::prelude::*;
 
-use super::cpu::{chunks_or_none, images_per_task, DEAD};
+use super::cpu::{chunks_or_none, images_per_task, pool_relu_plane, DEAD};
 use super::{Conv2DOp, Fusion};
 use crate::nn::gemm::{matmul, GemmFloat, Mat};
 
@@ -115,15 +115,20 @@ pub(super) fn forward<E: GemmFloat, const PK: usize, const PS: usize>(
                             transpose(z_cl, p, c_out, y_img); // [O, HO·WO]
                             continue;
                         }
-                        // Pool channels-last (contiguous over O), then transpose
-                        // only the pooled output. `arg` keeps this [PHO·PWO, O] order.
-                        let pooled = &mut z[..out_len]; // [PHO·PWO, O]
+                        transpose(z_cl, p, c_out, z); // [O, HO·WO]
                         let img = gi * GROUP + i;
-                        let arg_img = arg_task
+                        let mut arg_img = arg_task
                             .as_deref_mut()
                             .map(|a| &mut a[img * out_len..][..out_len]);
-                        pool_relu_cl::<E, PK, PS>(op, f, z_cl, pooled, arg_img);
-                        transpose(pooled, f.plane_out(), c_out, y_img); // [O, PHO·PWO]
+                        for (c, y_plane) in y_img.chunks_mut(f.plane_out()).enumerate() {
+                            let a = arg_img
+                                .as_deref_mut()
+                                .map(|a| &mut a[c * f.plane_out()..][..f.plane_out()]);
+                            let z_plane = &z[c * p..][..p];
+                            pool_relu_plane::<E, PK, PS>(
+                                f.relu, op.w_out, f.w_out, z_plane, y_plane, a,
+                            );
+                        }
                     }
                 }
             })
@@ -187,13 +192,12 @@ pub(super) fn backward<E: GemmFloat, const PK: usize, const PS: usize>(
             let gt_max = GROUP.min(x_task.len() / in_len) * t; // rows: images · tiles
             let pad_len = tiles.padded_len(c_in);
             let tmp_len = 16 * c_in.max(c_out);
-            let len = 16 * (c_in + c_out) * gt_max + pad_len + tmp_len + 2 * p * c_out;
+            let len = 16 * (c_in + c_out) * gt_max + pad_len + tmp_len + p * c_out;
             E::with_scratch(len, |scratch| {
                 let (v, rest) = scratch.split_at_mut(16 * gt_max * c_in);
                 let (dm, rest) = rest.split_at_mut(16 * gt_max * c_out);
                 let (xp, rest) = rest.split_at_mut(pad_len);
-                let (gz_cl, rest) = rest.split_at_mut(p * c_out);
-                let (gz, tmp) = rest.split_at_mut(p * c_out);
+                let (gz_cl, tmp) = rest.split_at_mut(p * c_out);
                 let groups = x_task
                     .chunks(GROUP * in_len)
                     .zip(gy_task.chunks(GROUP * out_len));
@@ -206,10 +210,8 @@ pub(super) fn backward<E: GemmFloat, const PK: usize, const PS: usize>(
                         if f.is_identity() {
                             transpose(gy_img, c_out, p, gz_cl);
                         } else {
-                            let gy_cl = &mut gz[..out_len]; // [PHO·PWO, O]
-                            transpose(gy_img, c_out, f.plane_out(), gy_cl);
                             let a = &arg_task[img * out_len..][..out_len];
-                            unpool_cl::<E, PK, PS>(op, f, gy_cl, a, gz_cl);
+                            unpool_to_channels_last::<E, PK, PS>(op, f, gy_img, a, gz_cl);
                         }
                         for pos in gz_cl.chunks_exact(c_out) {
                             for (g_o, &v) in gb.iter_mut().zip(pos) {
@@ -262,72 +264,14 @@ pub(super) fn backward<E: GemmFloat, const PK: usize, const PS: usize>(
     (transform_weights_adjoint(op, &du), gb)
 }
 
-/// Max-pools (`PK`, `PS`) and ReLUs one image's convolution output kept
-/// channels-last, every step contiguous over the `O` channels; with `arg`,
-/// stores each output's window offset (`DEAD` when the ReLU cut it) in the
-/// same `[PHO·PWO, O]` order. Ties go to the first maximum in scan order.
+/// The adjoint of the pooling (`pool_relu_plane`), written channels-last:
+/// `gz[pos][o]` = the gradient of each output at its window's maximum, 0
+/// elsewhere (overlapping windows add). Only the pooled gradients move (a
+/// quarter of the positions for 2x2 pools), not a transpose of all of `gz`.
 ///
 /// # Shapes
-/// `z: [HO·WO, O]` -> `y, arg: [PHO·PWO, O]`.
-fn pool_relu_cl<E: GemmFloat, const PK: usize, const PS: usize>(
-    op: &Conv2DOp,
-    f: &Fusion,
-    z: &[E],
-    y: &mut [E],
-    mut arg: Option<&mut [u8]>,
-) {
-    let (wo, o_n) = (op.w_out, op.chan_out);
-    let zero = E::default();
-    for (q, y) in y.chunks_exact_mut(o_n).enumerate() {
-        let (ph, pw) = (q / f.w_out, q % f.w_out);
-        let at = |k: usize| ((ph * PS + k / PK) * wo + pw * PS + k % PK) * o_n;
-        y.copy_from_slice(&z[at(0)..][..o_n]);
-        let mut a = arg.as_deref_mut().map(|a| &mut a[q * o_n..][..o_n]);
-        if let Some(a) = a.as_deref_mut() {
-            a.fill(0);
-        }
-        for k in 1..PK * PK {
-            let src = &z[at(k)..][..o_n];
-            match a.as_deref_mut() {
-                None => {
-                    for (y, &v) in y.iter_mut().zip(src) {
-                        *y = if v > *y { v } else { *y };
-                    }
-                }
-                Some(a) => {
-                    for ((y, a), &v) in y.iter_mut().zip(a.iter_mut()).zip(src) {
-                        let greater = v > *y;
-                        *y = if greater { v } else { *y };
-                        *a = if greater { k as u8 } else { *a };
-                    }
-                }
-            }
-        }
-        if f.relu {
-            match a {
-                None => {
-                    for y in y.iter_mut() {
-                        *y = if *y > zero { *y } else { zero };
-                    }
-                }
-                Some(a) => {
-                    for (y, a) in y.iter_mut().zip(a.iter_mut()) {
-                        let live = *y > zero;
-                        *y = if live { *y } else { zero };
-                        *a = if live { *a } else { DEAD };
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// The adjoint of [`pool_relu_cl`]: `gz` = each output gradient at its
-/// window's maximum, 0 elsewhere (overlapping windows add).
-///
-/// # Shapes
-/// `gy, arg: [PHO·PWO, O]` -> `gz: [HO·WO, O]`.
-fn unpool_cl<E: GemmFloat, const PK: usize, const PS: usize>(
+/// `gy, arg: [O, PHO·PWO]` -> `gz: [HO·WO, O]`.
+fn unpool_to_channels_last<E: GemmFloat, const PK: usize, const PS: usize>(
     op: &Conv2DOp,
     f: &Fusion,
     gy: &[E],
@@ -336,10 +280,13 @@ fn unpool_cl<E: GemmFloat, const PK: usize, const PS: usize>(
 ) {
     let (wo, o_n) = (op.w_out, op.chan_out);
     gz.fill(E::default());
-    for (q, (g, a)) in gy.chunks_exact(o_n).zip(arg.chunks_exact(o_n)).enumerate() {
-        let (ph, pw) = (q / f.w_out, q % f.w_out);
-        for (o, (&g, &a)) in g.iter().zip(a).enumerate() {
+    let planes = gy
+        .chunks_exact(f.plane_out())
+        .zip(arg.chunks_exact(f.plane_out()));
+    for (o, (g_plane, a_plane)) in planes.enumerate() {
+        for (q, (&g, &a)) in g_plane.iter().zip(a_plane).enumerate() {
             if a != DEAD {
+                let (ph, pw) = (q / f.w_out, q % f.w_out);
                 let (kh, kw) = (a as usize / PK, a as usize % PK);
                 gz[((ph * PS + kh) * wo + pw * PS + kw) * o_n + o] += g;
             }
