@@ -42,10 +42,17 @@ struct Tiles {
 }
 
 impl Tiles {
-    fn new(op: &Conv2DOp) -> Self {
+    /// The tiles covering the convolution outputs the fused op reads: all
+    /// of them, or with pooling only the rows and columns some window
+    /// covers (Keras floors: CNN3a's 11x11 -> 5x5 pool reads 10x10, 25 tiles
+    /// instead of 36; CNN4a's 7x7 -> 3x3 reads 6x6, 9 tiles instead of 16).
+    /// The others are never computed; their gradient is zero.
+    fn new(op: &Conv2DOp, f: &Fusion) -> Self {
+        let read = |out: usize, pooled: usize| ((pooled - 1) * f.pool_s + f.pool_k).min(out);
+        let (h, w) = (read(op.h_out, f.h_out), read(op.w_out, f.w_out));
         Self {
-            th: op.h_out.div_ceil(2),
-            tw: op.w_out.div_ceil(2),
+            th: h.div_ceil(2),
+            tw: w.div_ceil(2),
         }
     }
     fn count(&self) -> usize {
@@ -74,7 +81,7 @@ pub(super) fn forward<E: GemmFloat, const PK: usize, const PS: usize>(
     let (c_in, c_out) = (op.chan_in, op.chan_out);
     let p = op.out_positions();
     let (in_len, out_len) = (op.in_image_len(), c_out * f.plane_out());
-    let tiles = Tiles::new(op);
+    let tiles = Tiles::new(op, f);
     let t = tiles.count();
     let u = transform_weights(op, w); // [16, O, I]
     let n = images_per_task(op.batch);
@@ -167,7 +174,7 @@ pub(super) fn backward<E: GemmFloat, const PK: usize, const PS: usize>(
     let (c_in, c_out) = (op.chan_in, op.chan_out);
     let p = op.out_positions();
     let (in_len, out_len) = (op.in_image_len(), c_out * f.plane_out());
-    let tiles = Tiles::new(op);
+    let tiles = Tiles::new(op, f);
     let t = tiles.count();
     let u = transform_weights(op, w); // [16, O, I]
     let n = images_per_task(op.batch);
