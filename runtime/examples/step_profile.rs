@@ -67,7 +67,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let t0 = Instant::now();
         data.train.batch_into(&idx, &mut x);
         data.train.labels_into(&idx, &mut labels);
-        let input = dev.tensor_from_vec(std::mem::take(&mut x), (100usize, Const::<1>, Const::<28>, Const::<28>));
+        let input = dev.tensor_from_vec(
+            std::mem::take(&mut x),
+            (100usize, Const::<1>, Const::<28>, Const::<28>),
+        );
         let mut oh = vec![0f32; 1000];
         for (i, &y) in labels.iter().enumerate() {
             oh[i * 10 + y as usize] = 1.0;
@@ -104,7 +107,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         for w in b.windows(2) {
             row.push((format!("bwd {}", w[0].0), (w[1].1 - w[0].1).as_secs_f64()));
         }
-        row.push(("bwd tail".to_string(), (t_e - b[b.len() - 1].1).as_secs_f64()));
+        row.push((
+            "bwd tail".to_string(),
+            (t_e - b[b.len() - 1].1).as_secs_f64(),
+        ));
         row.push(("drop grads".to_string(), (t_drop - t_e).as_secs_f64()));
         if step >= 3 {
             rows.push(row);
