@@ -35,7 +35,7 @@ pub mod builders {
 /// The built layers, holding their parameters on a device.
 pub mod modules {
     pub use super::conv2d::{Conv2D, Conv2DKernel};
-    pub use super::dense::Dense;
+    pub use super::dense::{Dense, DenseKernel};
     pub use super::dropout::Dropout;
     pub use super::flatten::Flatten;
     pub use super::max_pool2d::{MaxPool2D, MaxPool2DKernel};
