@@ -2,20 +2,32 @@
 //!
 //! It differs from dfdx's `Linear` in what the study needs: Keras'
 //! initialisation (glorot-uniform kernel, zero bias) and an optional
-//! `kernel_regularizer=l2(λ)` carried in the type as `f32` bits. The forward
-//! pass is dfdx ops only (`matmul` against the transposed weight view, then a
-//! broadcast bias add), so it runs on every device, any batch `B: Dim` and any
-//! tape, and dfdx records the backward pass.
+//! `kernel_regularizer=l2(λ)` carried in the type as `f32` bits. It takes any
+//! batch `B: Dim` (const or `usize`) and any tape.
+//!
+//! Forward and backward are one custom op recorded with dfdx's public
+//! `Tape::add_backward_op`, dispatched per device by [`DenseKernel`]:
+//! - `Cpu` (f32, f64): one `gemm` 0.19 product per pass, the bias written
+//!   into the output first (`dense/cpu.rs`); dfdx's own `matmul` goes
+//!   through its pinned `gemm` 0.15;
+//! - `Cuda` (feature `cuda`): dfdx ops (`matmul` against the transposed
+//!   weight view, then a broadcast bias add; `dense/composed.rs`), whose
+//!   backward dfdx records; the tests run that composition on `Cpu` against
+//!   the fast kernel.
 //!
 //! PyTorch: `nn.Linear(IN, OUT)` (same `[OUT, IN]` weight layout); Keras:
 //! `layers.Dense(OUT, kernel_regularizer=l2(λ))` (Keras stores `[IN, OUT]`).
 //!
 //! Run the tests: `cargo test -p netdsl-runtime --lib nn::dense`.
+//! Benchmark: `cargo test --release -p netdsl-runtime --lib nn::dense::tests::bench -- --ignored --nocapture`.
+
+#[cfg_attr(not(feature = "cuda"), allow(dead_code))] // the Cpu tests use it
+mod composed;
+mod cpu;
 
 use dfdx::prelude::{
-    BroadcastTo, BuildModule, BuildOnDevice, Const, Device, Dim, Dtype, HasShape, Module,
-    ModuleVisitor, NonMutableModule, PermuteTo, Rank1, Rank2, Storage, Tape, Tensor,
-    TensorCollection, TensorOptions, TryAdd, TryMatMul,
+    BuildModule, BuildOnDevice, Const, Device, Dim, Dtype, Module, ModuleVisitor, NonMutableModule,
+    Rank1, Rank2, Storage, Tape, Tensor, TensorCollection, TensorOptions,
 };
 use rand::distributions::{uniform::SampleUniform, Uniform};
 
@@ -105,23 +117,58 @@ where
     }
 }
 
-impl<B, const I: usize, const O: usize, E, D, T, const L2: u32>
-    Module<Tensor<(B, Const<I>), E, D, T>> for Dense<I, O, E, D, L2>
+/// A batch of feature vectors `[B, N]`.
+pub type Features<B, const N: usize, E, D, T> = Tensor<(B, Const<N>), E, D, T>;
+
+/// The device-specific dense layer, in the style of dfdx's kernel traits.
+///
+/// Implemented for `Cpu` (f32, f64: the `gemm` kernel of `dense/cpu.rs`) and,
+/// with the `cuda` feature, for `Cuda` (f32, f64: `composed::try_dense_composed`).
+pub trait DenseKernel<E: Dtype>: Device<E> {
+    /// `y = x · weightᵀ + bias`, recording the backward op on `x`'s tape.
+    ///
+    /// # Shapes
+    /// `x: [B, I]`, `weight: [O, I]`, `bias: [O]` -> `y: [B, O]`.
+    fn try_dense<B: Dim, T: Tape<E, Self>, const I: usize, const O: usize>(
+        x: Features<B, I, E, Self, T>,
+        weight: &Tensor<Rank2<O, I>, E, Self>,
+        bias: &Tensor<Rank1<O>, E, Self>,
+    ) -> Result<Features<B, O, E, Self, T>, Self::Err>;
+}
+
+macro_rules! device_dense {
+    ($device:ty, $path:path, $($E:ty),+) => {$(
+        impl DenseKernel<$E> for $device {
+            fn try_dense<B: Dim, T: Tape<$E, Self>, const I: usize, const O: usize>(
+                x: Features<B, I, $E, Self, T>,
+                weight: &Tensor<Rank2<O, I>, $E, Self>,
+                bias: &Tensor<Rank1<O>, $E, Self>,
+            ) -> Result<Features<B, O, $E, Self, T>, Self::Err> {
+                $path(x, weight, bias)
+            }
+        }
+    )+};
+}
+
+device_dense!(dfdx::tensor::Cpu, cpu::try_dense, f32, f64);
+#[cfg(feature = "cuda")]
+device_dense!(dfdx::tensor::Cuda, composed::try_dense_composed, f32, f64);
+
+impl<B, const I: usize, const O: usize, E, D, T, const L2: u32> Module<Features<B, I, E, D, T>>
+    for Dense<I, O, E, D, L2>
 where
     B: Dim,
     E: Dtype,
-    D: Device<E>,
+    D: DenseKernel<E>,
     T: Tape<E, D>,
 {
-    type Output = Tensor<(B, Const<O>), E, D, T>;
+    type Output = Features<B, O, E, D, T>;
     type Error = D::Err;
 
-    fn try_forward(&self, x: Tensor<(B, Const<I>), E, D, T>) -> Result<Self::Output, D::Err> {
-        let shape = (x.shape().0, Const::<O>);
-        // The weight joins x's tape type; its backward ops land on x's tape.
-        let w_t = self.weight.retaped::<T>().try_permute()?; // [IN, OUT] view
-        let y = x.try_matmul(w_t)?; // [B, OUT]
-        y.try_add(self.bias.retaped::<T>().try_broadcast_like(&shape)?) // [B, OUT]
+    /// Training (`OwnedTape` input) records the backward op; evaluation
+    /// (`NoneTape`) keeps nothing for it.
+    fn try_forward(&self, x: Features<B, I, E, D, T>) -> Result<Self::Output, D::Err> {
+        D::try_dense(x, &self.weight, &self.bias)
     }
 }
 
@@ -138,6 +185,7 @@ impl<const I: usize, const O: usize, E: Dtype, D: Device<E>, const L2: u32> L2Pe
 mod tests {
     use super::*;
     use crate::nn::f32_bits;
+    use crate::tests::{assert_close, assert_grad_close, finite_difference, test_values};
     use dfdx::prelude::*;
 
     #[test]
@@ -176,6 +224,252 @@ mod tests {
                 assert!((dx[b * 4 + i] - want).abs() < 1e-12);
             }
         }
+    }
+
+    /// `y = x · Wᵀ + b`, one output at a time (f64).
+    fn naive(batch: usize, inp: usize, out: usize, x: &[f64], w: &[f64], b: &[f64]) -> Vec<f64> {
+        let mut y = Vec::with_capacity(batch * out);
+        for r in 0..batch {
+            for o in 0..out {
+                let dot: f64 = (0..inp).map(|i| x[r * inp + i] * w[o * inp + i]).sum();
+                y.push(b[o] + dot);
+            }
+        }
+        y
+    }
+
+    /// Central differences (`finite_difference`, eps 1e-3) of `f` at every
+    /// `stride`-th entry of `x` only: the large cases have too many entries
+    /// for all of them.
+    fn sampled_difference(x: &[f64], stride: usize, mut f: impl FnMut(&[f64]) -> f64) -> Vec<f64> {
+        let mut probe = x.to_vec();
+        (0..x.len())
+            .step_by(stride)
+            .map(|i| {
+                let one = finite_difference(&x[i..=i], 1e-3, |xi| {
+                    probe[i] = xi[0];
+                    f(&probe)
+                });
+                probe[i] = x[i];
+                one[0]
+            })
+            .collect()
+    }
+
+    /// Forward against [`naive`] (with and without a tape), gradients of
+    /// input, weight and bias against central differences (at every
+    /// `stride`-th entry of x and W), and the composed (Cuda) path against
+    /// the fast one, with a `usize` batch.
+    fn check_case<const I: usize, const O: usize>(batch: usize, stride: usize) {
+        use super::composed::try_dense_composed;
+        let dev: Cpu = Default::default();
+        let mut m = dev.build_module::<builder::Dense<I, O>, f64>();
+        let (wv, bv, xv) = (
+            test_values(O * I, 1),
+            test_values(O, 2),
+            test_values(batch * I, 3),
+        );
+        m.weight = dev.tensor_from_vec(wv.clone(), (Const, Const));
+        m.bias = dev.tensor_from_vec(bv.clone(), (Const,));
+        let x = dev.tensor_from_vec(xv.clone(), (batch, Const::<I>));
+
+        // forward, no tape, and with one
+        let y = m.forward(x.clone());
+        assert_close(&y.as_vec(), &naive(batch, I, O, &xv, &wv, &bv), 1e-12);
+        let y_t = m.forward(x.clone().traced(m.alloc_grads()));
+        assert_eq!(y_t.as_vec(), y.as_vec());
+
+        // analytic gradients of loss = Σ y·r
+        let r = dev.tensor_from_vec(test_values(batch * O, 4), (batch, Const::<O>));
+        let grads = (m.forward(x.leaky_trace()) * r.clone())
+            .sum::<Rank0, _>()
+            .backward();
+        let (gx, gw, gb) = (
+            grads.get(&x).as_vec(),
+            grads.get(&m.weight).as_vec(),
+            grads.get(&m.bias).as_vec(),
+        );
+
+        // numeric gradients (the loss is linear in each of x, W, b: a large eps
+        // is exact), at every `stride`-th entry
+        let loss = |m: &Dense<I, O, f64, Cpu>, xv: &[f64]| -> f64 {
+            let y = m.forward(dev.tensor_from_vec(xv.to_vec(), (batch, Const::<I>)));
+            (y * r.clone()).sum::<Rank0, _>().array()
+        };
+        let num_gx = sampled_difference(&xv, stride, |xp| loss(&m, xp));
+        let num_gw = sampled_difference(&wv, stride, |wp| {
+            let mut m2 = m.clone();
+            m2.weight = dev.tensor_from_vec(wp.to_vec(), (Const, Const));
+            loss(&m2, &xv)
+        });
+        let num_gb = sampled_difference(&bv, 1, |bp| {
+            let mut m2 = m.clone();
+            m2.bias = dev.tensor_from_vec(bp.to_vec(), (Const,));
+            loss(&m2, &xv)
+        });
+        let sample = |g: &[f64]| -> Vec<f64> { g.iter().copied().step_by(stride).collect() };
+        assert_grad_close("input", &sample(&gx), &num_gx, 1e-6);
+        assert_grad_close("weight", &sample(&gw), &num_gw, 1e-6);
+        assert_grad_close("bias", &gb, &num_gb, 1e-6);
+
+        // the composed (Cuda) path, run on Cpu: same values, same gradients
+        let y_c = try_dense_composed(x.clone(), &m.weight, &m.bias).unwrap();
+        assert_close(&y_c.as_vec(), &y.as_vec(), 1e-12);
+        let y_c = try_dense_composed(x.leaky_trace(), &m.weight, &m.bias).unwrap();
+        let grads_c = (y_c * r).sum::<Rank0, _>().backward();
+        assert_close(&grads_c.get(&x).as_vec(), &gx, 1e-12);
+        assert_close(&grads_c.get(&m.weight).as_vec(), &gw, 1e-12);
+        assert_close(&grads_c.get(&m.bias).as_vec(), &gb, 1e-12);
+    }
+
+    #[test]
+    fn small_products_on_the_calling_thread() {
+        let op = |batch, inp, out| cpu::DenseOp { batch, inp, out };
+        assert_eq!(op(100, 10, 5).forward_split(), cpu::Split::Serial);
+        assert_eq!(op(100, 10, 5).backward_pieces(), 1);
+        check_case::<5, 3>(7, 1);
+        check_case::<10, 5>(100, 1); // DNN2's middle layer
+        check_case::<1, 1>(1, 1);
+    }
+
+    #[test]
+    fn large_products_split_across_tasks() {
+        let op = |batch, inp, out| cpu::DenseOp { batch, inp, out };
+        // by outputs in the forward pass: 61 = 31 + 30; backward: 37 rows =
+        // 10 + 10 + 10 + 7, 61 outputs = 16 + 16 + 16 + 13
+        assert_eq!(op(37, 500, 61).forward_split(), cpu::Split::Outputs(2));
+        assert_eq!(op(37, 500, 61).backward_pieces(), 4);
+        check_case::<500, 61>(37, 97);
+        // by rows of the batch in the forward pass (18 + 18 + 18 + 17)
+        assert_eq!(op(71, 1000, 15).forward_split(), cpu::Split::Rows(4));
+        check_case::<1000, 15>(71, 97);
+        // DNN2's first layer at batch 100 is not split (see `cpu::PAR_MIN_MACS`)
+        assert_eq!(op(100, 784, 10).forward_split(), cpu::Split::Serial);
+    }
+
+    #[test]
+    fn empty_batch() {
+        let dev: Cpu = Default::default();
+        let m = dev.build_module::<builder::Dense<6, 4>, f64>();
+        let x = dev.zeros_like(&(0, Const::<6>));
+        assert_eq!(m.forward(x.clone()).shape().0, 0);
+        assert_eq!(m.forward(x.leaky_trace()).shape().0, 0);
+        // (dfdx's `sum` divides by zero on an empty tensor: call the kernel directly)
+        let op = cpu::DenseOp {
+            batch: 0,
+            inp: 6,
+            out: 4,
+        };
+        let (mut gw, mut gb) = (vec![1.0; 24], vec![1.0; 4]);
+        let grads = cpu::Grads {
+            gx: &mut [],
+            gw: &mut gw,
+            gb: &mut gb,
+        };
+        cpu::backward(op, &[], &m.weight.as_vec(), &[], grads, 2);
+        assert_eq!((gw, gb), (vec![1.0; 24], vec![1.0; 4]));
+    }
+
+    /// Any cut of the products into pieces gives the same values (to rounding).
+    #[test]
+    fn kernel_pieces_agree_with_the_naive_product() {
+        use cpu::{backward, forward, DenseOp, Grads, Split};
+        let (batch, inp, out) = (7, 9, 5);
+        let op = DenseOp { batch, inp, out };
+        let (x, w, b) = (
+            test_values(batch * inp, 1),
+            test_values(out * inp, 2),
+            test_values(out, 3),
+        );
+        let gy = test_values(batch * out, 4);
+        let want_y = naive(batch, inp, out, &x, &w, &b);
+        // gx = gy · W, gW = gyᵀ · x, gb = Σ_rows gy, each added to 1
+        let mut want_gx = vec![1.0; batch * inp];
+        let mut want_gw = vec![1.0; out * inp];
+        let mut want_gb = vec![1.0; out];
+        for r in 0..batch {
+            for o in 0..out {
+                for i in 0..inp {
+                    want_gx[r * inp + i] += gy[r * out + o] * w[o * inp + i];
+                    want_gw[o * inp + i] += gy[r * out + o] * x[r * inp + i];
+                }
+                want_gb[o] += gy[r * out + o];
+            }
+        }
+        let splits = (1..=8).flat_map(|n| [Split::Rows(n), Split::Outputs(n)]);
+        for split in splits.chain([Split::Serial]) {
+            let mut y = vec![f64::NAN; batch * out];
+            forward(op, &x, &w, &b, &mut y, split);
+            assert_close(&y, &want_y, 1e-12);
+        }
+        for pieces in 1..=8 {
+            let (mut gx, mut gw, mut gb) =
+                (vec![1.0; batch * inp], vec![1.0; out * inp], vec![1.0; out]);
+            let grads = Grads {
+                gx: &mut gx,
+                gw: &mut gw,
+                gb: &mut gb,
+            };
+            backward(op, &x, &w, &gy, grads, pieces);
+            assert_close(&gx, &want_gx, 1e-12);
+            assert_close(&gw, &want_gw, 1e-12);
+            assert_close(&gb, &want_gb, 1e-12);
+        }
+    }
+
+    #[test]
+    fn gradients_are_identical_for_any_thread_count() {
+        let dev: Cpu = Cpu::seed_from_u64(1);
+        let m = dev.build_module::<builder::Dense<500, 64>, f32>();
+        let op = cpu::DenseOp {
+            batch: 37,
+            inp: 500,
+            out: 64,
+        };
+        assert_ne!(op.forward_split(), cpu::Split::Serial);
+        assert_ne!(op.backward_pieces(), 1);
+        let x: Tensor<(usize, Const<500>), f32, Cpu> = dev.tensor_from_vec(
+            test_values(37 * 500, 6).iter().map(|&v| v as f32).collect(),
+            (37, Const),
+        );
+        let run = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| {
+                let y = m.forward(x.leaky_trace());
+                let out = y.as_vec();
+                let g = y.square().sum::<Rank0, _>().backward();
+                (
+                    out,
+                    g.get(&m.weight).as_vec(),
+                    g.get(&m.bias).as_vec(),
+                    g.get(&x).as_vec(),
+                )
+            })
+        };
+        let one = run(1);
+        assert_eq!(one, run(2));
+        assert_eq!(one, run(3));
+    }
+
+    #[test]
+    fn f32_matches_f64() {
+        let dev: Cpu = Default::default();
+        let mut m = dev.build_module::<builder::Dense<200, 30>, f64>();
+        m.bias = dev.tensor_from_vec(test_values(30, 7), (Const,));
+        let mut m32 = dev.build_module::<builder::Dense<200, 30>, f32>();
+        m32.weight = m.weight.clone().to_dtype::<f32>();
+        m32.bias = m.bias.clone().to_dtype::<f32>();
+        let x: Tensor<Rank2<50, 200>, f64, Cpu> =
+            dev.tensor_from_vec(test_values(50 * 200, 8), Default::default());
+        let y = m.forward(x.clone());
+        let y32 = m32.forward(x.to_dtype::<f32>());
+        let y32: Vec<f64> = y32.as_vec().iter().map(|&v| v as f64).collect();
+        // f32 rounding over 200 terms; near-zero outputs are measured against
+        // 1e-3 of the largest (see `max_rel_error`), so cancellation shows.
+        assert_close(&y32, &y.as_vec(), 2e-4);
     }
 
     #[test]
@@ -259,6 +553,32 @@ mod tests {
         assert_eq!(y.array(), [[0.0; 2]; 3]);
         let y = m.forward(dev.zeros_like(&(9, Const::<6>)));
         assert_eq!(y.shape().0, 9);
+
+        // The same values and gradients through a const and a usize batch,
+        // with a tape (OwnedTape) and without (NoneTape).
+        let mut m = dev.build_module::<builder::Dense<6, 2>, f64>();
+        m.bias = dev.tensor([0.25, -0.5]);
+        let xv = test_values(3 * 6, 5);
+        let x_c: Tensor<Rank2<3, 6>, f64, _> = dev.tensor_from_vec(xv.clone(), Default::default());
+        let x_u = dev.tensor_from_vec(xv, (3usize, Const::<6>));
+        let y_c = m.forward(x_c.clone());
+        assert_eq!(y_c.as_vec(), m.forward(x_u.clone()).as_vec());
+        let g_c = m
+            .forward(x_c.leaky_trace())
+            .square()
+            .sum::<Rank0, _>()
+            .backward();
+        let g_u = m
+            .forward(x_u.leaky_trace())
+            .square()
+            .sum::<Rank0, _>()
+            .backward();
+        assert_eq!(g_c.get(&x_c).as_vec(), g_u.get(&x_u).as_vec());
+        assert_eq!(g_c.get(&m.weight).as_vec(), g_u.get(&m.weight).as_vec());
+        assert_eq!(g_c.get(&m.bias).as_vec(), g_u.get(&m.bias).as_vec());
+        // forward_mut with the tape of alloc_grads (parameters only), as training does
+        let y_t = m.forward_mut(x_c.traced(m.alloc_grads()));
+        assert_eq!(y_t.as_vec(), y_c.as_vec());
     }
 
     /// A tuple model (Flatten, Dense, ReLU, Dense) through dfdx's TensorCollection
@@ -318,5 +638,147 @@ mod tests {
         std::fs::remove_file(&path).unwrap();
         assert_eq!(fresh.forward(x).as_vec(), trained);
         assert_eq!(fresh.1.bias.as_vec(), model.1.bias.as_vec());
+    }
+
+    /// Forward + backward through the layer (fast path) and through the dfdx
+    /// composition (the old path), f32, then the kernel alone with several
+    /// ways of splitting it.
+    ///
+    /// `cargo test --release -p netdsl-runtime --lib nn::dense::tests::bench -- --ignored --nocapture`
+    #[test]
+    #[ignore]
+    fn bench() {
+        use super::composed::try_dense_composed;
+        fn layer<const I: usize, const O: usize>(batch: usize, reps: usize) {
+            let dev: Cpu = Cpu::seed_from_u64(0);
+            let m = dev.build_module::<builder::Dense<I, O>, f32>();
+            let x: Tensor<(usize, Const<I>), f32, Cpu> = dev.sample_normal_like(&(batch, Const));
+            let mut grads = m.alloc_grads();
+            let (mut fwd, mut bwd) = (Vec::new(), Vec::new());
+            let (mut fwd_c, mut bwd_c) = (Vec::new(), Vec::new());
+            for _ in 0..reps {
+                for composed in [false, true] {
+                    let t0 = std::time::Instant::now();
+                    let x = x.clone().traced(grads);
+                    let y = if composed {
+                        try_dense_composed(x, &m.weight, &m.bias).unwrap()
+                    } else {
+                        m.forward(x)
+                    };
+                    let t1 = std::time::Instant::now();
+                    grads = y.sum::<Rank0, _>().backward();
+                    let t2 = std::time::Instant::now();
+                    m.zero_grads(&mut grads);
+                    let (f, b) = if composed {
+                        (&mut fwd_c, &mut bwd_c)
+                    } else {
+                        (&mut fwd, &mut bwd)
+                    };
+                    f.push((t1 - t0).as_secs_f64() * 1e6);
+                    b.push((t2 - t1).as_secs_f64() * 1e6);
+                }
+            }
+            let med = |v: &mut Vec<f64>| {
+                v.sort_by(f64::total_cmp);
+                v[v.len() / 2]
+            };
+            let macs = (batch * I * O) as f64;
+            let (f, b) = (med(&mut fwd), med(&mut bwd));
+            let (fc, bc) = (med(&mut fwd_c), med(&mut bwd_c));
+            println!(
+                "layer {batch}x{I}->{O}: fast fwd {f:8.1} us bwd {b:8.1} us ({:5.1} GFLOP/s) | \
+                 dfdx ops fwd {fc:8.1} us bwd {bc:8.1} us ({:5.1} GFLOP/s)",
+                6.0 * macs / (f + b) / 1e3,
+                6.0 * macs / (fc + bc) / 1e3,
+            );
+        }
+        fn kernel(batch: usize, inp: usize, out: usize, reps: usize) {
+            use cpu::{backward, forward, DenseOp, Grads, Split};
+            let op = DenseOp { batch, inp, out };
+            let f = |n: usize, seed| -> Vec<f32> {
+                test_values(n, seed).iter().map(|&v| v as f32).collect()
+            };
+            let (x, w, b, gy) = (
+                f(batch * inp, 1),
+                f(out * inp, 2),
+                f(out, 3),
+                f(batch * out, 4),
+            );
+            type Run<'a> = Box<dyn FnMut() + 'a>;
+            let mut variants: Vec<(String, Run<'_>)> = Vec::new();
+            let (x, w, b, gy) = (&x, &w, &b, &gy);
+            for split in [
+                Split::Serial,
+                Split::Rows(2),
+                Split::Rows(4),
+                Split::Outputs(2),
+                Split::Outputs(4),
+            ] {
+                let mut y = vec![0f32; batch * out];
+                let run = move || forward(op, x, w, b, &mut y, split);
+                variants.push((format!("fwd {split:?}"), Box::new(run)));
+            }
+            for pieces in [1, 2, 4] {
+                let (mut gx, mut gw, mut gb) = (
+                    vec![0f32; batch * inp],
+                    vec![0f32; out * inp],
+                    vec![0f32; out],
+                );
+                let run = move || {
+                    let grads = Grads {
+                        gx: &mut gx,
+                        gw: &mut gw,
+                        gb: &mut gb,
+                    };
+                    backward(op, x, w, gy, grads, pieces)
+                };
+                variants.push((format!("bwd {pieces}"), Box::new(run)));
+            }
+            // Round robin, so that contention from other work hits every variant.
+            let mut times = vec![Vec::with_capacity(reps); variants.len()];
+            for rep in 0..=reps {
+                for ((_, run), t) in variants.iter_mut().zip(&mut times) {
+                    let t0 = std::time::Instant::now();
+                    run();
+                    if rep > 0 {
+                        t.push(t0.elapsed().as_secs_f64() * 1e6);
+                    }
+                }
+            }
+            let mut line = format!("kernel {batch}x{inp}->{out} (min/median us)");
+            for ((name, _), t) in variants.iter().zip(&mut times) {
+                t.sort_by(f64::total_cmp);
+                line += &format!(", {name} {:.1}/{:.1}", t[0], t[reps / 2]);
+            }
+            println!(
+                "{line} (chosen: fwd {:?}, bwd {})",
+                op.forward_split(),
+                op.backward_pieces()
+            );
+        }
+        println!("rayon threads: {}", rayon::current_num_threads());
+        layer::<1600, 128>(100, 200);
+        layer::<128, 10>(100, 1000);
+        layer::<576, 64>(100, 500);
+        layer::<64, 10>(100, 1000);
+        layer::<784, 10>(100, 1000);
+        layer::<10, 5>(100, 2000);
+        layer::<5, 10>(100, 2000);
+        layer::<784, 5>(100, 1000);
+        layer::<1600, 128>(500, 50); // evaluation batch
+        for (batch, inp, out) in [
+            (100, 1600, 128),
+            (100, 128, 10),
+            (100, 576, 64),
+            (100, 64, 10),
+            (100, 784, 10),
+            (100, 784, 5),
+            (100, 10, 5),
+            (100, 5, 10),
+            (500, 1600, 128),
+            (500, 784, 10),
+        ] {
+            kernel(batch, inp, out, 300);
+        }
     }
 }

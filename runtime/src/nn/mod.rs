@@ -38,7 +38,7 @@ pub mod builders {
 pub mod modules {
     pub use super::conv2d::{Conv2D, Conv2DKernel, Fusion};
     pub use super::conv_block::ConvBlock;
-    pub use super::dense::Dense;
+    pub use super::dense::{Dense, DenseKernel};
     pub use super::dropout::{Dropout, DropoutKernel};
     pub use super::flatten::Flatten;
     pub use super::max_pool2d::{MaxPool2D, MaxPool2DKernel};
