@@ -14,6 +14,7 @@
 mod run;
 mod variants;
 
+use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
@@ -96,8 +97,22 @@ enum Command {
     },
 }
 
+/// `println!` that returns an error instead of panicking when stdout is
+/// closed (`study bench | head -1`).
+macro_rules! out {
+    ($($arg:tt)*) => {
+        writeln!(std::io::stdout(), $($arg)*)
+    };
+}
+
 fn main() {
     if let Err(e) = real_main() {
+        let broken_pipe = e
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe);
+        if broken_pipe {
+            return; // the reader has gone: nothing left to say
+        }
         eprintln!("error: {e:#}");
         std::process::exit(1);
     }
@@ -108,13 +123,13 @@ fn real_main() -> Result<()> {
     match cli.command {
         Command::List => {
             for v in VARIANTS {
-                println!(
+                out!(
                     "{:<9} {:>8}  {:<38} study: {}",
                     v.id,
                     report::thousands(v.params),
                     v.description,
                     v.study_name
-                );
+                )?;
             }
         }
         Command::Summary { ids, json } => {
@@ -127,10 +142,10 @@ fn real_main() -> Result<()> {
                         serde_json::json!({ "id": v.id, "params": s.params, "layers": s.layers, "summary": s })
                     })
                     .collect();
-                println!("{}", serde_json::to_string_pretty(&all)?);
+                out!("{}", serde_json::to_string_pretty(&all)?)?;
             } else {
                 for v in selected {
-                    println!("{} ({})\n{}", v.id, v.description, (v.summary)());
+                    out!("{} ({})\n{}", v.id, v.description, (v.summary)())?;
                 }
             }
         }
@@ -172,11 +187,11 @@ fn real_main() -> Result<()> {
                     continue;
                 };
                 let last = r.epochs.last().context("no epoch ran")?;
-                println!(
+                out!(
                     "{:<9} loss {:.4} acc {:.4} val_loss {:.4} val_acc {:.4} test_acc {:.4} train {:.1}s test {:.2}s",
                     r.id, last.loss, last.accuracy, last.val_loss, last.val_accuracy,
                     r.test_accuracy, r.train_seconds, r.test_seconds
-                );
+                )?;
             }
             eprintln!(
                 "results in {}; peak resident memory {:.0} MiB; `study report --out {}` builds the table and figures",
@@ -193,9 +208,9 @@ fn real_main() -> Result<()> {
                 out.display()
             );
             let files = report::write_report(&out, &results)?;
-            println!("{}", report::markdown_table(&results));
+            out!("{}", report::markdown_table(&results))?;
             for path in files.all() {
-                println!("{}", path.display());
+                out!("{}", path.display())?;
             }
         }
         Command::Bench {
@@ -221,12 +236,14 @@ fn real_main() -> Result<()> {
             };
             for v in selected {
                 let b = (v.bench)(v, &ctx).with_context(|| format!("variant {}", v.id))?;
-                println!(
+                out!(
                     "{} train_epoch_s={:.3} eval_test_s={:.3}",
-                    v.id, b.train_epoch_s, b.eval_test_s
-                );
+                    v.id,
+                    b.train_epoch_s,
+                    b.eval_test_s
+                )?;
             }
-            println!("peak_rss_mib={:.0}", peak_rss_mib().unwrap_or(f64::NAN));
+            out!("peak_rss_mib={:.0}", peak_rss_mib().unwrap_or(f64::NAN))?;
         }
     }
     Ok(())

@@ -364,3 +364,23 @@ fn unwritable_output_and_foreign_checkpoint_are_one_line_errors() {
     ]);
     assert!(e.contains("is of network Dnn1"), "{e}");
 }
+
+/// `study summary | head -1`: a closed stdout ends the program quietly, no panic.
+#[test]
+fn closed_stdout_is_not_a_panic() {
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("study"))
+        .arg("summary")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take()); // the reader goes away before the first line
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "status {:?}, stderr {stderr}",
+        out.status
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
