@@ -274,7 +274,7 @@ impl<
 {
     /// Fails the build when the sizes disagree (evaluated when code using
     /// this layer is compiled to a binary or test, not by `cargo check`).
-    const SIZES_OK: () = assert!(
+    pub(super) const SIZES_OK: () = assert!(
         I > 0
             && O > 0
             && H > 0
@@ -285,7 +285,7 @@ impl<
          with pad_after = pad_before or pad_before + 1"
     );
 
-    fn op(batch: usize) -> Conv2DOp {
+    pub(super) fn op(batch: usize) -> Conv2DOp {
         Conv2DOp {
             batch,
             chan_in: I,

@@ -20,7 +20,7 @@ use dfdx::prelude::{Device, Dim, HasShape, OwnedTape, Rank0, Rank1, Rank4, Tape,
 use dfdx::shapes::Dtype;
 use rand::distributions::uniform::SampleUniform;
 
-use super::conv2d::{glorot_uniform, output_size_fits, Conv2DKernel, Conv2DOp, Fusion, Images};
+use super::conv2d::{glorot_uniform, Conv2D as Conv, Conv2DKernel, Conv2DOp, Fusion, Images};
 use super::l2::{try_l2_term, L2Penalty};
 
 pub mod builder {
@@ -124,39 +124,26 @@ macro_rules! block {
 block_impl!([E: Dtype, D: dfdx::tensor::Storage<E>] NonMutableModule for block!(E, D) {});
 
 block_impl!([E: Dtype, D: dfdx::tensor::Storage<E>] block!(E, D) {
-    /// Fails the build when the sizes disagree.
-    const SIZES_OK: () = assert!(
-        I > 0
-            && O > 0
-            && H > 0
-            && W > 0
-            && output_size_fits(H, K, S, PH, HO)
-            && output_size_fits(W, K, S, PW, WO)
-            && PK >= 1
-            && PS >= 1
-            && PK * PK < 255
-            && HO >= PK
-            && WO >= PK
-            && PHO == (HO - PK) / PS + 1
-            && PWO == (WO - PK) / PS + 1,
-        "ConvBlock: inconsistent sizes; the convolution as Conv2D, then \
-         out = floor((conv_out - POOL) / POOL_STRIDE) + 1 with POOL < 16"
-    );
+    /// Fails the build when the sizes disagree: the convolution's checks
+    /// (`Conv2D`'s), then the pooling's.
+    const SIZES_OK: () = {
+        #[allow(clippy::let_unit_value)]
+        let () = Conv::<I, O, K, S, PH, PW, H, W, HO, WO, L2, E, D>::SIZES_OK;
+        assert!(
+            PK >= 1
+                && PS >= 1
+                && PK * PK < 255
+                && HO >= PK
+                && WO >= PK
+                && PHO == (HO - PK) / PS + 1
+                && PWO == (WO - PK) / PS + 1,
+            "ConvBlock: inconsistent pooling sizes; need \
+             out = floor((conv_out - POOL) / POOL_STRIDE) + 1 with POOL < 16"
+        )
+    };
 
     fn op(batch: usize) -> (Conv2DOp, Fusion) {
-        let op = Conv2DOp {
-            batch,
-            chan_in: I,
-            chan_out: O,
-            kernel: K,
-            stride: S,
-            pad_h: PH,
-            pad_w: PW,
-            h_in: H,
-            w_in: W,
-            h_out: HO,
-            w_out: WO,
-        };
+        let op = Conv::<I, O, K, S, PH, PW, H, W, HO, WO, L2, E, D>::op(batch);
         let fusion = Fusion {
             relu: true,
             pool_k: PK,

@@ -273,6 +273,29 @@ pub(super) fn chunks_or_none<T>(v: &mut [T], n: usize, count: usize) -> Vec<Opti
     }
 }
 
+/// Per-task views of the input gradient and the pooling offsets.
+pub(super) type TaskViews<'a, E> = (Vec<Option<&'a mut [E]>>, Vec<&'a [u8]>);
+
+/// A backward pass's optional buffers cut per task (shared by the im2col and
+/// Winograd paths): the input gradient (`None`s for a first layer) in
+/// `in_task` elements, the pooling offsets (empty slices without pooling or
+/// ReLU) in `out_task` bytes.
+pub(super) fn backward_tasks<'a, E>(
+    gx: Option<&'a mut [E]>,
+    arg: &'a [u8],
+    in_task: usize,
+    out_task: usize,
+    tasks: usize,
+) -> TaskViews<'a, E> {
+    let gx_tasks = chunks_or_none(gx.unwrap_or_default(), in_task, tasks);
+    let arg_tasks = if arg.is_empty() {
+        vec![&[][..]; tasks]
+    } else {
+        arg.chunks(out_task).collect()
+    };
+    (gx_tasks, arg_tasks)
+}
+
 /// A contiguous tensor's data as a `Vec` (dfdx has no public slice view).
 fn read<S: Shape, E: GemmFloat, T>(t: &Tensor<S, E, Cpu, T>) -> Vec<E> {
     let mut buf = vec![E::default(); t.shape().num_elements()];
@@ -492,15 +515,7 @@ pub(crate) fn backward<E: GemmFloat, const WO: usize, const PK: usize, const PS:
     let g = gemm_images(p);
     let scratch_len = (2 * ikk + o) * g * p + pd.scratch_len(op);
     let tasks = op.batch.div_ceil(n);
-    let gx_tasks = match gx {
-        Some(gx) => chunks_or_none(gx, n * in_len, tasks),
-        None => chunks_or_none(&mut [], 1, tasks),
-    };
-    let arg_tasks: Vec<&[u8]> = if arg.is_empty() {
-        vec![&[]; tasks]
-    } else {
-        arg.chunks(n * out_len).collect()
-    };
+    let (gx_tasks, arg_tasks) = backward_tasks(gx, arg, n * in_len, n * out_len, tasks);
     // gemm's microkernel runs along dst's unit-stride axis: keep the partial
     // weight gradient with its longer side contiguous (conv1: O = 32 > IKK = 9).
     let gw_transposed = o > ikk;

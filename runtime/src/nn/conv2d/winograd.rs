@@ -15,7 +15,7 @@
 
 use rayon::prelude::*;
 
-use super::cpu::{chunks_or_none, images_per_task, pool_relu_plane, DEAD};
+use super::cpu::{backward_tasks, chunks_or_none, images_per_task, pool_relu_plane, DEAD};
 use super::{Conv2DOp, Fusion};
 use crate::nn::gemm::{matmul, GemmFloat, Mat};
 
@@ -179,15 +179,7 @@ pub(super) fn backward<E: GemmFloat, const PK: usize, const PS: usize>(
     let u = transform_weights(op, w); // [16, O, I]
     let n = images_per_task(op.batch);
     let tasks = op.batch.div_ceil(n);
-    let gx_tasks = match gx {
-        Some(gx) => chunks_or_none(gx, n * in_len, tasks),
-        None => chunks_or_none(&mut [], 1, tasks),
-    };
-    let arg_tasks: Vec<&[u8]> = if arg.is_empty() {
-        vec![&[]; tasks]
-    } else {
-        arg.chunks(n * out_len).collect()
-    };
+    let (gx_tasks, arg_tasks) = backward_tasks(gx, arg, n * in_len, n * out_len, tasks);
     let partials: Vec<(Vec<E>, Vec<E>)> = gx_tasks
         .into_par_iter()
         .zip(x.par_chunks(n * in_len))
