@@ -26,9 +26,8 @@ use dfdx::prelude::{
     ReshapeTo, Shape, SplitTape, Tape, Tensor, TensorFromVec, ZeroSizedModule,
 };
 use dfdx::tensor::RandomU64;
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha12Rng;
-use rand_distr::{Bernoulli, Distribution};
 use rayon::prelude::*;
 
 use super::l2::Penalty;
@@ -109,6 +108,19 @@ pub trait DropoutKernel<E: Dtype>: Device<E> {
 /// Elements per parallel chunk of the mask (each chunk seeks its own ChaCha position).
 const CHUNK: usize = 1 << 14;
 
+/// Random draws taken from the stream at once (2 KB on the stack): the mask
+/// loop then runs over plain slices and vectorises.
+const DRAWS: usize = 256;
+
+/// The `u64` below which a uniform draw means "true" for `Bernoulli::new(p)`
+/// with `p < 1`, computed as `rand` 0.8 does (`bernoulli.rs`: `p_int = (p *
+/// 2^64) as u64`, `sample = rng.gen::<u64>() < p_int`), so the mask is dfdx's
+/// (`try_dropout` samples `Bernoulli::new(prob)` per element).
+fn bernoulli_threshold(p: f64) -> u64 {
+    const SCALE: f64 = 2.0 * (1u64 << 63) as f64;
+    (p * SCALE) as u64
+}
+
 macro_rules! cpu_dropout {
     ($($E:ty),+) => {$(
         impl DropoutKernel<$E> for Cpu {
@@ -121,7 +133,7 @@ macro_rules! cpu_dropout {
                 let (x, mut tape) = x.try_contiguous()?.split_tape();
                 let mut y = vec![0.0; x.shape().num_elements()];
                 x.copy_into(&mut y);
-                let dist = Bernoulli::new(prob).expect("rate checked to lie in [0, 1)");
+                let threshold = bernoulli_threshold(prob);
                 let keep = (1.0 - prob) as $E;
                 let mut dropped = vec![false; y.len()];
                 y.par_chunks_mut(CHUNK)
@@ -131,9 +143,17 @@ macro_rules! cpu_dropout {
                         let mut rng = ChaCha12Rng::seed_from_u64(seed);
                         // Element i takes the i-th u64 of the stream: u32 words 2i, 2i + 1.
                         rng.set_word_pos(2 * (j * CHUNK) as u128);
-                        for (y, d) in ys.iter_mut().zip(ds) {
-                            *d = dist.sample(&mut rng);
-                            *y = if *d { 0.0 } else { *y / keep };
+                        let mut draws = [0u64; DRAWS];
+                        for (ys, ds) in ys.chunks_mut(DRAWS).zip(ds.chunks_mut(DRAWS)) {
+                            let draws = &mut draws[..ys.len()];
+                            rng.fill(draws); // the same u64s, in order, as `next_u64` would give
+                            // Branch-free (the mask is random: a branch mispredicts) and vectorised.
+                            for ((y, d), &u) in ys.iter_mut().zip(ds).zip(draws.iter()) {
+                                let drop = u < threshold; // Bernoulli(prob)
+                                let kept = *y / keep;
+                                *d = drop;
+                                *y = if drop { 0.0 } else { kept };
+                            }
                         }
                     });
                 let y = x.device().try_tensor_from_vec(y, *x.shape())?;
@@ -147,7 +167,9 @@ macro_rules! cpu_dropout {
                         .zip(dropped.par_chunks(CHUNK))
                         .for_each(|((gx, gy), ds)| {
                             for ((gx, &gy), &d) in gx.iter_mut().zip(gy).zip(ds) {
-                                *gx += if d { 0.0 } else { scale } * gy;
+                                // 0 or `scale` without a branch (which LLVM kept for a select)
+                                let factor = scale * <$E>::from(u8::from(!d));
+                                *gx += factor * gy;
                             }
                         });
                     **grads.get_or_alloc_mut(&y_ghost)? = gy;
