@@ -22,10 +22,17 @@ pub trait GemmFloat: Dtype + sealed::Sealed {
     /// # Panics
     /// If `f` itself asks for the scratch buffer (a nested call).
     fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [Self]) -> R) -> R;
+
+    /// `dst[c·dst_rs + r] = src[r·src_rs + c]` (or `+=` when `add`) for one
+    /// 8x8 block, `r, c < 8` (see `conv2d/transpose.rs`).
+    ///
+    /// # Panics
+    /// If a row of the block reaches past its slice.
+    fn transpose_block(src: &[Self], src_rs: usize, dst: &mut [Self], dst_rs: usize, add: bool);
 }
 
 macro_rules! gemm_float {
-    ($E:ty, $SCRATCH:ident) => {
+    ($E:ty, $SCRATCH:ident, $transpose_block:path) => {
         thread_local! {
             static $SCRATCH: RefCell<Vec<$E>> = const { RefCell::new(Vec::new()) };
         }
@@ -39,12 +46,66 @@ macro_rules! gemm_float {
                     f(&mut buf[..len])
                 })
             }
+
+            fn transpose_block(
+                src: &[$E],
+                src_rs: usize,
+                dst: &mut [$E],
+                dst_rs: usize,
+                add: bool,
+            ) {
+                $transpose_block(src, src_rs, dst, dst_rs, add)
+            }
         }
     };
 }
 
-gemm_float!(f32, SCRATCH_F32);
-gemm_float!(f64, SCRATCH_F64);
+gemm_float!(f32, SCRATCH_F32, transpose_block_f32);
+gemm_float!(f64, SCRATCH_F64, transpose_block_scalar);
+
+/// [`GemmFloat::transpose_block`] in registers: eight 8-wide rows in, the
+/// shuffles of `wide::f32x8::transpose` (AVX when the build enables it, as
+/// `.cargo/config.toml` does; plain arrays otherwise), eight rows out.
+fn transpose_block_f32(src: &[f32], src_rs: usize, dst: &mut [f32], dst_rs: usize, add: bool) {
+    use wide::f32x8;
+    let row = |r: usize| -> f32x8 {
+        let s: [f32; 8] = src[r * src_rs..][..8].try_into().expect("8 elements");
+        f32x8::from(s)
+    };
+    let columns = f32x8::transpose([
+        row(0),
+        row(1),
+        row(2),
+        row(3),
+        row(4),
+        row(5),
+        row(6),
+        row(7),
+    ]);
+    for (c, col) in columns.into_iter().enumerate() {
+        let d: &mut [f32; 8] = (&mut dst[c * dst_rs..][..8])
+            .try_into()
+            .expect("8 elements");
+        *d = if add { f32x8::from(*d) + col } else { col }.to_array();
+    }
+}
+
+/// [`GemmFloat::transpose_block`] element by element (f64: used by the tests only).
+fn transpose_block_scalar<E: Dtype>(
+    src: &[E],
+    src_rs: usize,
+    dst: &mut [E],
+    dst_rs: usize,
+    add: bool,
+) {
+    for c in 0..8 {
+        let d = &mut dst[c * dst_rs..][..8];
+        for (r, d) in d.iter_mut().enumerate() {
+            let s = src[r * src_rs + c];
+            *d = if add { *d + s } else { s };
+        }
+    }
+}
 
 mod sealed {
     pub trait Sealed {}

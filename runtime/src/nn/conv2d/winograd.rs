@@ -1,4 +1,4 @@
-//! Winograd F(2x2, 3x3) forward pass for 3x3, stride-1 convolutions (Cpu).
+//! Winograd F(2x2, 3x3) for 3x3, stride-1 convolutions (Cpu), forward and backward.
 //!
 //! Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks" (2015):
 //! each 2x2 output tile is `Aᵀ [(G g Gᵀ) ⊙ (Bᵀ d B)] A` for the 4x4 input
@@ -6,16 +6,17 @@
 //! (2.25x fewer). Summed over input channels, the products are 16 matrix
 //! products `M[ξ] [T, O] = V[ξ] [T, I] · U[ξ]ᵀ [I, O]` over the tiles `T` of a
 //! group of images (`ξ` the 16 positions of a 4x4 tile). The transforms run
-//! channels-last so their inner loops are contiguous (vectorised). Results
-//! equal the direct convolution up to float rounding (the tests compare with
-//! a naive f64 convolution at 1e-12).
+//! channels-last so their inner loops are contiguous (vectorised); the
+//! network's tensors are NCHW, so each image is transposed on the way in and
+//! out (`transpose.rs`). Results equal the direct convolution up to float
+//! rounding (the tests compare with a naive f64 convolution at 1e-12).
 //!
-//! Used for the forward pass (training and evaluation); the backward pass
-//! stays im2col + gemm.
+//! The backward pass runs the adjoint of each step (see [`backward`]).
 
 use rayon::prelude::*;
 
 use super::cpu::{backward_tasks, chunks_or_none, images_per_task, pool_relu_plane, DEAD};
+use super::transpose::{transpose, transpose_strided};
 use super::{Conv2DOp, Fusion};
 use crate::nn::gemm::{matmul, GemmFloat, Mat};
 
@@ -93,11 +94,12 @@ pub(super) fn forward<E: GemmFloat, const PK: usize, const PS: usize>(
             let gt_max = GROUP.min(x_task.len() / in_len) * t; // rows: images · tiles
             let pad_len = tiles.padded_len(c_in);
             let tmp_len = 16 * c_in.max(c_out);
-            let len = 16 * (c_in + c_out) * gt_max + pad_len + tmp_len + 2 * p * c_out;
+            let len = 16 * (c_in + c_out) * gt_max + pad_len + in_len + tmp_len + 2 * p * c_out;
             E::with_scratch(len, |scratch| {
                 let (v, rest) = scratch.split_at_mut(16 * gt_max * c_in);
                 let (m, rest) = rest.split_at_mut(16 * gt_max * c_out);
                 let (xp, rest) = rest.split_at_mut(pad_len);
+                let (x_cl, rest) = rest.split_at_mut(in_len);
                 let (z_cl, rest) = rest.split_at_mut(p * c_out);
                 let (z, tmp) = rest.split_at_mut(p * c_out);
                 let groups = y_task
@@ -106,7 +108,7 @@ pub(super) fn forward<E: GemmFloat, const PK: usize, const PS: usize>(
                 for (gi, (y_group, x_group)) in groups.enumerate() {
                     let gt = (x_group.len() / in_len) * t;
                     for (i, x_img) in x_group.chunks(in_len).enumerate() {
-                        pad_channels_last(op, tiles, x_img, xp); // [HP, WP, I]
+                        pad_channels_last(op, tiles, x_img, x_cl, xp); // [HP, WP, I]
                         transform_input(op, tiles, xp, tmp, v, gt, i * t); // [16, G·T, I]
                     }
                     for xi in 0..16 {
@@ -191,11 +193,12 @@ pub(super) fn backward<E: GemmFloat, const PK: usize, const PS: usize>(
             let gt_max = GROUP.min(x_task.len() / in_len) * t; // rows: images · tiles
             let pad_len = tiles.padded_len(c_in);
             let tmp_len = 16 * c_in.max(c_out);
-            let len = 16 * (c_in + c_out) * gt_max + pad_len + tmp_len + p * c_out;
+            let len = 16 * (c_in + c_out) * gt_max + pad_len + in_len + tmp_len + p * c_out;
             E::with_scratch(len, |scratch| {
                 let (v, rest) = scratch.split_at_mut(16 * gt_max * c_in);
                 let (dm, rest) = rest.split_at_mut(16 * gt_max * c_out);
                 let (xp, rest) = rest.split_at_mut(pad_len);
+                let (x_cl, rest) = rest.split_at_mut(in_len);
                 let (gz_cl, tmp) = rest.split_at_mut(p * c_out);
                 let groups = x_task
                     .chunks(GROUP * in_len)
@@ -218,7 +221,7 @@ pub(super) fn backward<E: GemmFloat, const PK: usize, const PS: usize>(
                             }
                         }
                         transform_output_adjoint(op, tiles, gz_cl, tmp, dm, gt, i * t); // [16, G·T, O]
-                        pad_channels_last(op, tiles, x_img, xp); // [HP, WP, I]
+                        pad_channels_last(op, tiles, x_img, x_cl, xp); // [HP, WP, I]
                         transform_input(op, tiles, xp, tmp, v, gt, i * t); // [16, G·T, I]
                     }
                     for xi in 0..16 {
@@ -241,7 +244,7 @@ pub(super) fn backward<E: GemmFloat, const PK: usize, const PS: usize>(
                     for (i, gx_img) in gx_group.chunks_mut(in_len).enumerate() {
                         xp.fill(E::default());
                         transform_input_adjoint(op, tiles, v, tmp, xp, gt, i * t); // [HP, WP, I]
-                        unpad_channels_last_add(op, tiles, xp, gx_img); // [I, H, W]
+                        unpad_channels_last_add(op, tiles, xp, x_cl, gx_img); // [I, H, W]
                     }
                 }
             });
@@ -424,63 +427,27 @@ fn transform_input_adjoint<E: GemmFloat>(
 }
 
 /// The adjoint of [`pad_channels_last`]: adds the input's part of the padded,
-/// channels-last `gxp` into `gx`.
+/// channels-last `gxp` into `gx`, gathering it into `g_cl` first (positions
+/// outside the region get no gradient) and transposing that whole.
 ///
 /// # Shapes
-/// `gxp: [2·th + 2, 2·tw + 2, I]` -> `gx: [I, H, W]` (accumulated).
-fn unpad_channels_last_add<E: GemmFloat>(op: &Conv2DOp, tiles: Tiles, gxp: &[E], gx: &mut [E]) {
+/// `gxp: [2·th + 2, 2·tw + 2, I]` -> `gx: [I, H, W]` (accumulated); `g_cl: [H·W, I]`.
+fn unpad_channels_last_add<E: GemmFloat>(
+    op: &Conv2DOp,
+    tiles: Tiles,
+    gxp: &[E],
+    g_cl: &mut [E],
+    gx: &mut [E],
+) {
     let (h, w, c_in) = (op.h_in, op.w_in, op.chan_in);
     let (hp, wp) = (2 * tiles.th + 2, 2 * tiles.tw + 2);
-    let cols = w.min(wp.saturating_sub(op.pad_w));
+    let cols = w.min(wp.saturating_sub(op.pad_w)); // input columns inside the region
+    g_cl.fill(E::default());
     for ih in 0..h.min(hp.saturating_sub(op.pad_h)) {
-        let src = &gxp[((ih + op.pad_h) * wp + op.pad_w) * c_in..];
-        // rows: positions (stride I) -> channels of gx (stride H·W)
-        transpose_strided(src, c_in, &mut gx[ih * w..], h * w, cols, c_in, true);
+        let src = &gxp[((ih + op.pad_h) * wp + op.pad_w) * c_in..][..cols * c_in];
+        g_cl[ih * w * c_in..][..cols * c_in].copy_from_slice(src);
     }
-}
-
-/// `dst[c][r] = src[r][c]`.
-///
-/// # Shapes
-/// `src: [rows, cols]` -> `dst: [cols, rows]`.
-pub(super) fn transpose<E: GemmFloat>(src: &[E], rows: usize, cols: usize, dst: &mut [E]) {
-    transpose_strided(src, cols, dst, rows, rows, cols, false);
-}
-
-/// `dst[j·dst_rs + i] = src[i·src_rs + j]` (or `+=` when `add`) for
-/// `i < rows`, `j < cols`: one destination row at a time, gathering its
-/// elements down a source column. The matrices here are small (a plane of
-/// one image, at most 31 KB), so the column walk stays in cache; a loop of
-/// 8x8 blocks ran at ~5 cycles per element, scalar and spilling.
-fn transpose_strided<E: GemmFloat>(
-    src: &[E],
-    src_rs: usize,
-    dst: &mut [E],
-    dst_rs: usize,
-    rows: usize,
-    cols: usize,
-    add: bool,
-) {
-    if rows == 0 || cols == 0 {
-        return;
-    }
-    assert!(
-        (rows - 1) * src_rs + cols <= src.len(),
-        "transpose: source too short"
-    );
-    for j in 0..cols {
-        let d = &mut dst[j * dst_rs..][..rows];
-        let column = src[j..].iter().step_by(src_rs);
-        if add {
-            for (d, &v) in d.iter_mut().zip(column) {
-                *d += v;
-            }
-        } else {
-            for (d, &v) in d.iter_mut().zip(column) {
-                *d = v;
-            }
-        }
-    }
+    transpose_strided(g_cl, c_in, gx, h * w, h * w, c_in, true); // [I, H·W] +=
 }
 
 /// `U[ξ][o][c] = (G g Gᵀ)[ξ]` for every kernel `g = w[o, c]`.
@@ -506,19 +473,27 @@ fn transform_weights<E: GemmFloat>(op: &Conv2DOp, w: &[E]) -> Vec<E> {
 }
 
 /// Copies one image into a zero-padded channels-last buffer covering every
-/// tile read: `xp[r][s][c] = x[c][r - PH][s - PW]` (0 outside).
+/// tile read: `xp[r][s][c] = x[c][r - PH][s - PW]` (0 outside), through a
+/// transpose of the whole image into `x_cl` (8x8 blocks; the rows of the
+/// padded region are too short for them).
 ///
 /// # Shapes
-/// `x: [I, H, W]` -> `xp: [2·th + 2, 2·tw + 2, I]`.
-fn pad_channels_last<E: GemmFloat>(op: &Conv2DOp, tiles: Tiles, x: &[E], xp: &mut [E]) {
+/// `x: [I, H, W]` -> `xp: [2·th + 2, 2·tw + 2, I]`; `x_cl: [H·W, I]`.
+fn pad_channels_last<E: GemmFloat>(
+    op: &Conv2DOp,
+    tiles: Tiles,
+    x: &[E],
+    x_cl: &mut [E],
+    xp: &mut [E],
+) {
     let (h, w, c_in) = (op.h_in, op.w_in, op.chan_in);
     let (hp, wp) = (2 * tiles.th + 2, 2 * tiles.tw + 2);
+    transpose(x, c_in, h * w, x_cl); // [H·W, I]
     xp.fill(E::default());
     let cols = w.min(wp.saturating_sub(op.pad_w)); // input columns inside the region
     for ih in 0..h.min(hp.saturating_sub(op.pad_h)) {
-        let dst = &mut xp[((ih + op.pad_h) * wp + op.pad_w) * c_in..];
-        // rows: channels (stride H·W) -> columns of dst (stride 1 within a position)
-        transpose_strided(&x[ih * w..], h * w, dst, c_in, c_in, cols, false);
+        let dst = &mut xp[((ih + op.pad_h) * wp + op.pad_w) * c_in..][..cols * c_in];
+        dst.copy_from_slice(&x_cl[ih * w * c_in..][..cols * c_in]);
     }
 }
 
@@ -654,31 +629,6 @@ mod tests {
     use super::*;
     use crate::tests::{assert_close, test_values};
     use std::time::Instant;
-
-    #[test]
-    fn strided_transpose_in_blocks_and_edges() {
-        let (rows, cols, src_rs, dst_rs) = (19, 21, 23, 20);
-        let src = test_values(rows * src_rs, 1);
-        let mut dst = test_values(cols * dst_rs, 2);
-        let before = dst.clone();
-        transpose_strided(&src, src_rs, &mut dst, dst_rs, rows, cols, true);
-        for (at, (&d, &b)) in dst.iter().zip(&before).enumerate() {
-            let (j, i) = (at / dst_rs, at % dst_rs);
-            let want = if i < rows && j < cols {
-                b + src[i * src_rs + j]
-            } else {
-                b
-            };
-            assert_eq!(d, want, "at ({j}, {i})");
-        }
-        let mut t = vec![0.0; cols * rows];
-        transpose(&src[..rows * cols], rows, cols, &mut t);
-        for i in 0..rows {
-            for j in 0..cols {
-                assert_eq!(t[j * rows + i], src[i * cols + j]);
-            }
-        }
-    }
 
     /// A/B timing against the im2col path on the study's shapes (minimum of
     /// interleaved runs, robust on a shared machine):
