@@ -119,16 +119,29 @@ pub(super) fn forward<E: GemmFloat, const PK: usize, const PS: usize>(
                         matmul(m_xi, c_out, v_xi, u_xi.t(), false); // [16, G·T, O]
                     }
                     for (i, y_img) in y_group.chunks_mut(out_len).enumerate() {
-                        transform_output(op, tiles, m, tmp, gt, i * t, b, z_cl); // [HO·WO, O]
+                        let img = gi * GROUP + i;
+                        let mut arg_img = arg_task
+                            .as_deref_mut()
+                            .map(|a| &mut a[img * out_len..][..out_len]);
+                        if pools_tiles(f) {
+                            // pooled per tile, channels-last: y_cl [PHO·PWO, O], arg [PHO·PWO, O]
+                            let y_cl = &mut z_cl[..t * c_out];
+                            transform_output(op, tiles, m, tmp, gt, i * t, b, |ty, tx, out| {
+                                let q = ty * tiles.tw + tx;
+                                let a =
+                                    arg_img.as_deref_mut().map(|a| &mut a[q * c_out..][..c_out]);
+                                pool_tile(f.relu, out, &mut y_cl[q * c_out..][..c_out], a);
+                            });
+                            transpose(y_cl, t, c_out, y_img); // [O, PHO·PWO]
+                            continue;
+                        }
+                        let sink = write_outputs(op, z_cl);
+                        transform_output(op, tiles, m, tmp, gt, i * t, b, sink); // [HO·WO, O]
                         if f.is_identity() {
                             transpose(z_cl, p, c_out, y_img); // [O, HO·WO]
                             continue;
                         }
                         transpose(z_cl, p, c_out, z); // [O, HO·WO]
-                        let img = gi * GROUP + i;
-                        let mut arg_img = arg_task
-                            .as_deref_mut()
-                            .map(|a| &mut a[img * out_len..][..out_len]);
                         for (c, y_plane) in y_img.chunks_mut(f.plane_out()).enumerate() {
                             let a = arg_img
                                 .as_deref_mut()
@@ -208,19 +221,35 @@ pub(super) fn backward<E: GemmFloat, const PK: usize, const PS: usize>(
                     let images = x_group.chunks(in_len).zip(gy_group.chunks(out_len));
                     for (i, (x_img, gy_img)) in images.enumerate() {
                         let img = gi * GROUP + i;
-                        // gz_cl: the convolution's output gradient, [HO·WO, O]
-                        if f.is_identity() {
-                            transpose(gy_img, c_out, p, gz_cl);
-                        } else {
+                        if pools_tiles(f) {
+                            // the pooled gradient channels-last, [PHO·PWO, O]; arg [PHO·PWO, O]
                             let a = &arg_task[img * out_len..][..out_len];
-                            unpool_to_channels_last::<E, PK, PS>(op, f, gy_img, a, gz_cl);
-                        }
-                        for pos in gz_cl.chunks_exact(c_out) {
-                            for (g_o, &v) in gb.iter_mut().zip(pos) {
-                                *g_o += v;
+                            let gy_cl = &mut gz_cl[..t * c_out];
+                            transpose(gy_img, c_out, t, gy_cl);
+                            add_pooled_bias_grad(tiles, gy_cl, a, &mut gb);
+                            let gy_cl = &*gy_cl;
+                            transform_output_adjoint(op, tiles, tmp, dm, gt, i * t, |ty, tx, g| {
+                                let q = (ty * tiles.tw + tx) * c_out;
+                                unpool_tile(&gy_cl[q..][..c_out], &a[q..][..c_out], g);
+                            }); // [16, G·T, O]
+                        } else {
+                            // gz_cl: the convolution's output gradient, [HO·WO, O]
+                            if f.is_identity() {
+                                transpose(gy_img, c_out, p, gz_cl);
+                            } else {
+                                let a = &arg_task[img * out_len..][..out_len];
+                                unpool_to_channels_last::<E, PK, PS>(op, f, gy_img, a, gz_cl);
                             }
+                            for pos in gz_cl.chunks_exact(c_out) {
+                                for (g_o, &v) in gb.iter_mut().zip(pos) {
+                                    *g_o += v;
+                                }
+                            }
+                            let gz_cl = &*gz_cl;
+                            transform_output_adjoint(op, tiles, tmp, dm, gt, i * t, |ty, tx, g| {
+                                read_tile_grad(op, gz_cl, ty, tx, g);
+                            }); // [16, G·T, O]
                         }
-                        transform_output_adjoint(op, tiles, gz_cl, tmp, dm, gt, i * t); // [16, G·T, O]
                         pad_channels_last(op, tiles, x_img, x_cl, xp); // [HP, WP, I]
                         transform_input(op, tiles, xp, tmp, v, gt, i * t); // [16, G·T, I]
                     }
@@ -296,6 +325,63 @@ fn unpool_to_channels_last<E: GemmFloat, const PK: usize, const PS: usize>(
     }
 }
 
+/// `g[2i + j]` = `gz` at output `(2ty + i, 2tx + j)`, 0 past the edge: a
+/// tile's output gradient for [`transform_output_adjoint`].
+///
+/// # Shapes
+/// `gz: [HO·WO, O]` -> `g: [4, O]`.
+fn read_tile_grad<E: GemmFloat>(op: &Conv2DOp, gz: &[E], ty: usize, tx: usize, g: &mut [E]) {
+    let (ho, wo, o_n) = (op.h_out, op.w_out, op.chan_out);
+    for (k, dst) in g.chunks_exact_mut(o_n).enumerate() {
+        let (oh, ow) = (2 * ty + k / 2, 2 * tx + k % 2);
+        if oh < ho && ow < wo {
+            dst.copy_from_slice(&gz[(oh * wo + ow) * o_n..][..o_n]);
+        } else {
+            dst.fill(E::default());
+        }
+    }
+}
+
+/// The adjoint of [`pool_tile`]: a tile's output gradient `g: [4, O]` is
+/// the pooled gradient `gy: [O]` at each channel's window offset, 0
+/// elsewhere (and everywhere for a [`DEAD`] offset).
+fn unpool_tile<E: GemmFloat>(gy: &[E], arg: &[u8], g: &mut [E]) {
+    let (o_n, zero) = (gy.len(), E::default());
+    for (k, g_k) in g.chunks_exact_mut(o_n).enumerate() {
+        for ((d, &v), &a) in g_k.iter_mut().zip(gy).zip(arg) {
+            // `zero + v` as the unpooling's `+=` onto zeros computed it (-0 -> +0)
+            *d = if a as usize == k { zero + v } else { zero };
+        }
+    }
+}
+
+/// Adds the bias gradient of one image's tile-pooled block: the sum of the
+/// pooled gradients `gy: [PHO·PWO, O]` whose maximum was not cut, taken in
+/// the order of the convolution's outputs (row by row, so a window whose
+/// maximum sits in its bottom row comes after the top-row maxima of its
+/// neighbours), as summing the unpooled gradient over every position does:
+/// the same additions in the same order, so the same result to the bit.
+fn add_pooled_bias_grad<E: GemmFloat>(tiles: Tiles, gy: &[E], arg: &[u8], gb: &mut [E]) {
+    let o_n = gb.len();
+    for ty in 0..tiles.th {
+        for row in 0..2 {
+            for tx in 0..tiles.tw {
+                let q = (ty * tiles.tw + tx) * o_n;
+                let (g, a) = (&gy[q..][..o_n], &arg[q..][..o_n]);
+                for ((s, &v), &a) in gb.iter_mut().zip(g).zip(a) {
+                    // a / 2: the window row of the maximum (DEAD / 2 matches no row);
+                    // adding 0 elsewhere changes nothing (a sum from +0 is never -0)
+                    *s += if (a / 2) as usize == row {
+                        v
+                    } else {
+                        E::default()
+                    };
+                }
+            }
+        }
+    }
+}
+
 /// The adjoint of [`transform_weights`]: `gw[o, c] = Gᵀ dU[·][o][c] G`.
 ///
 /// # Shapes
@@ -320,35 +406,28 @@ fn transform_weights_adjoint<E: GemmFloat>(op: &Conv2DOp, du: &[E]) -> Vec<E> {
 }
 
 /// The adjoint of [`transform_output`] (without the bias): for every tile,
-/// `dM[ξ][row0 + t] = (A g Aᵀ)[ξ]` for its 2x2 output gradient `g`
-/// (positions past `HO x WO` read 0), `A = [[1, 0], [1, 1], [1, -1], [0, -1]]`.
+/// `dM[ξ][row0 + t] = (A g Aᵀ)[ξ]` for its 2x2 output gradient `g`, which
+/// `tile_grad(ty, tx, g)` writes (`g[2i + j]`: output `(2ty + i, 2tx + j)`,
+/// contiguous over O), `A = [[1, 0], [1, 1], [1, -1], [0, -1]]`.
 ///
 /// # Shapes
-/// `gz: [HO·WO, O]` -> `dm: [16, ld, O]` (rows `row0 .. row0 + T`); `tmp: [12, O]`.
+/// `dm: [16, ld, O]` (rows `row0 .. row0 + T`); `tmp: [12, O]`.
 fn transform_output_adjoint<E: GemmFloat>(
     op: &Conv2DOp,
     tiles: Tiles,
-    gz: &[E],
     tmp: &mut [E],
     dm: &mut [E],
     ld: usize,
     row0: usize,
+    mut tile_grad: impl FnMut(usize, usize, &mut [E]),
 ) {
-    let (ho, wo, o_n) = (op.h_out, op.w_out, op.chan_out);
+    let o_n = op.chan_out;
     let zero = E::default();
     let (g, a) = tmp[..12 * o_n].split_at_mut(4 * o_n);
     for ty in 0..tiles.th {
         for tx in 0..tiles.tw {
             let row = row0 + ty * tiles.tw + tx;
-            // g[2i + j] = gz at output (2ty + i, 2tx + j), or 0 past the edge
-            for (k, dst) in g.chunks_exact_mut(o_n).enumerate() {
-                let (oh, ow) = (2 * ty + k / 2, 2 * tx + k % 2);
-                if oh < ho && ow < wo {
-                    dst.copy_from_slice(&gz[(oh * wo + ow) * o_n..][..o_n]);
-                } else {
-                    dst.fill(zero);
-                }
-            }
+            tile_grad(ty, tx, g);
             // a[r][j] = (A g)[r][j]
             for j in 0..2 {
                 let (g0, g1) = (&g[j * o_n..][..o_n], &g[(2 + j) * o_n..][..o_n]);
@@ -554,11 +633,13 @@ fn transform_input<E: GemmFloat>(
     }
 }
 
-/// `z[at] = bias + Aᵀ m A` for every tile of one image, cut to `HO x WO`,
-/// channels-last (each output position's `O` values contiguous).
+/// `bias + Aᵀ m A` for every tile of one image: hands each tile's 2x2
+/// outputs to `sink(ty, tx, out)` (`out[2i + j]`: output `(2ty + i, 2tx + j)`,
+/// contiguous over O; outputs past `HO x WO` are computed too, for the sink
+/// to drop).
 ///
 /// # Shapes
-/// `m: [16, ld, O]` (rows `row0 .. row0 + T`) -> `z: [HO·WO, O]`; `tmp: [8, O]`.
+/// `m: [16, ld, O]` (rows `row0 .. row0 + T`); `tmp: [12, O]`.
 #[allow(clippy::too_many_arguments)]
 fn transform_output<E: GemmFloat>(
     op: &Conv2DOp,
@@ -568,17 +649,17 @@ fn transform_output<E: GemmFloat>(
     ld: usize,
     row0: usize,
     bias: &[E],
-    z: &mut [E],
+    mut sink: impl FnMut(usize, usize, &[E]),
 ) {
-    let (ho, wo, o_n) = (op.h_out, op.w_out, op.chan_out);
-    let tmp = &mut tmp[..8 * o_n];
+    let o_n = op.chan_out;
+    let (ma, out) = tmp[..12 * o_n].split_at_mut(8 * o_n);
     for ty in 0..tiles.th {
         for tx in 0..tiles.tw {
             let row = row0 + ty * tiles.tw + tx;
             let mm = |r: usize, s: usize| &m[((r * 4 + s) * ld + row) * o_n..][..o_n];
-            // Aᵀ = [[1, 1, 1, 0], [0, 1, -1, -1]]; tmp[r][j] = (m A)[r][j]
+            // Aᵀ = [[1, 1, 1, 0], [0, 1, -1, -1]]; ma[r][j] = (m A)[r][j]
             for r in 0..4 {
-                let (a0, a1) = tmp[r * 2 * o_n..][..2 * o_n].split_at_mut(o_n);
+                let (a0, a1) = ma[r * 2 * o_n..][..2 * o_n].split_at_mut(o_n);
                 for (((((d0, d1), &m0), &m1), &m2), &m3) in a0
                     .iter_mut()
                     .zip(a1.iter_mut())
@@ -592,20 +673,12 @@ fn transform_output<E: GemmFloat>(
                 }
             }
             for i in 0..2 {
-                let oh = 2 * ty + i;
-                if oh >= ho {
-                    continue;
-                }
                 for j in 0..2 {
-                    let ow = 2 * tx + j;
-                    if ow >= wo {
-                        continue;
-                    }
                     // out = bias + row i of Aᵀ (m A), column j; contiguous over O
-                    let t = |r: usize| &tmp[(r * 2 + j) * o_n..][..o_n];
+                    let t = |r: usize| &ma[(r * 2 + j) * o_n..][..o_n];
                     let (t0, t1, t2, t3) = (t(0), t(1), t(2), t(3));
-                    let out = &mut z[(oh * wo + ow) * o_n..][..o_n];
-                    for ((((d, &b_o), &v0), &v1), (&v2, &v3)) in out
+                    let dst = &mut out[(2 * i + j) * o_n..][..o_n];
+                    for ((((d, &b_o), &v0), &v1), (&v2, &v3)) in dst
                         .iter_mut()
                         .zip(bias)
                         .zip(t0)
@@ -619,6 +692,69 @@ fn transform_output<E: GemmFloat>(
                         };
                     }
                 }
+            }
+            sink(ty, tx, out);
+        }
+    }
+}
+
+/// A [`transform_output`] sink that writes the outputs inside `HO x WO`
+/// into `z: [HO·WO, O]` (channels-last).
+fn write_outputs<'a, E: GemmFloat>(
+    op: &'a Conv2DOp,
+    z: &'a mut [E],
+) -> impl FnMut(usize, usize, &[E]) + 'a {
+    let (ho, wo, o_n) = (op.h_out, op.w_out, op.chan_out);
+    move |ty, tx, out| {
+        for (k, src) in out.chunks_exact(o_n).enumerate() {
+            let (oh, ow) = (2 * ty + k / 2, 2 * tx + k % 2);
+            if oh < ho && ow < wo {
+                z[(oh * wo + ow) * o_n..][..o_n].copy_from_slice(src);
+            }
+        }
+    }
+}
+
+/// Whether each pooling window is one Winograd tile: 2x2 windows, stride 2.
+/// Keras floors the pooled size, so the windows start at the first output
+/// and never reach past the convolution's output; [`Tiles::new`] then gives
+/// one tile per pooled output, and the pooling happens per tile, on the
+/// output transform's channels-last values (no full-size output, no
+/// transpose of it).
+fn pools_tiles(f: &Fusion) -> bool {
+    f.pool_k == 2 && f.pool_s == 2
+}
+
+/// Max-pools one tile's 2x2 outputs `out: [4, O]` (ReLU when `relu`) into
+/// `y: [O]`, with `arg: [O]` the window offsets ([`DEAD`] where the ReLU cut
+/// the maximum): the rule and the tree of `cpu::pool2_relu_plane` (ties to
+/// the first maximum in scan order), so the values are the same.
+fn pool_tile<E: GemmFloat>(relu: bool, out: &[E], y: &mut [E], arg: Option<&mut [u8]>) {
+    let o_n = y.len();
+    let zero = E::default();
+    let (a0, a1) = (&out[..o_n], &out[o_n..2 * o_n]);
+    let (b0, b1) = (&out[2 * o_n..3 * o_n], &out[3 * o_n..4 * o_n]);
+    let max_of = |o: usize| {
+        let (m1, i1) = if a1[o] > a0[o] {
+            (a1[o], 1)
+        } else {
+            (a0[o], 0)
+        };
+        let (m2, i2) = if b1[o] > b0[o] {
+            (b1[o], 3)
+        } else {
+            (b0[o], 2)
+        };
+        let (m, i) = if m2 > m1 { (m2, i2) } else { (m1, i1) };
+        let live = m > zero; // false for NaN, as the ReLU's max(m, 0) drops it
+        let dead = relu && !live;
+        (if dead { zero } else { m }, if dead { DEAD } else { i })
+    };
+    match arg {
+        None => (0..o_n).for_each(|o| y[o] = max_of(o).0),
+        Some(arg) => {
+            for o in 0..o_n {
+                (y[o], arg[o]) = max_of(o);
             }
         }
     }
