@@ -20,6 +20,7 @@
 #[cfg_attr(not(feature = "cuda"), allow(dead_code))] // the Cpu tests use it
 pub(super) mod composed;
 mod cpu;
+mod direct;
 mod transpose;
 mod winograd;
 

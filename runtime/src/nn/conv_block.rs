@@ -346,6 +346,14 @@ mod tests {
     }
 
     #[test]
+    fn matches_conv_relu_pool_direct_backward() {
+        // one input channel, a first layer, 2x2 pools, 8k filters: the backward of `direct.rs`
+        check::<1, 8, 3, 1, 0, 0, 28, 28, 26, 26, 2, 2, 13, 13, false>(3); // CNN3a's conv1
+        check::<1, 16, 3, 1, 1, 1, 28, 28, 28, 28, 2, 2, 14, 14, false>(2); // CNN4a's, same
+        check::<1, 8, 3, 1, 1, 1, 9, 8, 9, 8, 2, 2, 4, 4, false>(17); // odd floors, 2 tasks
+    }
+
+    #[test]
     fn matches_conv_relu_pool_winograd_path() {
         check::<8, 5, 3, 1, 0, 0, 13, 13, 11, 11, 2, 2, 5, 5, true>(3); // CNN3a's conv2 shape, floor 11 -> 5
         check::<9, 4, 3, 1, 1, 1, 7, 6, 7, 6, 2, 2, 3, 3, true>(2); // Keras same, partial tiles

@@ -29,6 +29,11 @@ pub trait GemmFloat: Dtype + sealed::Sealed {
     /// # Panics
     /// If a row of the block reaches past its slice.
     fn transpose_block(src: &[Self], src_rs: usize, dst: &mut [Self], dst_rs: usize, add: bool);
+
+    /// `self·b + c`: fused (one rounding) where the build has FMA, as
+    /// x86-64-v3 (`.cargo/config.toml`) does; otherwise a product and a sum,
+    /// because the software `fma` of libm would be far slower than both.
+    fn fmadd(self, b: Self, c: Self) -> Self;
 }
 
 macro_rules! gemm_float {
@@ -55,6 +60,15 @@ macro_rules! gemm_float {
                 add: bool,
             ) {
                 $transpose_block(src, src_rs, dst, dst_rs, add)
+            }
+
+            #[inline(always)]
+            fn fmadd(self, b: $E, c: $E) -> $E {
+                if cfg!(target_feature = "fma") {
+                    self.mul_add(b, c)
+                } else {
+                    self * b + c
+                }
             }
         }
     };

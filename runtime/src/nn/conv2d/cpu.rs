@@ -80,7 +80,9 @@ pub(super) fn try_conv2d<
 
     let mut y = vec![E::default(); op.batch * O * fusion.plane_out()];
     // Per output element: the offset of its maximum in the pooling window
-    // (DEAD where the ReLU cut it); kept for the backward pass.
+    // (DEAD where the ReLU cut it); kept for the backward pass. NCHW order,
+    // except where the Winograd path pools 2x2 windows channels-last as it
+    // computes them: `[B, PHO·PWO, O]` there.
     let mut arg = if T::OWNS_TAPE && !fusion.is_identity() {
         vec![0u8; y.len()]
     } else {
@@ -108,7 +110,9 @@ pub(super) fn try_conv2d<
             } else {
                 None
             };
-            let (gw, gb) = if super::winograd::applies(&op) {
+            let (gw, gb) = if super::direct::applies(&op, &fusion) {
+                super::direct::backward(&op, &fusion, &x_buf, &gy, &arg)
+            } else if super::winograd::applies(&op) {
                 super::winograd::backward::<E, PK, PS>(&op, &fusion, &x_buf, &w_buf, &gy, &arg, gx)
             } else {
                 backward::<E, WO, PK, PS>(&op, &fusion, &x_buf, &w_buf, &gy, &arg, gx)
@@ -337,15 +341,15 @@ pub(super) fn images_per_task(batch: usize) -> usize {
 /// `HP = (HO - 1)·S + K` rows and `WP = (WO - 1)·S + K` columns, starting
 /// `PH`/`PW` before the input.
 #[derive(Clone, Copy)]
-struct Padded {
-    h: usize,
-    w: usize,
+pub(super) struct Padded {
+    pub(super) h: usize,
+    pub(super) w: usize,
     /// The input itself is that region (no padding, nothing cut): no copy needed.
     is_input: bool,
 }
 
 impl Padded {
-    fn new(op: &Conv2DOp) -> Self {
+    pub(super) fn new(op: &Conv2DOp) -> Self {
         let h = (op.h_out - 1) * op.stride + op.kernel;
         let w = (op.w_out - 1) * op.stride + op.kernel;
         let is_input = op.pad_h == 0 && op.pad_w == 0 && h == op.h_in && w == op.w_in;
@@ -477,7 +481,7 @@ pub(crate) fn forward<E: GemmFloat, const WO: usize, const PK: usize, const PS: 
 }
 
 /// The image the kernel reads: the input itself, or its padded copy in `xp`.
-fn padded_source<'a, E: GemmFloat>(
+pub(super) fn padded_source<'a, E: GemmFloat>(
     op: &Conv2DOp,
     pd: Padded,
     x_img: &'a [E],

@@ -721,7 +721,7 @@ fn write_outputs<'a, E: GemmFloat>(
 /// one tile per pooled output, and the pooling happens per tile, on the
 /// output transform's channels-last values (no full-size output, no
 /// transpose of it).
-fn pools_tiles(f: &Fusion) -> bool {
+pub(super) fn pools_tiles(f: &Fusion) -> bool {
     f.pool_k == 2 && f.pool_s == 2
 }
 
@@ -734,21 +734,23 @@ fn pool_tile<E: GemmFloat>(relu: bool, out: &[E], y: &mut [E], arg: Option<&mut 
     let zero = E::default();
     let (a0, a1) = (&out[..o_n], &out[o_n..2 * o_n]);
     let (b0, b1) = (&out[2 * o_n..3 * o_n], &out[3 * o_n..4 * o_n]);
+    // Selects and bit arithmetic, no branches: the comparisons are
+    // data-dependent coin flips (0.4 instead of 0.6 ns per channel at O = 64).
     let max_of = |o: usize| {
-        let (m1, i1) = if a1[o] > a0[o] {
-            (a1[o], 1)
-        } else {
-            (a0[o], 0)
-        };
-        let (m2, i2) = if b1[o] > b0[o] {
-            (b1[o], 3)
-        } else {
-            (b0[o], 2)
-        };
-        let (m, i) = if m2 > m1 { (m2, i2) } else { (m1, i1) };
+        let right_top = a1[o] > a0[o];
+        let m1 = if right_top { a1[o] } else { a0[o] };
+        let right_bottom = b1[o] > b0[o];
+        let m2 = if right_bottom { b1[o] } else { b0[o] };
+        let bottom = m2 > m1;
+        let m = if bottom { m2 } else { m1 };
         let live = m > zero; // false for NaN, as the ReLU's max(m, 0) drops it
-        let dead = relu && !live;
-        (if dead { zero } else { m }, if dead { DEAD } else { i })
+        let dead = relu & !live;
+        let col = if bottom { right_bottom } else { right_top };
+        let offset = 2 * u8::from(bottom) + u8::from(col);
+        (
+            if dead { zero } else { m },
+            offset | u8::from(dead).wrapping_neg(),
+        ) // DEAD = 0xff
     };
     match arg {
         None => (0..o_n).for_each(|o| y[o] = max_of(o).0),
