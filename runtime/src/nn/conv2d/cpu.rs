@@ -22,13 +22,13 @@
 //! only ~35-45 per core (K = 9 is a thin product) but are ~8% of the FLOPs.
 
 use dfdx::prelude::{
-    Const, Cpu, CpuError, Dim, HasShape, PutTape, Rank1, Rank4, ReshapeTo, Shape, SplitTape, Tape,
-    Tensor, TensorFromVec,
+    Const, Cpu, CpuError, Dim, HasShape, PutTape, Rank1, Rank4, ReshapeTo, SplitTape, Tape, Tensor,
+    TensorFromVec,
 };
 use rayon::prelude::*;
 
 use super::{Conv2DOp, Fusion, Images};
-use crate::nn::gemm::{matmul, GemmFloat, Mat};
+use crate::nn::gemm::{matmul, read, with_data, GemmFloat, Mat};
 
 /// The batch is split into at most this many rayon tasks.
 const MAX_TASKS: usize = 16;
@@ -74,7 +74,7 @@ pub(super) fn try_conv2d<
     debug_assert!(fusion.h_out == PHO && fusion.w_out == PWO);
     let (x, mut tape) = x.try_contiguous()?.split_tape();
     let batch = x.shape().0;
-    let x_buf = read(&x);
+    // Parameters are contiguous: `try_contiguous` only clones the handle.
     let w_buf = read(&weight.clone().try_contiguous()?);
     let b_buf = read(&bias.clone().try_contiguous()?);
 
@@ -88,13 +88,24 @@ pub(super) fn try_conv2d<
     } else {
         Vec::new()
     };
-    if super::winograd::applies(&op) {
-        super::winograd::forward::<E, PK, PS>(
-            &op, &fusion, &x_buf, &w_buf, &b_buf, &mut y, &mut arg,
-        );
+    let mut run = |x_buf: &[E]| {
+        if super::winograd::applies(&op) {
+            super::winograd::forward::<E, PK, PS>(
+                &op, &fusion, x_buf, &w_buf, &b_buf, &mut y, &mut arg,
+            );
+        } else {
+            forward::<E, WO, PK, PS>(&op, &fusion, x_buf, &w_buf, &b_buf, &mut y, &mut arg);
+        }
+    };
+    // The input, kept for the backward pass; evaluation keeps nothing.
+    let x_buf = if T::OWNS_TAPE {
+        let x_buf = read(&x);
+        run(&x_buf);
+        x_buf
     } else {
-        forward::<E, WO, PK, PS>(&op, &fusion, &x_buf, &w_buf, &b_buf, &mut y, &mut arg);
-    }
+        with_data(&x, run);
+        Vec::new()
+    };
     let y = x
         .device()
         .try_tensor_from_vec(y, (batch, Const::<O>, Const::<PHO>, Const::<PWO>))?;
@@ -298,13 +309,6 @@ pub(super) fn backward_tasks<'a, E>(
         arg.chunks(out_task).collect()
     };
     (gx_tasks, arg_tasks)
-}
-
-/// A contiguous tensor's data as a `Vec` (dfdx has no public slice view).
-fn read<S: Shape, E: GemmFloat, T>(t: &Tensor<S, E, Cpu, T>) -> Vec<E> {
-    let mut buf = vec![E::default(); t.shape().num_elements()];
-    t.copy_into(&mut buf);
-    buf
 }
 
 fn add_assign<E: GemmFloat>(dst: &mut [E], src: &[E]) {

@@ -26,13 +26,13 @@
 //! thread: ~770 µs).
 
 use dfdx::prelude::{
-    Const, Cpu, CpuError, Dim, HasShape, PutTape, Rank1, Rank2, ReshapeTo, Shape, SplitTape, Tape,
-    Tensor, TensorFromVec,
+    Const, Cpu, CpuError, Dim, HasShape, PutTape, Rank1, Rank2, ReshapeTo, SplitTape, Tape, Tensor,
+    TensorFromVec,
 };
 use rayon::prelude::*;
 
 use super::Features;
-use crate::nn::gemm::{matmul, GemmFloat, Mat};
+use crate::nn::gemm::{matmul, read, with_data, GemmFloat, Mat};
 
 /// Products with fewer multiply-adds than this run on the calling thread.
 ///
@@ -112,12 +112,20 @@ pub(super) fn try_dense<E: GemmFloat, B: Dim, T: Tape<E, Cpu>, const I: usize, c
         out: O,
     };
     // Parameters are contiguous: `try_contiguous` only clones the handle.
-    let x_buf = read(&x);
     let w_buf = read(&weight.clone().try_contiguous()?);
     let b_buf = read(&bias.clone().try_contiguous()?);
 
     let mut y = vec![E::default(); op.batch * O];
-    forward(op, &x_buf, &w_buf, &b_buf, &mut y, op.forward_split());
+    let mut run = |x_buf: &[E]| forward(op, x_buf, &w_buf, &b_buf, &mut y, op.forward_split());
+    // The input, kept for the backward pass; evaluation keeps nothing.
+    let x_buf = if T::OWNS_TAPE {
+        let x_buf = read(&x);
+        run(&x_buf);
+        x_buf
+    } else {
+        with_data(&x, run);
+        Vec::new()
+    };
     let y = x.device().try_tensor_from_vec(y, (batch, Const::<O>))?;
 
     if T::OWNS_TAPE {
@@ -144,13 +152,6 @@ pub(super) fn try_dense<E: GemmFloat, B: Dim, T: Tape<E, Cpu>, const I: usize, c
         });
     }
     Ok(y.put_tape(tape))
-}
-
-/// A contiguous tensor's data as a `Vec` (dfdx has no public slice view).
-fn read<S: Shape, E: GemmFloat, T>(t: &Tensor<S, E, Cpu, T>) -> Vec<E> {
-    let mut buf = vec![E::default(); t.shape().num_elements()];
-    t.copy_into(&mut buf);
-    buf
 }
 
 /// Rows per piece when `rows` are cut into `pieces` (at least 1, so that
