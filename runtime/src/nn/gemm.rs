@@ -106,7 +106,7 @@ pub(crate) fn read<S: Shape, E: GemmFloat, T>(t: &Tensor<S, E, Cpu, T>) -> Vec<E
 /// buffer this thread keeps: for a pass that keeps nothing of its input
 /// (evaluation), so that no buffer is allocated, zeroed and faulted in per
 /// call (10.8 MB for CNN3a's second layer at evaluation batch 500).
-pub(crate) fn with_data<S: Shape, E: GemmFloat, T, R>(
+fn with_data<S: Shape, E: GemmFloat, T, R>(
     t: &Tensor<S, E, Cpu, T>,
     f: impl FnOnce(&[E]) -> R,
 ) -> R {
@@ -114,6 +114,25 @@ pub(crate) fn with_data<S: Shape, E: GemmFloat, T, R>(
         t.copy_into(buf);
         f(buf)
     })
+}
+
+/// Runs a forward pass `run` on the data of contiguous tensor `t` and
+/// returns that data when the backward pass needs it (`keep`: the input is
+/// taped); otherwise the copy lives in [`with_data`]'s buffer and an empty
+/// `Vec` is returned.
+pub(crate) fn forward_on<S: Shape, E: GemmFloat, T>(
+    t: &Tensor<S, E, Cpu, T>,
+    keep: bool,
+    run: impl FnOnce(&[E]),
+) -> Vec<E> {
+    if keep {
+        let data = read(t);
+        run(&data);
+        data
+    } else {
+        with_data(t, run);
+        Vec::new()
+    }
 }
 
 /// [`GemmFloat::transpose_block`] in registers: eight 8-wide rows in, the

@@ -28,7 +28,7 @@ use dfdx::prelude::{
 use rayon::prelude::*;
 
 use super::{Conv2DOp, Fusion, Images};
-use crate::nn::gemm::{matmul, read, with_data, GemmFloat, Mat};
+use crate::nn::gemm::{forward_on, matmul, read, GemmFloat, Mat};
 
 /// The batch is split into at most this many rayon tasks.
 const MAX_TASKS: usize = 16;
@@ -88,7 +88,7 @@ pub(super) fn try_conv2d<
     } else {
         Vec::new()
     };
-    let mut run = |x_buf: &[E]| {
+    let run = |x_buf: &[E]| {
         if super::winograd::applies(&op) {
             super::winograd::forward::<E, PK, PS>(
                 &op, &fusion, x_buf, &w_buf, &b_buf, &mut y, &mut arg,
@@ -98,14 +98,7 @@ pub(super) fn try_conv2d<
         }
     };
     // The input, kept for the backward pass; evaluation keeps nothing.
-    let x_buf = if T::OWNS_TAPE {
-        let x_buf = read(&x);
-        run(&x_buf);
-        x_buf
-    } else {
-        with_data(&x, run);
-        Vec::new()
-    };
+    let x_buf = forward_on(&x, T::OWNS_TAPE, run);
     let y = x
         .device()
         .try_tensor_from_vec(y, (batch, Const::<O>, Const::<PHO>, Const::<PWO>))?;

@@ -32,7 +32,7 @@ use dfdx::prelude::{
 use rayon::prelude::*;
 
 use super::Features;
-use crate::nn::gemm::{matmul, read, with_data, GemmFloat, Mat};
+use crate::nn::gemm::{forward_on, matmul, read, GemmFloat, Mat};
 
 /// Products with fewer multiply-adds than this run on the calling thread.
 ///
@@ -116,16 +116,9 @@ pub(super) fn try_dense<E: GemmFloat, B: Dim, T: Tape<E, Cpu>, const I: usize, c
     let b_buf = read(&bias.clone().try_contiguous()?);
 
     let mut y = vec![E::default(); op.batch * O];
-    let mut run = |x_buf: &[E]| forward(op, x_buf, &w_buf, &b_buf, &mut y, op.forward_split());
+    let run = |x_buf: &[E]| forward(op, x_buf, &w_buf, &b_buf, &mut y, op.forward_split());
     // The input, kept for the backward pass; evaluation keeps nothing.
-    let x_buf = if T::OWNS_TAPE {
-        let x_buf = read(&x);
-        run(&x_buf);
-        x_buf
-    } else {
-        with_data(&x, run);
-        Vec::new()
-    };
+    let x_buf = forward_on(&x, T::OWNS_TAPE, run);
     let y = x.device().try_tensor_from_vec(y, (batch, Const::<O>))?;
 
     if T::OWNS_TAPE {
