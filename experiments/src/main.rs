@@ -6,11 +6,13 @@
 //! study summary [ID...] [--json]      # Keras-like model summaries
 //! study run [ID... | all] [--epochs 20] [--batch 100] [--seed 0] [--limit N] [--data DIR] [--out results]
 //! study report [--out results]        # results.md, results.csv, curves/*.png from <out>/*.json
-//! study bench [ID...] [--steps 50]    # seconds per training epoch and per test evaluation
+//! study bench [ID...] [--steps 50]    # seconds per training epoch and per test evaluation,
+//!                                     # and (stderr) their ratio to the recorded peers
 //! ```
 //!
 //! Progress goes to stderr, results to stdout.
 
+mod peers;
 mod run;
 mod variants;
 
@@ -234,6 +236,7 @@ fn real_main() -> Result<()> {
                 steps,
                 repeats,
             };
+            let mut plain_cnn3a = None; // for cnn3c's cost of augmentation
             for v in selected {
                 let b = (v.bench)(v, &ctx).with_context(|| format!("variant {}", v.id))?;
                 out!(
@@ -242,6 +245,20 @@ fn real_main() -> Result<()> {
                     b.train_epoch_s,
                     b.eval_test_s
                 )?;
+                // The ratios to the recorded peers go to stderr: stdout stays `key=value` lines.
+                if let Some(line) = peers::comparison(v.id, b.train_epoch_s, b.eval_test_s) {
+                    eprintln!("{line}");
+                }
+                match (v.id, plain_cnn3a) {
+                    ("cnn3a", _) => plain_cnn3a = Some(b.train_epoch_s),
+                    ("cnn3c", Some(plain)) => {
+                        eprintln!(
+                            "  cnn3c: epoch {:.2}x cnn3a's (augmentation)",
+                            b.train_epoch_s / plain
+                        )
+                    }
+                    _ => {}
+                }
             }
             out!("peak_rss_mib={:.0}", peak_rss_mib().unwrap_or(f64::NAN))?;
         }
