@@ -8,8 +8,11 @@
 //! Forward and backward are one custom op recorded with dfdx's public
 //! `Tape::add_backward_op`, dispatched per device by [`Conv2DKernel`]:
 //! - `Cpu` (f32, f64): im2col + the `gemm` crate, parallel over the batch
-//!   with rayon (`conv2d/cpu.rs`); 3x3 stride-1 forward passes with 8+ input
-//!   channels use Winograd F(2x2, 3x3) instead (`conv2d/winograd.rs`);
+//!   with rayon (`conv2d/cpu.rs`); 3x3 stride-1 convolutions with 8+ input
+//!   channels use Winograd F(2x2, 3x3) instead, forward and backward
+//!   (`conv2d/winograd.rs`, its transposes in `conv2d/transpose.rs`), and the
+//!   backward pass of a 1-channel first layer with 2x2 pools runs per pooling
+//!   window (`conv2d/direct.rs`);
 //! - `Cuda` (feature `cuda`): a composition of public dfdx ops, `gather`-based
 //!   im2col + `matmul` (`conv2d/composed.rs`); the tests run that composition
 //!   on `Cpu` against the fast kernel.

@@ -1,5 +1,6 @@
 //! The fast CPU convolution: im2col + `gemm`, rayon over the batch.
-//! (3x3 stride-1 forward passes with 8+ input channels go to `winograd.rs`.)
+//! (3x3 stride-1 convolutions with 8+ input channels go to `winograd.rs`,
+//! the backward pass of a 1-channel first layer with 2x2 pools to `direct.rs`.)
 //!
 //! For a group of `G` images (NCHW, `P = HO·WO` output positions, `IKK = I·K²`),
 //! their patch columns side by side:
