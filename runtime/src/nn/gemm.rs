@@ -39,10 +39,15 @@ pub trait GemmFloat: Dtype + sealed::Sealed {
     /// x86-64-v3 (`.cargo/config.toml`) does; otherwise a product and a sum,
     /// because the software `fma` of libm would be far slower than both.
     fn fmadd(self, b: Self, c: Self) -> Self;
+
+    /// The slice as `f32`s when `Self` is `f32` (for kernels written for it alone).
+    fn as_f32(s: &[Self]) -> Option<&[f32]>;
+    /// [`GemmFloat::as_f32`] for a mutable slice.
+    fn as_f32_mut(s: &mut [Self]) -> Option<&mut [f32]>;
 }
 
 macro_rules! gemm_float {
-    ($E:ty, $SCRATCH:ident, $INPUT:ident, $transpose_block:path) => {
+    ($E:ty, $SCRATCH:ident, $INPUT:ident, $transpose_block:path, $f32:ident) => {
         thread_local! {
             static $SCRATCH: RefCell<Vec<$E>> = const { RefCell::new(Vec::new()) };
             static $INPUT: RefCell<Vec<$E>> = const { RefCell::new(Vec::new()) };
@@ -88,12 +93,31 @@ macro_rules! gemm_float {
                     self * b + c
                 }
             }
+
+            fn as_f32(s: &[$E]) -> Option<&[f32]> {
+                $f32!(s)
+            }
+
+            fn as_f32_mut(s: &mut [$E]) -> Option<&mut [f32]> {
+                $f32!(s)
+            }
         }
     };
 }
 
-gemm_float!(f32, SCRATCH_F32, INPUT_F32, transpose_block_f32);
-gemm_float!(f64, SCRATCH_F64, INPUT_F64, transpose_block_scalar);
+macro_rules! some {
+    ($s:expr) => {
+        Some($s)
+    };
+}
+macro_rules! none {
+    ($s:expr) => {{
+        let _ = $s;
+        None
+    }};
+}
+gemm_float!(f32, SCRATCH_F32, INPUT_F32, transpose_block_f32, some);
+gemm_float!(f64, SCRATCH_F64, INPUT_F64, transpose_block_scalar, none);
 
 /// A contiguous Cpu tensor's data as a `Vec` (dfdx has no public slice view).
 pub(crate) fn read<S: Shape, E: GemmFloat, T>(t: &Tensor<S, E, Cpu, T>) -> Vec<E> {

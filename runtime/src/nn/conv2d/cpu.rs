@@ -1,6 +1,6 @@
 //! The fast CPU convolution: im2col + `gemm`, rayon over the batch.
 //! (3x3 stride-1 convolutions with 8+ input channels go to `winograd.rs`,
-//! the backward pass of a 1-channel first layer with 2x2 pools to `direct.rs`.)
+//! a 1-channel first layer with 2x2 pools to `direct.rs`.)
 //!
 //! For a group of `G` images (NCHW, `P = HO·WO` output positions, `IKK = I·K²`),
 //! their patch columns side by side:
@@ -82,15 +82,17 @@ pub(super) fn try_conv2d<
     let mut y = vec![E::default(); op.batch * O * fusion.plane_out()];
     // Per output element: the offset of its maximum in the pooling window
     // (DEAD where the ReLU cut it); kept for the backward pass. NCHW order,
-    // except where the Winograd path pools 2x2 windows channels-last as it
-    // computes them: `[B, PHO·PWO, O]` there.
+    // except where the direct and Winograd paths pool 2x2 windows
+    // channels-last as they compute them: `[B, PHO·PWO, O]` there.
     let mut arg = if T::OWNS_TAPE && !fusion.is_identity() {
         vec![0u8; y.len()]
     } else {
         Vec::new()
     };
     let run = |x_buf: &[E]| {
-        if super::winograd::applies(&op) {
+        if super::direct::forward_applies::<E>(&op, &fusion) {
+            super::direct::forward(&op, &fusion, x_buf, &w_buf, &b_buf, &mut y, &mut arg);
+        } else if super::winograd::applies(&op) {
             super::winograd::forward::<E, PK, PS>(
                 &op, &fusion, x_buf, &w_buf, &b_buf, &mut y, &mut arg,
             );
