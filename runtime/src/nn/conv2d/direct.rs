@@ -357,6 +357,10 @@ mod tests {
     use crate::tests::{assert_close, test_values};
     use dfdx::prelude::*;
 
+    /// `conv<32, 3>, relu, maxpool<2>` on `<1, 28, 28>`, padded by `PAD`.
+    type FirstLayer<const PAD: usize, const HO: usize, const PHO: usize, const GI: bool> =
+        ConvBlock<1, 32, 3, 1, PAD, PAD, 28, 28, HO, HO, 2, 2, PHO, PHO, 0, GI>;
+
     /// The first layer of CNN3a and CNN4a in f32: the direct path (`INPUT_GRAD
     /// = false`) against the im2col path (`true`), same weights: the same
     /// outputs to the bit (the same products in the same order) and the same
@@ -365,42 +369,8 @@ mod tests {
     /// gradient; the f64 tests in `conv_block.rs` check them to 1e-12).
     fn check<const PAD: usize, const HO: usize, const PHO: usize>() {
         let dev: Cpu = Cpu::seed_from_u64(1);
-        let mut direct = dev.build_module::<ConvBlock<
-            1,
-            32,
-            3,
-            1,
-            PAD,
-            PAD,
-            28,
-            28,
-            HO,
-            HO,
-            2,
-            2,
-            PHO,
-            PHO,
-            0,
-            false,
-        >, f32>();
-        let mut im2col = dev.build_module::<ConvBlock<
-            1,
-            32,
-            3,
-            1,
-            PAD,
-            PAD,
-            28,
-            28,
-            HO,
-            HO,
-            2,
-            2,
-            PHO,
-            PHO,
-            0,
-            true,
-        >, f32>();
+        let mut direct = dev.build_module::<FirstLayer<PAD, HO, PHO, false>, f32>();
+        let mut im2col = dev.build_module::<FirstLayer<PAD, HO, PHO, true>, f32>();
         let to_f32 = |v: Vec<f64>| v.into_iter().map(|x| x as f32).collect::<Vec<_>>();
         direct.weight = dev.tensor_from_vec(to_f32(test_values(32 * 9, 1)), Default::default());
         let bias = test_values(32, 2)
