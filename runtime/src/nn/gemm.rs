@@ -1,4 +1,7 @@
-//! A safe, bounds-checked wrapper over the `gemm` crate's matrix product.
+//! A safe, bounds-checked wrapper over the `gemm` crate's matrix product,
+//! and what the Cpu kernels need of their element type ([`GemmFloat`]:
+//! per-thread scratch and input buffers, an 8x8 transpose block, `fmadd`)
+//! and of dfdx tensors ([`read`], [`forward_on`]: copies of their data).
 //!
 //! dfdx 0.13 pins `gemm` 0.15, whose f32 path on stable reached ~46 GFLOP/s on
 //! the convolution shapes here; `gemm` 0.19 (with its AVX-512 `x86-v4` kernels)
