@@ -19,6 +19,7 @@ use super::cpu::{backward_tasks, chunks_or_none, images_per_task, pool_relu_plan
 use super::transpose::{transpose, transpose_strided};
 use super::{Conv2DOp, Fusion};
 use crate::nn::gemm::{matmul, GemmFloat, Mat};
+use crate::nn::simd::{self, Isa};
 
 /// Fewer input channels than this gain nothing (the products get too thin).
 const MIN_CHANNELS: usize = 8;
@@ -84,7 +85,8 @@ pub(super) fn forward<E: GemmFloat, const PK: usize, const PS: usize>(
     let (in_len, out_len) = (op.in_image_len(), c_out * f.plane_out());
     let tiles = Tiles::new(op, f);
     let t = tiles.count();
-    let u = transform_weights(op, w); // [16, O, I]
+    let isa = Isa::detect();
+    let u = simd::run!(isa, |_isa| transform_weights(op, w)); // [16, O, I]
     let n = images_per_task(op.batch);
     let args = chunks_or_none(arg, n * out_len, op.batch.div_ceil(n));
     y.par_chunks_mut(n * out_len)
@@ -96,63 +98,69 @@ pub(super) fn forward<E: GemmFloat, const PK: usize, const PS: usize>(
             let tmp_len = 16 * c_in.max(c_out);
             let len = 16 * (c_in + c_out) * gt_max + pad_len + in_len + tmp_len + 2 * p * c_out;
             E::with_scratch(len, |scratch| {
-                let (v, rest) = scratch.split_at_mut(16 * gt_max * c_in);
-                let (m, rest) = rest.split_at_mut(16 * gt_max * c_out);
-                let (xp, rest) = rest.split_at_mut(pad_len);
-                let (x_cl, rest) = rest.split_at_mut(in_len);
-                let (z_cl, rest) = rest.split_at_mut(p * c_out);
-                let (z, tmp) = rest.split_at_mut(p * c_out);
-                let groups = y_task
-                    .chunks_mut(GROUP * out_len)
-                    .zip(x_task.chunks(GROUP * in_len));
-                for (gi, (y_group, x_group)) in groups.enumerate() {
-                    let gt = (x_group.len() / in_len) * t;
-                    for (i, x_img) in x_group.chunks(in_len).enumerate() {
-                        pad_channels_last(op, tiles, x_img, x_cl, xp); // [HP, WP, I]
-                        transform_input(op, tiles, xp, tmp, v, gt, i * t); // [16, G·T, I]
-                    }
-                    for xi in 0..16 {
-                        let v_xi = Mat::row_major(&v[xi * gt * c_in..][..gt * c_in], gt, c_in);
-                        let u_xi =
-                            Mat::row_major(&u[xi * c_out * c_in..][..c_out * c_in], c_out, c_in);
-                        let m_xi = &mut m[xi * gt * c_out..][..gt * c_out];
-                        matmul(m_xi, c_out, v_xi, u_xi.t(), false); // [16, G·T, O]
-                    }
-                    for (i, y_img) in y_group.chunks_mut(out_len).enumerate() {
-                        let img = gi * GROUP + i;
-                        let mut arg_img = arg_task
-                            .as_deref_mut()
-                            .map(|a| &mut a[img * out_len..][..out_len]);
-                        if pools_tiles(f) {
-                            // pooled per tile, channels-last: y_cl [PHO·PWO, O], arg [PHO·PWO, O]
-                            let y_cl = &mut z_cl[..t * c_out];
-                            transform_output(op, tiles, m, tmp, gt, i * t, b, |ty, tx, out| {
-                                let q = ty * tiles.tw + tx;
-                                let a =
-                                    arg_img.as_deref_mut().map(|a| &mut a[q * c_out..][..c_out]);
-                                pool_tile(f.relu, out, &mut y_cl[q * c_out..][..c_out], a);
-                            });
-                            transpose(y_cl, t, c_out, y_img); // [O, PHO·PWO]
-                            continue;
+                simd::run!(isa, |isa| {
+                    let (v, rest) = scratch.split_at_mut(16 * gt_max * c_in);
+                    let (m, rest) = rest.split_at_mut(16 * gt_max * c_out);
+                    let (xp, rest) = rest.split_at_mut(pad_len);
+                    let (x_cl, rest) = rest.split_at_mut(in_len);
+                    let (z_cl, rest) = rest.split_at_mut(p * c_out);
+                    let (z, tmp) = rest.split_at_mut(p * c_out);
+                    let groups = y_task
+                        .chunks_mut(GROUP * out_len)
+                        .zip(x_task.chunks(GROUP * in_len));
+                    for (gi, (y_group, x_group)) in groups.enumerate() {
+                        let gt = (x_group.len() / in_len) * t;
+                        for (i, x_img) in x_group.chunks(in_len).enumerate() {
+                            pad_channels_last(isa, op, tiles, x_img, x_cl, xp); // [HP, WP, I]
+                            transform_input(op, tiles, xp, tmp, v, gt, i * t); // [16, G·T, I]
                         }
-                        let sink = write_outputs(op, z_cl);
-                        transform_output(op, tiles, m, tmp, gt, i * t, b, sink); // [HO·WO, O]
-                        if f.is_identity() {
-                            transpose(z_cl, p, c_out, y_img); // [O, HO·WO]
-                            continue;
-                        }
-                        transpose(z_cl, p, c_out, z); // [O, HO·WO]
-                        for (c, y_plane) in y_img.chunks_mut(f.plane_out()).enumerate() {
-                            let a = arg_img
-                                .as_deref_mut()
-                                .map(|a| &mut a[c * f.plane_out()..][..f.plane_out()]);
-                            let z_plane = &z[c * p..][..p];
-                            pool_relu_plane::<E, PK, PS>(
-                                f.relu, op.w_out, f.w_out, z_plane, y_plane, a,
+                        for xi in 0..16 {
+                            let v_xi = Mat::row_major(&v[xi * gt * c_in..][..gt * c_in], gt, c_in);
+                            let u_xi = Mat::row_major(
+                                &u[xi * c_out * c_in..][..c_out * c_in],
+                                c_out,
+                                c_in,
                             );
+                            let m_xi = &mut m[xi * gt * c_out..][..gt * c_out];
+                            matmul(m_xi, c_out, v_xi, u_xi.t(), false); // [16, G·T, O]
+                        }
+                        for (i, y_img) in y_group.chunks_mut(out_len).enumerate() {
+                            let img = gi * GROUP + i;
+                            let mut arg_img = arg_task
+                                .as_deref_mut()
+                                .map(|a| &mut a[img * out_len..][..out_len]);
+                            if pools_tiles(f) {
+                                // pooled per tile, channels-last: y_cl [PHO·PWO, O], arg [PHO·PWO, O]
+                                let y_cl = &mut z_cl[..t * c_out];
+                                transform_output(op, tiles, m, tmp, gt, i * t, b, |ty, tx, out| {
+                                    let q = ty * tiles.tw + tx;
+                                    let a = arg_img
+                                        .as_deref_mut()
+                                        .map(|a| &mut a[q * c_out..][..c_out]);
+                                    pool_tile(f.relu, out, &mut y_cl[q * c_out..][..c_out], a);
+                                });
+                                transpose(isa, y_cl, t, c_out, y_img); // [O, PHO·PWO]
+                                continue;
+                            }
+                            let sink = write_outputs(op, z_cl);
+                            transform_output(op, tiles, m, tmp, gt, i * t, b, sink); // [HO·WO, O]
+                            if f.is_identity() {
+                                transpose(isa, z_cl, p, c_out, y_img); // [O, HO·WO]
+                                continue;
+                            }
+                            transpose(isa, z_cl, p, c_out, z); // [O, HO·WO]
+                            for (c, y_plane) in y_img.chunks_mut(f.plane_out()).enumerate() {
+                                let a = arg_img
+                                    .as_deref_mut()
+                                    .map(|a| &mut a[c * f.plane_out()..][..f.plane_out()]);
+                                let z_plane = &z[c * p..][..p];
+                                pool_relu_plane::<E, PK, PS>(
+                                    f.relu, op.w_out, f.w_out, z_plane, y_plane, a,
+                                );
+                            }
                         }
                     }
-                }
+                })
             })
         });
 }
@@ -191,7 +199,8 @@ pub(super) fn backward<E: GemmFloat, const PK: usize, const PS: usize>(
     let (in_len, out_len) = (op.in_image_len(), c_out * f.plane_out());
     let tiles = Tiles::new(op, f);
     let t = tiles.count();
-    let u = transform_weights(op, w); // [16, O, I]
+    let isa = Isa::detect();
+    let u = simd::run!(isa, |_isa| transform_weights(op, w)); // [16, O, I]
     let n = images_per_task(op.batch);
     let tasks = op.batch.div_ceil(n);
     let (gx_tasks, arg_tasks) = backward_tasks(gx, arg, n * in_len, n * out_len, tasks);
@@ -208,91 +217,117 @@ pub(super) fn backward<E: GemmFloat, const PK: usize, const PS: usize>(
             let tmp_len = 16 * c_in.max(c_out);
             let len = 16 * (c_in + c_out) * gt_max + pad_len + in_len + tmp_len + p * c_out;
             E::with_scratch(len, |scratch| {
-                let (v, rest) = scratch.split_at_mut(16 * gt_max * c_in);
-                let (dm, rest) = rest.split_at_mut(16 * gt_max * c_out);
-                let (xp, rest) = rest.split_at_mut(pad_len);
-                let (x_cl, rest) = rest.split_at_mut(in_len);
-                let (gz_cl, tmp) = rest.split_at_mut(p * c_out);
-                let groups = x_task
-                    .chunks(GROUP * in_len)
-                    .zip(gy_task.chunks(GROUP * out_len));
-                for (gi, (x_group, gy_group)) in groups.enumerate() {
-                    let gt = (x_group.len() / in_len) * t;
-                    let images = x_group.chunks(in_len).zip(gy_group.chunks(out_len));
-                    for (i, (x_img, gy_img)) in images.enumerate() {
-                        let img = gi * GROUP + i;
-                        if pools_tiles(f) {
-                            // the pooled gradient channels-last, [PHO·PWO, O]; arg [PHO·PWO, O]
-                            let a = &arg_task[img * out_len..][..out_len];
-                            let gy_cl = &mut gz_cl[..t * c_out];
-                            transpose(gy_img, c_out, t, gy_cl);
-                            add_pooled_bias_grad(tiles, gy_cl, a, &mut gb);
-                            let gy_cl = &*gy_cl;
-                            transform_output_adjoint(op, tiles, tmp, dm, gt, i * t, |ty, tx, g| {
-                                let q = (ty * tiles.tw + tx) * c_out;
-                                unpool_tile(&gy_cl[q..][..c_out], &a[q..][..c_out], g);
-                            }); // [16, G·T, O]
-                        } else {
-                            // gz_cl: the convolution's output gradient, [HO·WO, O]
-                            if f.is_identity() {
-                                transpose(gy_img, c_out, p, gz_cl);
-                            } else {
+                simd::run!(isa, |isa| {
+                    let (v, rest) = scratch.split_at_mut(16 * gt_max * c_in);
+                    let (dm, rest) = rest.split_at_mut(16 * gt_max * c_out);
+                    let (xp, rest) = rest.split_at_mut(pad_len);
+                    let (x_cl, rest) = rest.split_at_mut(in_len);
+                    let (gz_cl, tmp) = rest.split_at_mut(p * c_out);
+                    let groups = x_task
+                        .chunks(GROUP * in_len)
+                        .zip(gy_task.chunks(GROUP * out_len));
+                    for (gi, (x_group, gy_group)) in groups.enumerate() {
+                        let gt = (x_group.len() / in_len) * t;
+                        let images = x_group.chunks(in_len).zip(gy_group.chunks(out_len));
+                        for (i, (x_img, gy_img)) in images.enumerate() {
+                            let img = gi * GROUP + i;
+                            if pools_tiles(f) {
+                                // the pooled gradient channels-last, [PHO·PWO, O]; arg [PHO·PWO, O]
                                 let a = &arg_task[img * out_len..][..out_len];
-                                unpool_to_channels_last::<E, PK, PS>(op, f, gy_img, a, gz_cl);
-                            }
-                            for pos in gz_cl.chunks_exact(c_out) {
-                                for (g_o, &v) in gb.iter_mut().zip(pos) {
-                                    *g_o += v;
+                                let gy_cl = &mut gz_cl[..t * c_out];
+                                transpose(isa, gy_img, c_out, t, gy_cl);
+                                add_pooled_bias_grad(tiles, gy_cl, a, &mut gb);
+                                let gy_cl = &*gy_cl;
+                                transform_output_adjoint(
+                                    op,
+                                    tiles,
+                                    tmp,
+                                    dm,
+                                    gt,
+                                    i * t,
+                                    |ty, tx, g| {
+                                        let q = (ty * tiles.tw + tx) * c_out;
+                                        unpool_tile(&gy_cl[q..][..c_out], &a[q..][..c_out], g);
+                                    },
+                                ); // [16, G·T, O]
+                            } else {
+                                // gz_cl: the convolution's output gradient, [HO·WO, O]
+                                if f.is_identity() {
+                                    transpose(isa, gy_img, c_out, p, gz_cl);
+                                } else {
+                                    let a = &arg_task[img * out_len..][..out_len];
+                                    unpool_to_channels_last::<E, PK, PS>(op, f, gy_img, a, gz_cl);
                                 }
+                                for pos in gz_cl.chunks_exact(c_out) {
+                                    for (g_o, &v) in gb.iter_mut().zip(pos) {
+                                        *g_o += v;
+                                    }
+                                }
+                                let gz_cl = &*gz_cl;
+                                transform_output_adjoint(
+                                    op,
+                                    tiles,
+                                    tmp,
+                                    dm,
+                                    gt,
+                                    i * t,
+                                    |ty, tx, g| {
+                                        read_tile_grad(op, gz_cl, ty, tx, g);
+                                    },
+                                ); // [16, G·T, O]
                             }
-                            let gz_cl = &*gz_cl;
-                            transform_output_adjoint(op, tiles, tmp, dm, gt, i * t, |ty, tx, g| {
-                                read_tile_grad(op, gz_cl, ty, tx, g);
-                            }); // [16, G·T, O]
+                            pad_channels_last(isa, op, tiles, x_img, x_cl, xp); // [HP, WP, I]
+                            transform_input(op, tiles, xp, tmp, v, gt, i * t); // [16, G·T, I]
                         }
-                        pad_channels_last(op, tiles, x_img, x_cl, xp); // [HP, WP, I]
-                        transform_input(op, tiles, xp, tmp, v, gt, i * t); // [16, G·T, I]
+                        for xi in 0..16 {
+                            let dm_xi =
+                                Mat::row_major(&dm[xi * gt * c_out..][..gt * c_out], gt, c_out);
+                            let v_xi = Mat::row_major(&v[xi * gt * c_in..][..gt * c_in], gt, c_in);
+                            let du_xi = &mut du[xi * c_out * c_in..][..c_out * c_in];
+                            matmul(du_xi, c_in, dm_xi.t(), v_xi, true); // dU[ξ] [O, I] += dM[ξ]ᵀ · V[ξ]
+                        }
+                        let Some(gx_task) = gx_task.as_deref_mut() else {
+                            continue; // the first layer: no input gradient
+                        };
+                        for xi in 0..16 {
+                            let dm_xi =
+                                Mat::row_major(&dm[xi * gt * c_out..][..gt * c_out], gt, c_out);
+                            let u_xi = Mat::row_major(
+                                &u[xi * c_out * c_in..][..c_out * c_in],
+                                c_out,
+                                c_in,
+                            );
+                            let dv_xi = &mut v[xi * gt * c_in..][..gt * c_in];
+                            matmul(dv_xi, c_in, dm_xi, u_xi, false); // dV[ξ] = dM[ξ] · U[ξ], over V
+                        }
+                        let gx_group = &mut gx_task[gi * GROUP * in_len..][..x_group.len()];
+                        for (i, gx_img) in gx_group.chunks_mut(in_len).enumerate() {
+                            xp.fill(E::default());
+                            transform_input_adjoint(op, tiles, v, tmp, xp, gt, i * t); // [HP, WP, I]
+                            unpad_channels_last_add(isa, op, tiles, xp, x_cl, gx_img);
+                            // [I, H, W]
+                        }
                     }
-                    for xi in 0..16 {
-                        let dm_xi = Mat::row_major(&dm[xi * gt * c_out..][..gt * c_out], gt, c_out);
-                        let v_xi = Mat::row_major(&v[xi * gt * c_in..][..gt * c_in], gt, c_in);
-                        let du_xi = &mut du[xi * c_out * c_in..][..c_out * c_in];
-                        matmul(du_xi, c_in, dm_xi.t(), v_xi, true); // dU[ξ] [O, I] += dM[ξ]ᵀ · V[ξ]
-                    }
-                    let Some(gx_task) = gx_task.as_deref_mut() else {
-                        continue; // the first layer: no input gradient
-                    };
-                    for xi in 0..16 {
-                        let dm_xi = Mat::row_major(&dm[xi * gt * c_out..][..gt * c_out], gt, c_out);
-                        let u_xi =
-                            Mat::row_major(&u[xi * c_out * c_in..][..c_out * c_in], c_out, c_in);
-                        let dv_xi = &mut v[xi * gt * c_in..][..gt * c_in];
-                        matmul(dv_xi, c_in, dm_xi, u_xi, false); // dV[ξ] = dM[ξ] · U[ξ], over V
-                    }
-                    let gx_group = &mut gx_task[gi * GROUP * in_len..][..x_group.len()];
-                    for (i, gx_img) in gx_group.chunks_mut(in_len).enumerate() {
-                        xp.fill(E::default());
-                        transform_input_adjoint(op, tiles, v, tmp, xp, gt, i * t); // [HP, WP, I]
-                        unpad_channels_last_add(op, tiles, xp, x_cl, gx_img); // [I, H, W]
-                    }
-                }
+                })
             });
             (du, gb)
         })
         .collect();
 
     // Sum the tasks in order: deterministic for any thread count.
-    let mut du = vec![E::default(); 16 * c_out * c_in];
-    let mut gb = vec![E::default(); c_out];
-    for (pu, pb) in &partials {
-        for (d, &s) in du.iter_mut().zip(pu) {
-            *d += s;
+    simd::run!(isa, |_isa| {
+        let mut du = vec![E::default(); 16 * c_out * c_in];
+        let mut gb = vec![E::default(); c_out];
+        for (pu, pb) in &partials {
+            for (d, &s) in du.iter_mut().zip(pu) {
+                *d += s;
+            }
+            for (d, &s) in gb.iter_mut().zip(pb) {
+                *d += s;
+            }
         }
-        for (d, &s) in gb.iter_mut().zip(pb) {
-            *d += s;
-        }
-    }
-    (transform_weights_adjoint(op, &du), gb)
+        (transform_weights_adjoint(op, &du), gb)
+    })
 }
 
 /// The adjoint of the pooling (`pool_relu_plane`), written channels-last:
@@ -302,6 +337,7 @@ pub(super) fn backward<E: GemmFloat, const PK: usize, const PS: usize>(
 ///
 /// # Shapes
 /// `gy, arg: [O, PHO·PWO]` -> `gz: [HO·WO, O]`.
+#[inline(always)]
 fn unpool_to_channels_last<E: GemmFloat, const PK: usize, const PS: usize>(
     op: &Conv2DOp,
     f: &Fusion,
@@ -330,6 +366,7 @@ fn unpool_to_channels_last<E: GemmFloat, const PK: usize, const PS: usize>(
 ///
 /// # Shapes
 /// `gz: [HO·WO, O]` -> `g: [4, O]`.
+#[inline(always)]
 fn read_tile_grad<E: GemmFloat>(op: &Conv2DOp, gz: &[E], ty: usize, tx: usize, g: &mut [E]) {
     let (ho, wo, o_n) = (op.h_out, op.w_out, op.chan_out);
     for (k, dst) in g.chunks_exact_mut(o_n).enumerate() {
@@ -345,6 +382,7 @@ fn read_tile_grad<E: GemmFloat>(op: &Conv2DOp, gz: &[E], ty: usize, tx: usize, g
 /// The adjoint of [`pool_tile`]: a tile's output gradient `g: [4, O]` is
 /// the pooled gradient `gy: [O]` at each channel's window offset, 0
 /// elsewhere (and everywhere for a [`DEAD`] offset).
+#[inline(always)]
 fn unpool_tile<E: GemmFloat>(gy: &[E], arg: &[u8], g: &mut [E]) {
     let (o_n, zero) = (gy.len(), E::default());
     for (k, g_k) in g.chunks_exact_mut(o_n).enumerate() {
@@ -361,6 +399,7 @@ fn unpool_tile<E: GemmFloat>(gy: &[E], arg: &[u8], g: &mut [E]) {
 /// maximum sits in its bottom row comes after the top-row maxima of its
 /// neighbours), as summing the unpooled gradient over every position does:
 /// the same additions in the same order, so the same result to the bit.
+#[inline(always)]
 fn add_pooled_bias_grad<E: GemmFloat>(tiles: Tiles, gy: &[E], arg: &[u8], gb: &mut [E]) {
     let o_n = gb.len();
     for ty in 0..tiles.th {
@@ -386,6 +425,7 @@ fn add_pooled_bias_grad<E: GemmFloat>(tiles: Tiles, gy: &[E], arg: &[u8], gb: &m
 ///
 /// # Shapes
 /// `du: [16, O, I]` -> `[O, I, 3, 3]`.
+#[inline(always)]
 fn transform_weights_adjoint<E: GemmFloat>(op: &Conv2DOp, du: &[E]) -> Vec<E> {
     let oi = op.chan_out * op.chan_in;
     let half = E::from_f64(0.5).unwrap_or_default();
@@ -412,6 +452,7 @@ fn transform_weights_adjoint<E: GemmFloat>(op: &Conv2DOp, du: &[E]) -> Vec<E> {
 ///
 /// # Shapes
 /// `dm: [16, ld, O]` (rows `row0 .. row0 + T`); `tmp: [12, O]`.
+#[inline(always)]
 fn transform_output_adjoint<E: GemmFloat>(
     op: &Conv2DOp,
     tiles: Tiles,
@@ -459,6 +500,7 @@ fn transform_output_adjoint<E: GemmFloat>(
 ///
 /// # Shapes
 /// `dv: [16, ld, I]` (rows `row0 .. row0 + T`) -> `gxp: [HP, WP, I]` (accumulated); `tmp: [16, I]`.
+#[inline(always)]
 fn transform_input_adjoint<E: GemmFloat>(
     op: &Conv2DOp,
     tiles: Tiles,
@@ -511,7 +553,9 @@ fn transform_input_adjoint<E: GemmFloat>(
 ///
 /// # Shapes
 /// `gxp: [2·th + 2, 2·tw + 2, I]` -> `gx: [I, H, W]` (accumulated); `g_cl: [H·W, I]`.
+#[inline(always)]
 fn unpad_channels_last_add<E: GemmFloat>(
+    isa: Isa,
     op: &Conv2DOp,
     tiles: Tiles,
     gxp: &[E],
@@ -526,13 +570,14 @@ fn unpad_channels_last_add<E: GemmFloat>(
         let src = &gxp[((ih + op.pad_h) * wp + op.pad_w) * c_in..][..cols * c_in];
         g_cl[ih * w * c_in..][..cols * c_in].copy_from_slice(src);
     }
-    transpose_strided(g_cl, c_in, gx, h * w, h * w, c_in, true); // [I, H·W] +=
+    transpose_strided(isa, g_cl, c_in, gx, h * w, h * w, c_in, true); // [I, H·W] +=
 }
 
 /// `U[ξ][o][c] = (G g Gᵀ)[ξ]` for every kernel `g = w[o, c]`.
 ///
 /// # Shapes
 /// `w: [O, I, 3, 3]` -> `[16, O, I]`.
+#[inline(always)]
 fn transform_weights<E: GemmFloat>(op: &Conv2DOp, w: &[E]) -> Vec<E> {
     let oi = op.chan_out * op.chan_in;
     let half = E::from_f64(0.5).unwrap_or_default();
@@ -558,7 +603,9 @@ fn transform_weights<E: GemmFloat>(op: &Conv2DOp, w: &[E]) -> Vec<E> {
 ///
 /// # Shapes
 /// `x: [I, H, W]` -> `xp: [2·th + 2, 2·tw + 2, I]`; `x_cl: [H·W, I]`.
+#[inline(always)]
 fn pad_channels_last<E: GemmFloat>(
+    isa: Isa,
     op: &Conv2DOp,
     tiles: Tiles,
     x: &[E],
@@ -567,7 +614,7 @@ fn pad_channels_last<E: GemmFloat>(
 ) {
     let (h, w, c_in) = (op.h_in, op.w_in, op.chan_in);
     let (hp, wp) = (2 * tiles.th + 2, 2 * tiles.tw + 2);
-    transpose(x, c_in, h * w, x_cl); // [H·W, I]
+    transpose(isa, x, c_in, h * w, x_cl); // [H·W, I]
     xp.fill(E::default());
     let cols = w.min(wp.saturating_sub(op.pad_w)); // input columns inside the region
     for ih in 0..h.min(hp.saturating_sub(op.pad_h)) {
@@ -577,11 +624,13 @@ fn pad_channels_last<E: GemmFloat>(
 }
 
 /// `dst = a - b`, `a + b` element-wise over channels.
+#[inline(always)]
 fn sub_into<E: GemmFloat>(dst: &mut [E], a: &[E], b: &[E]) {
     for ((d, &x), &y) in dst.iter_mut().zip(a).zip(b) {
         *d = x - y;
     }
 }
+#[inline(always)]
 fn add_into<E: GemmFloat>(dst: &mut [E], a: &[E], b: &[E]) {
     for ((d, &x), &y) in dst.iter_mut().zip(a).zip(b) {
         *d = x + y;
@@ -592,6 +641,7 @@ fn add_into<E: GemmFloat>(dst: &mut [E], a: &[E], b: &[E]) {
 ///
 /// # Shapes
 /// `xp: [HP, WP, I]` -> `v: [16, ld, I]` (rows `row0 .. row0 + T`); `tmp: [16, I]`.
+#[inline(always)]
 fn transform_input<E: GemmFloat>(
     op: &Conv2DOp,
     tiles: Tiles,
@@ -641,6 +691,7 @@ fn transform_input<E: GemmFloat>(
 /// # Shapes
 /// `m: [16, ld, O]` (rows `row0 .. row0 + T`); `tmp: [12, O]`.
 #[allow(clippy::too_many_arguments)]
+#[inline(always)]
 fn transform_output<E: GemmFloat>(
     op: &Conv2DOp,
     tiles: Tiles,
@@ -700,6 +751,7 @@ fn transform_output<E: GemmFloat>(
 
 /// A [`transform_output`] sink that writes the outputs inside `HO x WO`
 /// into `z: [HO·WO, O]` (channels-last).
+#[inline(always)]
 fn write_outputs<'a, E: GemmFloat>(
     op: &'a Conv2DOp,
     z: &'a mut [E],
@@ -729,6 +781,7 @@ pub(super) fn pools_tiles(f: &Fusion) -> bool {
 /// `y: [O]`, with `arg: [O]` the window offsets ([`DEAD`] where the ReLU cut
 /// the maximum): the rule and the tree of `cpu::pool2_relu_plane` (ties to
 /// the first maximum in scan order), so the values are the same.
+#[inline(always)]
 fn pool_tile<E: GemmFloat>(relu: bool, out: &[E], y: &mut [E], arg: Option<&mut [u8]>) {
     let o_n = y.len();
     let zero = E::default();
