@@ -238,12 +238,20 @@ mod avx {
         unsafe { block(src, src_rs, dst, dst_rs, add) }
     }
 
+    // Not inlined into the transpose's loops: there it ran 10-35 % slower
+    // (register pressure), here as fast as `wide`'s within ~5 %.
     #[target_feature(enable = "avx2,fma")]
-    #[inline]
+    #[inline(never)]
     fn block(src: &[f32], src_rs: usize, dst: &mut [f32], dst_rs: usize, add: bool) {
-        let row = |r: usize| load(&src[r * src_rs..]);
-        let (r0, r1, r2, r3) = (row(0), row(1), row(2), row(3));
-        let (r4, r5, r6, r7) = (row(4), row(5), row(6), row(7));
+        // (no closure for the rows: it would be a function of its own)
+        let r0 = load(src);
+        let r1 = load(&src[src_rs..]);
+        let r2 = load(&src[2 * src_rs..]);
+        let r3 = load(&src[3 * src_rs..]);
+        let r4 = load(&src[4 * src_rs..]);
+        let r5 = load(&src[5 * src_rs..]);
+        let r6 = load(&src[6 * src_rs..]);
+        let r7 = load(&src[7 * src_rs..]);
         // pairs of rows interleaved, per 128-bit lane
         let a0 = _mm256_unpacklo_ps(r0, r1);
         let a1 = _mm256_unpackhi_ps(r0, r1);

@@ -13,9 +13,20 @@
 //! asks for [`Isa::fmadd`], which fuses the multiply-add on the AVX2 + FMA
 //! path (as the x86-64-v3 build did) and rounds twice on the portable one.
 //!
-//! How a kernel uses it (what runs must be inlined into the copy: [`run!`]
-//! makes the closure `#[inline(always)]`, and the kernel's helper functions
-//! are too):
+//! Only code compiled into a copy gets its instructions; a function it
+//! calls that is not inlined runs the baseline code. Two ways in:
+//! - [`run!`]`(isa, |isa| ..)`: the closure (made `#[inline(always)]`) and
+//!   what is inlined into it, for a rayon task's body; its helper functions
+//!   are `#[inline(always)]`.
+//! - [`kernel!`]: a function compiled twice, the AVX2 copy never inlined,
+//!   for the large loops over several slices. As a function of its own it
+//!   keeps what its parameters tell the compiler (`&mut` slices alias
+//!   nothing); inlined into a task's closure, the Winograd input
+//!   transform's adjoint lost that and was left scalar (1.8x slower).
+//!
+//! So a closure handed to a kernel is `#[inline(always)]` too, and the hot
+//! loops avoid `for_each`, `fold` and `array::map`, generic functions of
+//! `std` that the compiler kept out of line (compiled for the baseline).
 //!
 //! ```ignore
 //! let isa = Isa::detect(); // on the calling thread, once per op
@@ -111,6 +122,68 @@ macro_rules! run {
     };
 }
 pub(crate) use run;
+
+/// Defines a kernel function twice, as a function of its own compiled with
+/// AVX2 and FMA and as a portable one, plus the function of the given name
+/// that takes the [`Isa`] first and calls the copy it names:
+///
+/// ```ignore
+/// simd::kernel! {
+///     /// `dst += src`.
+///     fn add<E: GemmFloat>(isa: Isa, dst: &mut [E], src: &[E]) {
+///         for (d, &s) in dst.iter_mut().zip(src) {
+///             *d += s;
+///         }
+///     }
+/// }
+/// ```
+///
+/// The AVX2 copy is never inlined, so that it keeps its parameters' `&mut`
+/// guarantees (see the module docs). Inside the body the `Isa` parameter
+/// names the copy's instruction set, to pass on to [`Isa::fmadd`] or the
+/// transposes. Parameters are plain names (rebind `let mut x = x;`).
+macro_rules! kernel {
+    (
+        $(#[$attr:meta])*
+        $vis:vis fn $name:ident<$($g:ident: $bound:path),+>(
+            $isa:ident: Isa, $($arg:ident: $ty:ty),* $(,)?
+        ) $(-> $ret:ty)? $body:block
+    ) => {
+        $(#[$attr])*
+        #[allow(clippy::too_many_arguments)]
+        $vis fn $name<$($g: $bound),+>($isa: $crate::nn::simd::Isa, $($arg: $ty),*) $(-> $ret)? {
+            #[cfg(target_arch = "x86_64")]
+            #[target_feature(enable = "avx2,fma")]
+            #[inline(never)]
+            #[allow(clippy::too_many_arguments)]
+            fn avx2_fma<$($g: $bound),+>(
+                proof: $crate::nn::simd::Avx2Fma,
+                $($arg: $ty),*
+            ) $(-> $ret)? {
+                #[allow(unused_variables)]
+                let $isa = $crate::nn::simd::Isa::Avx2Fma(proof);
+                $body
+            }
+            #[allow(clippy::too_many_arguments)]
+            fn portable<$($g: $bound),+>($($arg: $ty),*) $(-> $ret)? {
+                #[allow(unused_variables)]
+                let $isa = $crate::nn::simd::Isa::Portable;
+                $body
+            }
+            match $isa {
+                #[cfg(target_arch = "x86_64")]
+                $crate::nn::simd::Isa::Avx2Fma(proof) => {
+                    // SAFETY: `avx2_fma` needs nothing but the AVX2 and FMA
+                    // instructions, and `proof` exists only because
+                    // `Isa::detect` found both on this CPU.
+                    unsafe { avx2_fma::<$($g),+>(proof, $($arg),*) }
+                }
+                _ => portable::<$($g),+>($($arg),*),
+            }
+        }
+    };
+}
+pub(crate) use kernel;
 
 /// `f`, compiled with AVX2 and FMA (what `Isa::run` dispatches to).
 #[cfg(target_arch = "x86_64")]

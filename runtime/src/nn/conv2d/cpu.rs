@@ -451,8 +451,8 @@ pub(crate) fn forward<E: GemmFloat, const WO: usize, const PK: usize, const PS: 
                         let gp = (x_group.len() / in_len) * p; // columns: images · P
                         for (i, x_img) in x_group.chunks(in_len).enumerate() {
                             let src = padded_source(op, pd, x_img, xp);
+                            // cols: [IKK, G·P]
                             im2col::<E, WO>(op, pd, src, &mut cols[i * p..], gp);
-                            // [IKK, G·P]
                         }
                         let cols = Mat::row_major(&cols[..ikk * gp], ikk, gp);
                         let in_place = f.is_identity() && gp == p;
@@ -557,8 +557,8 @@ pub(crate) fn backward<E: GemmFloat, const WO: usize, const PK: usize, const PS:
                         let gp = (x_group.len() / in_len) * p; // columns: images · P
                         for (i, x_img) in x_group.chunks(in_len).enumerate() {
                             let src = padded_source(op, pd, x_img, xp);
+                            // cols: [IKK, G·P]
                             im2col::<E, WO>(op, pd, src, &mut cols[i * p..], gp);
-                            // [IKK, G·P]
                         }
                         // The gradient of the convolution's output, [O, G·P].
                         let gz_mat = if f.is_identity() && gp == p {

@@ -188,8 +188,8 @@ pub(super) fn backward<E: GemmFloat>(
                                     gy_cl[q * o_n + o0..][..LANES].try_into().expect("lanes");
                                 let a = &a_cl[q * o_n + o0..][..LANES];
                                 for (s, (&g_l, &a_l)) in acc_b.iter_mut().zip(g.iter().zip(a)) {
-                                    *s += if a_l < 4 { g_l } else { E::default() };
-                                    // not cut by the ReLU
+                                    let live = a_l < 4; // not cut by the ReLU
+                                    *s += if live { g_l } else { E::default() };
                                 }
                                 for k in 0..4u8 {
                                     // the gradient of output k: g where it is the window's maximum
@@ -207,10 +207,13 @@ pub(super) fn backward<E: GemmFloat>(
                             }
                             for (t, acc_t) in acc.iter().enumerate() {
                                 let row = &mut gw_t[t * o_n + o0..][..LANES];
-                                row.iter_mut().zip(acc_t).for_each(|(d, &s)| *d += s);
+                                for (d, &s) in row.iter_mut().zip(acc_t) {
+                                    *d += s;
+                                }
                             }
-                            let gb_blk = &mut gb[o0..o0 + LANES];
-                            gb_blk.iter_mut().zip(&acc_b).for_each(|(d, &s)| *d += s);
+                            for (d, &s) in gb[o0..o0 + LANES].iter_mut().zip(&acc_b) {
+                                *d += s;
+                            }
                         }
                     }
                 })
@@ -288,9 +291,15 @@ mod avx512 {
             let q_n = y.len() / o_n;
             let zero = _mm512_setzero_ps();
             for o0 in (0..o_n).step_by(CHANNELS) {
-                let w: [[__m512; 2]; 9] =
-                    std::array::from_fn(|t| [0, 1].map(|h| load(&wt[t * o_n + o0 + 16 * h..])));
-                let bias = [0, 1].map(|h| load(&b[o0 + 16 * h..]));
+                // (loops, not `array::from_fn`: a generic function of its own,
+                // compiled without AVX-512, could not inline `load`)
+                let mut w = [[zero; 2]; 9];
+                for (t, w_t) in w.iter_mut().enumerate() {
+                    for (h, w_th) in w_t.iter_mut().enumerate() {
+                        *w_th = load(&wt[t * o_n + o0 + 16 * h..]);
+                    }
+                }
+                let bias = [load(&b[o0..]), load(&b[o0 + 16..])];
                 for q in 0..q_n {
                     let (ph, pw) = (q / self.pwo, q % self.pwo);
                     let p = super::patch(self.xp, self.wp, ph, pw);

@@ -12,7 +12,7 @@
 //! Run the tests: `cargo test -p netdsl-runtime --lib nn::conv2d::transpose`.
 
 use crate::nn::gemm::GemmFloat;
-use crate::nn::simd::Isa;
+use crate::nn::simd::{self, Isa};
 
 /// Side of the blocks transposed in registers.
 pub(crate) const BLOCK: usize = 8;
@@ -32,60 +32,60 @@ pub(super) fn transpose<E: GemmFloat>(
     transpose_strided(isa, src, cols, dst, rows, rows, cols, false);
 }
 
-/// `dst[j·dst_rs + i] = src[i·src_rs + j]` (or `+=` when `add`) for
-/// `i < rows`, `j < cols`, with the instructions `isa` allows.
-///
-/// # Panics
-/// If either slice is too short for its view.
-#[allow(clippy::too_many_arguments)]
-#[inline(always)]
-pub(super) fn transpose_strided<E: GemmFloat>(
-    isa: Isa,
-    src: &[E],
-    src_rs: usize,
-    dst: &mut [E],
-    dst_rs: usize,
-    rows: usize,
-    cols: usize,
-    add: bool,
-) {
-    if rows == 0 || cols == 0 {
-        return;
-    }
-    assert!(
-        (rows - 1) * src_rs + cols <= src.len(),
-        "transpose: source too short"
-    );
-    assert!(
-        (cols - 1) * dst_rs + rows <= dst.len(),
-        "transpose: destination too short"
-    );
-    let (rows8, cols8) = (rows - rows % BLOCK, cols - cols % BLOCK);
-    for i in (0..rows8).step_by(BLOCK) {
-        for j in (0..cols8).step_by(BLOCK) {
-            E::transpose_block(
-                isa,
-                &src[i * src_rs + j..],
-                src_rs,
-                &mut dst[j * dst_rs + i..],
-                dst_rs,
-                add,
-            );
+simd::kernel! {
+    /// `dst[j·dst_rs + i] = src[i·src_rs + j]` (or `+=` when `add`) for
+    /// `i < rows`, `j < cols`, with the instructions `isa` allows.
+    ///
+    /// # Panics
+    /// If either slice is too short for its view.
+    pub(super) fn transpose_strided<E: GemmFloat>(
+        isa: Isa,
+        src: &[E],
+        src_rs: usize,
+        dst: &mut [E],
+        dst_rs: usize,
+        rows: usize,
+        cols: usize,
+        add: bool,
+    ) {
+        if rows == 0 || cols == 0 {
+            return;
         }
-    }
-    // The edges: columns past cols8 of the full row blocks, then the last rows.
-    let edge = |i: usize, j: usize, dst: &mut [E]| {
-        let (d, s) = (&mut dst[j * dst_rs + i], src[i * src_rs + j]);
-        *d = if add { *d + s } else { s };
-    };
-    for j in cols8..cols {
-        for i in 0..rows8 {
-            edge(i, j, dst);
+        assert!(
+            (rows - 1) * src_rs + cols <= src.len(),
+            "transpose: source too short"
+        );
+        assert!(
+            (cols - 1) * dst_rs + rows <= dst.len(),
+            "transpose: destination too short"
+        );
+        let (rows8, cols8) = (rows - rows % BLOCK, cols - cols % BLOCK);
+        for i in (0..rows8).step_by(BLOCK) {
+            for j in (0..cols8).step_by(BLOCK) {
+                E::transpose_block(
+                    isa,
+                    &src[i * src_rs + j..],
+                    src_rs,
+                    &mut dst[j * dst_rs + i..],
+                    dst_rs,
+                    add,
+                );
+            }
         }
-    }
-    for j in 0..cols {
-        for i in rows8..rows {
-            edge(i, j, dst);
+        // The edges: columns past cols8 of the full row blocks, then the last rows.
+        let edge = |i: usize, j: usize, dst: &mut [E]| {
+            let (d, s) = (&mut dst[j * dst_rs + i], src[i * src_rs + j]);
+            *d = if add { *d + s } else { s };
+        };
+        for j in cols8..cols {
+            for i in 0..rows8 {
+                edge(i, j, dst);
+            }
+        }
+        for j in 0..cols {
+            for i in rows8..rows {
+                edge(i, j, dst);
+            }
         }
     }
 }

@@ -86,7 +86,7 @@ pub(super) fn forward<E: GemmFloat, const PK: usize, const PS: usize>(
     let tiles = Tiles::new(op, f);
     let t = tiles.count();
     let isa = Isa::detect();
-    let u = simd::run!(isa, |_isa| transform_weights(op, w)); // [16, O, I]
+    let u = transform_weights(isa, op, w); // [16, O, I]
     let n = images_per_task(op.batch);
     let args = chunks_or_none(arg, n * out_len, op.batch.div_ceil(n));
     y.par_chunks_mut(n * out_len)
@@ -112,7 +112,8 @@ pub(super) fn forward<E: GemmFloat, const PK: usize, const PS: usize>(
                         let gt = (x_group.len() / in_len) * t;
                         for (i, x_img) in x_group.chunks(in_len).enumerate() {
                             pad_channels_last(isa, op, tiles, x_img, x_cl, xp); // [HP, WP, I]
-                            transform_input(op, tiles, xp, tmp, v, gt, i * t); // [16, G·T, I]
+                                                                                // v: [16, G·T, I]
+                            transform_input(isa, op, tiles, xp, tmp, v, gt, i * t);
                         }
                         for xi in 0..16 {
                             let v_xi = Mat::row_major(&v[xi * gt * c_in..][..gt * c_in], gt, c_in);
@@ -132,18 +133,29 @@ pub(super) fn forward<E: GemmFloat, const PK: usize, const PS: usize>(
                             if pools_tiles(f) {
                                 // pooled per tile, channels-last: y_cl [PHO·PWO, O], arg [PHO·PWO, O]
                                 let y_cl = &mut z_cl[..t * c_out];
-                                transform_output(op, tiles, m, tmp, gt, i * t, b, |ty, tx, out| {
-                                    let q = ty * tiles.tw + tx;
-                                    let a = arg_img
-                                        .as_deref_mut()
-                                        .map(|a| &mut a[q * c_out..][..c_out]);
-                                    pool_tile(f.relu, out, &mut y_cl[q * c_out..][..c_out], a);
-                                });
+                                transform_output(
+                                    isa,
+                                    op,
+                                    tiles,
+                                    m,
+                                    tmp,
+                                    gt,
+                                    i * t,
+                                    b,
+                                    #[inline(always)] // into the kernel's AVX2 copy (`simd.rs`)
+                                    |ty, tx, out| {
+                                        let q = ty * tiles.tw + tx;
+                                        let a = arg_img
+                                            .as_deref_mut()
+                                            .map(|a| &mut a[q * c_out..][..c_out]);
+                                        pool_tile(f.relu, out, &mut y_cl[q * c_out..][..c_out], a);
+                                    },
+                                );
                                 transpose(isa, y_cl, t, c_out, y_img); // [O, PHO·PWO]
                                 continue;
                             }
                             let sink = write_outputs(op, z_cl);
-                            transform_output(op, tiles, m, tmp, gt, i * t, b, sink); // [HO·WO, O]
+                            transform_output(isa, op, tiles, m, tmp, gt, i * t, b, sink); // [HO·WO, O]
                             if f.is_identity() {
                                 transpose(isa, z_cl, p, c_out, y_img); // [O, HO·WO]
                                 continue;
@@ -200,7 +212,7 @@ pub(super) fn backward<E: GemmFloat, const PK: usize, const PS: usize>(
     let tiles = Tiles::new(op, f);
     let t = tiles.count();
     let isa = Isa::detect();
-    let u = simd::run!(isa, |_isa| transform_weights(op, w)); // [16, O, I]
+    let u = transform_weights(isa, op, w); // [16, O, I]
     let n = images_per_task(op.batch);
     let tasks = op.batch.div_ceil(n);
     let (gx_tasks, arg_tasks) = backward_tasks(gx, arg, n * in_len, n * out_len, tasks);
@@ -239,12 +251,14 @@ pub(super) fn backward<E: GemmFloat, const PK: usize, const PS: usize>(
                                 add_pooled_bias_grad(tiles, gy_cl, a, &mut gb);
                                 let gy_cl = &*gy_cl;
                                 transform_output_adjoint(
+                                    isa,
                                     op,
                                     tiles,
                                     tmp,
                                     dm,
                                     gt,
                                     i * t,
+                                    #[inline(always)] // into the kernel's AVX2 copy (`simd.rs`)
                                     |ty, tx, g| {
                                         let q = (ty * tiles.tw + tx) * c_out;
                                         unpool_tile(&gy_cl[q..][..c_out], &a[q..][..c_out], g);
@@ -265,19 +279,22 @@ pub(super) fn backward<E: GemmFloat, const PK: usize, const PS: usize>(
                                 }
                                 let gz_cl = &*gz_cl;
                                 transform_output_adjoint(
+                                    isa,
                                     op,
                                     tiles,
                                     tmp,
                                     dm,
                                     gt,
                                     i * t,
+                                    #[inline(always)] // into the kernel's AVX2 copy (`simd.rs`)
                                     |ty, tx, g| {
                                         read_tile_grad(op, gz_cl, ty, tx, g);
                                     },
                                 ); // [16, G·T, O]
                             }
                             pad_channels_last(isa, op, tiles, x_img, x_cl, xp); // [HP, WP, I]
-                            transform_input(op, tiles, xp, tmp, v, gt, i * t); // [16, G·T, I]
+                                                                                // v: [16, G·T, I]
+                            transform_input(isa, op, tiles, xp, tmp, v, gt, i * t);
                         }
                         for xi in 0..16 {
                             let dm_xi =
@@ -303,9 +320,9 @@ pub(super) fn backward<E: GemmFloat, const PK: usize, const PS: usize>(
                         let gx_group = &mut gx_task[gi * GROUP * in_len..][..x_group.len()];
                         for (i, gx_img) in gx_group.chunks_mut(in_len).enumerate() {
                             xp.fill(E::default());
-                            transform_input_adjoint(op, tiles, v, tmp, xp, gt, i * t); // [HP, WP, I]
+                            // onto xp [HP, WP, I], then added into gx_img [I, H, W]
+                            transform_input_adjoint(isa, op, tiles, v, tmp, xp, gt, i * t);
                             unpad_channels_last_add(isa, op, tiles, xp, x_cl, gx_img);
-                            // [I, H, W]
                         }
                     }
                 })
@@ -326,7 +343,7 @@ pub(super) fn backward<E: GemmFloat, const PK: usize, const PS: usize>(
                 *d += s;
             }
         }
-        (transform_weights_adjoint(op, &du), gb)
+        (transform_weights_adjoint(isa, op, &du), gb)
     })
 }
 
@@ -421,126 +438,134 @@ fn add_pooled_bias_grad<E: GemmFloat>(tiles: Tiles, gy: &[E], arg: &[u8], gb: &m
     }
 }
 
-/// The adjoint of [`transform_weights`]: `gw[o, c] = Gᵀ dU[·][o][c] G`.
-///
-/// # Shapes
-/// `du: [16, O, I]` -> `[O, I, 3, 3]`.
-#[inline(always)]
-fn transform_weights_adjoint<E: GemmFloat>(op: &Conv2DOp, du: &[E]) -> Vec<E> {
-    let oi = op.chan_out * op.chan_in;
-    let half = E::from_f64(0.5).unwrap_or_default();
-    // Gᵀ = [[1, 1/2, 1/2, 0], [0, 1/2, -1/2, 0], [0, 1/2, 1/2, 1]]
-    let gt_apply =
-        |a: E, b: E, c: E, d: E| [a + (b + c) * half, (b - c) * half, (b + c) * half + d];
-    let mut gw = vec![E::default(); 9 * oi];
-    for (oc, g) in gw.chunks_exact_mut(9).enumerate() {
-        let at = |row: usize, col: usize| du[(row * 4 + col) * oi + oc];
-        // Gᵀ dU: 3 rows of 4
-        let cols = [0, 1, 2, 3].map(|col| gt_apply(at(0, col), at(1, col), at(2, col), at(3, col)));
-        for r in 0..3 {
-            let row = gt_apply(cols[0][r], cols[1][r], cols[2][r], cols[3][r]); // (Gᵀ dU) G
-            g[3 * r..3 * r + 3].copy_from_slice(&row);
-        }
-    }
-    gw
-}
-
-/// The adjoint of [`transform_output`] (without the bias): for every tile,
-/// `dM[ξ][row0 + t] = (A g Aᵀ)[ξ]` for its 2x2 output gradient `g`, which
-/// `tile_grad(ty, tx, g)` writes (`g[2i + j]`: output `(2ty + i, 2tx + j)`,
-/// contiguous over O), `A = [[1, 0], [1, 1], [1, -1], [0, -1]]`.
-///
-/// # Shapes
-/// `dm: [16, ld, O]` (rows `row0 .. row0 + T`); `tmp: [12, O]`.
-#[inline(always)]
-fn transform_output_adjoint<E: GemmFloat>(
-    op: &Conv2DOp,
-    tiles: Tiles,
-    tmp: &mut [E],
-    dm: &mut [E],
-    ld: usize,
-    row0: usize,
-    mut tile_grad: impl FnMut(usize, usize, &mut [E]),
-) {
-    let o_n = op.chan_out;
-    let zero = E::default();
-    let (g, a) = tmp[..12 * o_n].split_at_mut(4 * o_n);
-    for ty in 0..tiles.th {
-        for tx in 0..tiles.tw {
-            let row = row0 + ty * tiles.tw + tx;
-            tile_grad(ty, tx, g);
-            // a[r][j] = (A g)[r][j]
-            for j in 0..2 {
-                let (g0, g1) = (&g[j * o_n..][..o_n], &g[(2 + j) * o_n..][..o_n]);
-                for o in 0..o_n {
-                    a[j * o_n + o] = g0[o];
-                    a[(2 + j) * o_n + o] = g0[o] + g1[o];
-                    a[(4 + j) * o_n + o] = g0[o] - g1[o];
-                    a[(6 + j) * o_n + o] = zero - g1[o];
-                }
-            }
-            // dM[r][s] = (a Aᵀ)[r][s]
-            for r in 0..4 {
-                let (a0, a1) = (&a[2 * r * o_n..][..o_n], &a[(2 * r + 1) * o_n..][..o_n]);
-                let at = |s: usize| ((r * 4 + s) * ld + row) * o_n;
-                for o in 0..o_n {
-                    dm[at(0) + o] = a0[o];
-                    dm[at(1) + o] = a0[o] + a1[o];
-                    dm[at(2) + o] = a0[o] - a1[o];
-                    dm[at(3) + o] = zero - a1[o];
-                }
+simd::kernel! {
+    /// The adjoint of [`transform_weights`]: `gw[o, c] = Gᵀ dU[·][o][c] G`.
+    ///
+    /// # Shapes
+    /// `du: [16, O, I]` -> `[O, I, 3, 3]`.
+    fn transform_weights_adjoint<E: GemmFloat>(isa: Isa, op: &Conv2DOp, du: &[E]) -> Vec<E> {
+        let oi = op.chan_out * op.chan_in;
+        let half = E::from_f64(0.5).unwrap_or_default();
+        // Gᵀ = [[1, 1/2, 1/2, 0], [0, 1/2, -1/2, 0], [0, 1/2, 1/2, 1]]
+        let gt_apply =
+            |a: E, b: E, c: E, d: E| [a + (b + c) * half, (b - c) * half, (b + c) * half + d];
+        let mut gw = vec![E::default(); 9 * oi];
+        for (oc, g) in gw.chunks_exact_mut(9).enumerate() {
+            let at = |row: usize, col: usize| du[(row * 4 + col) * oi + oc];
+            // Gᵀ dU: 3 rows of 4
+            // (written out: `array::map` would be a portable function of its own, `simd.rs`)
+            let col = |col: usize| gt_apply(at(0, col), at(1, col), at(2, col), at(3, col));
+            let cols = [col(0), col(1), col(2), col(3)];
+            for r in 0..3 {
+                let row = gt_apply(cols[0][r], cols[1][r], cols[2][r], cols[3][r]); // (Gᵀ dU) G
+                g[3 * r..3 * r + 3].copy_from_slice(&row);
             }
         }
+        gw
     }
 }
 
-/// The adjoint of [`transform_input`]: adds `B dV[·][row0 + t] Bᵀ` of every
-/// tile onto its 4x4 window of the padded, channels-last gradient (windows
-/// of neighbouring tiles overlap by two rows or columns and add).
-///
-/// # Shapes
-/// `dv: [16, ld, I]` (rows `row0 .. row0 + T`) -> `gxp: [HP, WP, I]` (accumulated); `tmp: [16, I]`.
-#[inline(always)]
-fn transform_input_adjoint<E: GemmFloat>(
-    op: &Conv2DOp,
-    tiles: Tiles,
-    dv: &[E],
-    tmp: &mut [E],
-    gxp: &mut [E],
-    ld: usize,
-    row0: usize,
-) {
-    let c = op.chan_in;
-    let wp = 2 * tiles.tw + 2;
-    let tmp = &mut tmp[..16 * c];
-    for ty in 0..tiles.th {
-        for tx in 0..tiles.tw {
-            let row = row0 + ty * tiles.tw + tx;
-            let dvv = |r: usize, s: usize| &dv[((r * 4 + s) * ld + row) * c..][..c];
-            // Along r: dt[r][s] = (B dV)[r][s], B = [[1, 0, 0, 0], [0, 1, -1, 1], [-1, 1, 1, 0], [0, 0, 0, -1]]
-            for s in 0..4 {
-                let (v0, v1, v2, v3) = (dvv(0, s), dvv(1, s), dvv(2, s), dvv(3, s));
-                for k in 0..c {
-                    tmp[(s) * c + k] = v0[k];
-                    tmp[(4 + s) * c + k] = v1[k] - v2[k] + v3[k];
-                    tmp[(8 + s) * c + k] = v1[k] + v2[k] - v0[k];
-                    tmp[(12 + s) * c + k] = E::default() - v3[k];
+simd::kernel! {
+    /// The adjoint of [`transform_output`] (without the bias): for every tile,
+    /// `dM[ξ][row0 + t] = (A g Aᵀ)[ξ]` for its 2x2 output gradient `g`, which
+    /// `tile_grad(ty, tx, g)` writes (`g[2i + j]`: output `(2ty + i, 2tx + j)`,
+    /// contiguous over O), `A = [[1, 0], [1, 1], [1, -1], [0, -1]]`.
+    ///
+    /// # Shapes
+    /// `dm: [16, ld, O]` (rows `row0 .. row0 + T`); `tmp: [12, O]`.
+    fn transform_output_adjoint<E: GemmFloat>(
+        isa: Isa,
+        op: &Conv2DOp,
+        tiles: Tiles,
+        tmp: &mut [E],
+        dm: &mut [E],
+        ld: usize,
+        row0: usize,
+        tile_grad: impl FnMut(usize, usize, &mut [E]),
+    ) {
+        let mut tile_grad = tile_grad;
+        let o_n = op.chan_out;
+        let zero = E::default();
+        let (g, a) = tmp[..12 * o_n].split_at_mut(4 * o_n);
+        for ty in 0..tiles.th {
+            for tx in 0..tiles.tw {
+                let row = row0 + ty * tiles.tw + tx;
+                tile_grad(ty, tx, g);
+                // a[r][j] = (A g)[r][j]
+                for j in 0..2 {
+                    let (g0, g1) = (&g[j * o_n..][..o_n], &g[(2 + j) * o_n..][..o_n]);
+                    for o in 0..o_n {
+                        a[j * o_n + o] = g0[o];
+                        a[(2 + j) * o_n + o] = g0[o] + g1[o];
+                        a[(4 + j) * o_n + o] = g0[o] - g1[o];
+                        a[(6 + j) * o_n + o] = zero - g1[o];
+                    }
+                }
+                // dM[r][s] = (a Aᵀ)[r][s]
+                for r in 0..4 {
+                    let (a0, a1) = (&a[2 * r * o_n..][..o_n], &a[(2 * r + 1) * o_n..][..o_n]);
+                    let at = |s: usize| ((r * 4 + s) * ld + row) * o_n;
+                    for o in 0..o_n {
+                        dm[at(0) + o] = a0[o];
+                        dm[at(1) + o] = a0[o] + a1[o];
+                        dm[at(2) + o] = a0[o] - a1[o];
+                        dm[at(3) + o] = zero - a1[o];
+                    }
                 }
             }
-            // Along s, added onto the tile's window: dd[r][·] = dt[r][·] Bᵀ
-            for r in 0..4 {
-                let t = |s: usize| &tmp[(4 * r + s) * c..][..c];
-                let (t0, t1, t2, t3) = (t(0), t(1), t(2), t(3));
-                let base = ((2 * ty + r) * wp + 2 * tx) * c;
-                let window = &mut gxp[base..base + 4 * c];
-                let (d0, rest) = window.split_at_mut(c);
-                let (d1, rest) = rest.split_at_mut(c);
-                let (d2, d3) = rest.split_at_mut(c);
-                for k in 0..c {
-                    d0[k] += t0[k];
-                    d1[k] += t1[k] - t2[k] + t3[k];
-                    d2[k] += t1[k] + t2[k] - t0[k];
-                    d3[k] -= t3[k];
+        }
+    }
+}
+
+simd::kernel! {
+    /// The adjoint of [`transform_input`]: adds `B dV[·][row0 + t] Bᵀ` of every
+    /// tile onto its 4x4 window of the padded, channels-last gradient (windows
+    /// of neighbouring tiles overlap by two rows or columns and add).
+    ///
+    /// # Shapes
+    /// `dv: [16, ld, I]` (rows `row0 .. row0 + T`) -> `gxp: [HP, WP, I]` (accumulated); `tmp: [16, I]`.
+    fn transform_input_adjoint<E: GemmFloat>(
+        isa: Isa,
+        op: &Conv2DOp,
+        tiles: Tiles,
+        dv: &[E],
+        tmp: &mut [E],
+        gxp: &mut [E],
+        ld: usize,
+        row0: usize,
+    ) {
+        let c = op.chan_in;
+        let wp = 2 * tiles.tw + 2;
+        let tmp = &mut tmp[..16 * c];
+        for ty in 0..tiles.th {
+            for tx in 0..tiles.tw {
+                let row = row0 + ty * tiles.tw + tx;
+                let dvv = |r: usize, s: usize| &dv[((r * 4 + s) * ld + row) * c..][..c];
+                // Along r: dt[r][s] = (B dV)[r][s], B = [[1, 0, 0, 0], [0, 1, -1, 1], [-1, 1, 1, 0], [0, 0, 0, -1]]
+                for s in 0..4 {
+                    let (v0, v1, v2, v3) = (dvv(0, s), dvv(1, s), dvv(2, s), dvv(3, s));
+                    for k in 0..c {
+                        tmp[(s) * c + k] = v0[k];
+                        tmp[(4 + s) * c + k] = v1[k] - v2[k] + v3[k];
+                        tmp[(8 + s) * c + k] = v1[k] + v2[k] - v0[k];
+                        tmp[(12 + s) * c + k] = E::default() - v3[k];
+                    }
+                }
+                // Along s, added onto the tile's window: dd[r][·] = dt[r][·] Bᵀ
+                for r in 0..4 {
+                    let t = |s: usize| &tmp[(4 * r + s) * c..][..c];
+                    let (t0, t1, t2, t3) = (t(0), t(1), t(2), t(3));
+                    let base = ((2 * ty + r) * wp + 2 * tx) * c;
+                    let window = &mut gxp[base..base + 4 * c];
+                    let (d0, rest) = window.split_at_mut(c);
+                    let (d1, rest) = rest.split_at_mut(c);
+                    let (d2, d3) = rest.split_at_mut(c);
+                    for k in 0..c {
+                        d0[k] += t0[k];
+                        d1[k] += t1[k] - t2[k] + t3[k];
+                        d2[k] += t1[k] + t2[k] - t0[k];
+                        d3[k] -= t3[k];
+                    }
                 }
             }
         }
@@ -573,27 +598,30 @@ fn unpad_channels_last_add<E: GemmFloat>(
     transpose_strided(isa, g_cl, c_in, gx, h * w, h * w, c_in, true); // [I, H·W] +=
 }
 
-/// `U[ξ][o][c] = (G g Gᵀ)[ξ]` for every kernel `g = w[o, c]`.
-///
-/// # Shapes
-/// `w: [O, I, 3, 3]` -> `[16, O, I]`.
-#[inline(always)]
-fn transform_weights<E: GemmFloat>(op: &Conv2DOp, w: &[E]) -> Vec<E> {
-    let oi = op.chan_out * op.chan_in;
-    let half = E::from_f64(0.5).unwrap_or_default();
-    // G = [[1, 0, 0], [1/2, 1/2, 1/2], [1/2, -1/2, 1/2], [0, 0, 1]]
-    let g_apply = |a: E, b: E, c: E| [a, (a + b + c) * half, (a - b + c) * half, c];
-    let mut u = vec![E::default(); 16 * oi];
-    for (oc, g) in w.chunks_exact(9).enumerate() {
-        let rows = [0, 1, 2].map(|r| g_apply(g[3 * r], g[3 * r + 1], g[3 * r + 2])); // g Gᵀ
-        for col in 0..4 {
-            let t = g_apply(rows[0][col], rows[1][col], rows[2][col]); // column of G g Gᵀ
-            for (row, &val) in t.iter().enumerate() {
-                u[(row * 4 + col) * oi + oc] = val;
+simd::kernel! {
+    /// `U[ξ][o][c] = (G g Gᵀ)[ξ]` for every kernel `g = w[o, c]`.
+    ///
+    /// # Shapes
+    /// `w: [O, I, 3, 3]` -> `[16, O, I]`.
+    fn transform_weights<E: GemmFloat>(isa: Isa, op: &Conv2DOp, w: &[E]) -> Vec<E> {
+        let oi = op.chan_out * op.chan_in;
+        let half = E::from_f64(0.5).unwrap_or_default();
+        // G = [[1, 0, 0], [1/2, 1/2, 1/2], [1/2, -1/2, 1/2], [0, 0, 1]]
+        let g_apply = |a: E, b: E, c: E| [a, (a + b + c) * half, (a - b + c) * half, c];
+        let mut u = vec![E::default(); 16 * oi];
+        for (oc, g) in w.chunks_exact(9).enumerate() {
+            // g Gᵀ (written out: `array::map` would be a portable function of its own, `simd.rs`)
+            let row = |r: usize| g_apply(g[3 * r], g[3 * r + 1], g[3 * r + 2]);
+            let rows = [row(0), row(1), row(2)];
+            for col in 0..4 {
+                let t = g_apply(rows[0][col], rows[1][col], rows[2][col]); // column of G g Gᵀ
+                for (row, &val) in t.iter().enumerate() {
+                    u[(row * 4 + col) * oi + oc] = val;
+                }
             }
         }
+        u
     }
-    u
 }
 
 /// Copies one image into a zero-padded channels-last buffer covering every
@@ -637,114 +665,118 @@ fn add_into<E: GemmFloat>(dst: &mut [E], a: &[E], b: &[E]) {
     }
 }
 
-/// Writes `V[ξ][row0 + t][c] = (Bᵀ d B)[ξ]` for every 4x4 tile `d` of one image.
-///
-/// # Shapes
-/// `xp: [HP, WP, I]` -> `v: [16, ld, I]` (rows `row0 .. row0 + T`); `tmp: [16, I]`.
-#[inline(always)]
-fn transform_input<E: GemmFloat>(
-    op: &Conv2DOp,
-    tiles: Tiles,
-    xp: &[E],
-    tmp: &mut [E],
-    v: &mut [E],
-    ld: usize,
-    row0: usize,
-) {
-    let c = op.chan_in;
-    let wp = 2 * tiles.tw + 2;
-    let tmp = &mut tmp[..16 * c];
-    for ty in 0..tiles.th {
-        for tx in 0..tiles.tw {
-            let d = |r: usize, s: usize| &xp[((2 * ty + r) * wp + 2 * tx + s) * c..][..c];
-            // Bᵀ = [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]]
-            // tmp[r][s'] = (d B)[r][s'], rows of d combined along s
-            for r in 0..4 {
-                let row = &mut tmp[r * 4 * c..][..4 * c];
-                let (t0, rest) = row.split_at_mut(c);
-                let (t1, rest) = rest.split_at_mut(c);
-                let (t2, t3) = rest.split_at_mut(c);
-                sub_into(t0, d(r, 0), d(r, 2));
-                add_into(t1, d(r, 1), d(r, 2));
-                sub_into(t2, d(r, 2), d(r, 1));
-                sub_into(t3, d(r, 1), d(r, 3));
-            }
-            // V[r'][s'] = (Bᵀ (d B))[r'][s'], combined along r
-            let row = row0 + ty * tiles.tw + tx;
-            let tm = |r: usize, s: usize| &tmp[(r * 4 + s) * c..][..c];
-            for s in 0..4 {
-                let out = |r: usize| (r * 4 + s) * ld + row;
-                sub_into(&mut v[out(0) * c..][..c], tm(0, s), tm(2, s));
-                add_into(&mut v[out(1) * c..][..c], tm(1, s), tm(2, s));
-                sub_into(&mut v[out(2) * c..][..c], tm(2, s), tm(1, s));
-                sub_into(&mut v[out(3) * c..][..c], tm(1, s), tm(3, s));
+simd::kernel! {
+    /// Writes `V[ξ][row0 + t][c] = (Bᵀ d B)[ξ]` for every 4x4 tile `d` of one image.
+    ///
+    /// # Shapes
+    /// `xp: [HP, WP, I]` -> `v: [16, ld, I]` (rows `row0 .. row0 + T`); `tmp: [16, I]`.
+    fn transform_input<E: GemmFloat>(
+        isa: Isa,
+        op: &Conv2DOp,
+        tiles: Tiles,
+        xp: &[E],
+        tmp: &mut [E],
+        v: &mut [E],
+        ld: usize,
+        row0: usize,
+    ) {
+        let c = op.chan_in;
+        let wp = 2 * tiles.tw + 2;
+        let tmp = &mut tmp[..16 * c];
+        for ty in 0..tiles.th {
+            for tx in 0..tiles.tw {
+                let d = |r: usize, s: usize| &xp[((2 * ty + r) * wp + 2 * tx + s) * c..][..c];
+                // Bᵀ = [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]]
+                // tmp[r][s'] = (d B)[r][s'], rows of d combined along s
+                for r in 0..4 {
+                    let row = &mut tmp[r * 4 * c..][..4 * c];
+                    let (t0, rest) = row.split_at_mut(c);
+                    let (t1, rest) = rest.split_at_mut(c);
+                    let (t2, t3) = rest.split_at_mut(c);
+                    sub_into(t0, d(r, 0), d(r, 2));
+                    add_into(t1, d(r, 1), d(r, 2));
+                    sub_into(t2, d(r, 2), d(r, 1));
+                    sub_into(t3, d(r, 1), d(r, 3));
+                }
+                // V[r'][s'] = (Bᵀ (d B))[r'][s'], combined along r
+                let row = row0 + ty * tiles.tw + tx;
+                let tm = |r: usize, s: usize| &tmp[(r * 4 + s) * c..][..c];
+                for s in 0..4 {
+                    let out = |r: usize| (r * 4 + s) * ld + row;
+                    sub_into(&mut v[out(0) * c..][..c], tm(0, s), tm(2, s));
+                    add_into(&mut v[out(1) * c..][..c], tm(1, s), tm(2, s));
+                    sub_into(&mut v[out(2) * c..][..c], tm(2, s), tm(1, s));
+                    sub_into(&mut v[out(3) * c..][..c], tm(1, s), tm(3, s));
+                }
             }
         }
     }
 }
 
-/// `bias + Aᵀ m A` for every tile of one image: hands each tile's 2x2
-/// outputs to `sink(ty, tx, out)` (`out[2i + j]`: output `(2ty + i, 2tx + j)`,
-/// contiguous over O; outputs past `HO x WO` are computed too, for the sink
-/// to drop).
-///
-/// # Shapes
-/// `m: [16, ld, O]` (rows `row0 .. row0 + T`); `tmp: [12, O]`.
-#[allow(clippy::too_many_arguments)]
-#[inline(always)]
-fn transform_output<E: GemmFloat>(
-    op: &Conv2DOp,
-    tiles: Tiles,
-    m: &[E],
-    tmp: &mut [E],
-    ld: usize,
-    row0: usize,
-    bias: &[E],
-    mut sink: impl FnMut(usize, usize, &[E]),
-) {
-    let o_n = op.chan_out;
-    let (ma, out) = tmp[..12 * o_n].split_at_mut(8 * o_n);
-    for ty in 0..tiles.th {
-        for tx in 0..tiles.tw {
-            let row = row0 + ty * tiles.tw + tx;
-            let mm = |r: usize, s: usize| &m[((r * 4 + s) * ld + row) * o_n..][..o_n];
-            // Aᵀ = [[1, 1, 1, 0], [0, 1, -1, -1]]; ma[r][j] = (m A)[r][j]
-            for r in 0..4 {
-                let (a0, a1) = ma[r * 2 * o_n..][..2 * o_n].split_at_mut(o_n);
-                for (((((d0, d1), &m0), &m1), &m2), &m3) in a0
-                    .iter_mut()
-                    .zip(a1.iter_mut())
-                    .zip(mm(r, 0))
-                    .zip(mm(r, 1))
-                    .zip(mm(r, 2))
-                    .zip(mm(r, 3))
-                {
-                    *d0 = m0 + m1 + m2;
-                    *d1 = m1 - m2 - m3;
-                }
-            }
-            for i in 0..2 {
-                for j in 0..2 {
-                    // out = bias + row i of Aᵀ (m A), column j; contiguous over O
-                    let t = |r: usize| &ma[(r * 2 + j) * o_n..][..o_n];
-                    let (t0, t1, t2, t3) = (t(0), t(1), t(2), t(3));
-                    let dst = &mut out[(2 * i + j) * o_n..][..o_n];
-                    for ((((d, &b_o), &v0), &v1), (&v2, &v3)) in dst
+simd::kernel! {
+    /// `bias + Aᵀ m A` for every tile of one image: hands each tile's 2x2
+    /// outputs to `sink(ty, tx, out)` (`out[2i + j]`: output `(2ty + i, 2tx + j)`,
+    /// contiguous over O; outputs past `HO x WO` are computed too, for the sink
+    /// to drop).
+    ///
+    /// # Shapes
+    /// `m: [16, ld, O]` (rows `row0 .. row0 + T`); `tmp: [12, O]`.
+    fn transform_output<E: GemmFloat>(
+        isa: Isa,
+        op: &Conv2DOp,
+        tiles: Tiles,
+        m: &[E],
+        tmp: &mut [E],
+        ld: usize,
+        row0: usize,
+        bias: &[E],
+        sink: impl FnMut(usize, usize, &[E]),
+    ) {
+        let mut sink = sink;
+        let o_n = op.chan_out;
+        let (ma, out) = tmp[..12 * o_n].split_at_mut(8 * o_n);
+        for ty in 0..tiles.th {
+            for tx in 0..tiles.tw {
+                let row = row0 + ty * tiles.tw + tx;
+                let mm = |r: usize, s: usize| &m[((r * 4 + s) * ld + row) * o_n..][..o_n];
+                // Aᵀ = [[1, 1, 1, 0], [0, 1, -1, -1]]; ma[r][j] = (m A)[r][j]
+                for r in 0..4 {
+                    let (a0, a1) = ma[r * 2 * o_n..][..2 * o_n].split_at_mut(o_n);
+                    for (((((d0, d1), &m0), &m1), &m2), &m3) in a0
                         .iter_mut()
-                        .zip(bias)
-                        .zip(t0)
-                        .zip(t1)
-                        .zip(t2.iter().zip(t3))
+                        .zip(a1.iter_mut())
+                        .zip(mm(r, 0))
+                        .zip(mm(r, 1))
+                        .zip(mm(r, 2))
+                        .zip(mm(r, 3))
                     {
-                        *d = if i == 0 {
-                            b_o + v0 + v1 + v2
-                        } else {
-                            b_o + v1 - v2 - v3
-                        };
+                        *d0 = m0 + m1 + m2;
+                        *d1 = m1 - m2 - m3;
                     }
                 }
+                for i in 0..2 {
+                    for j in 0..2 {
+                        // out = bias + row i of Aᵀ (m A), column j; contiguous over O
+                        let t = |r: usize| &ma[(r * 2 + j) * o_n..][..o_n];
+                        let (t0, t1, t2, t3) = (t(0), t(1), t(2), t(3));
+                        let dst = &mut out[(2 * i + j) * o_n..][..o_n];
+                        for ((((d, &b_o), &v0), &v1), (&v2, &v3)) in dst
+                            .iter_mut()
+                            .zip(bias)
+                            .zip(t0)
+                            .zip(t1)
+                            .zip(t2.iter().zip(t3))
+                        {
+                            *d = if i == 0 {
+                                b_o + v0 + v1 + v2
+                            } else {
+                                b_o + v1 - v2 - v3
+                            };
+                        }
+                    }
+                }
+                sink(ty, tx, out);
             }
-            sink(ty, tx, out);
         }
     }
 }
@@ -757,6 +789,7 @@ fn write_outputs<'a, E: GemmFloat>(
     z: &'a mut [E],
 ) -> impl FnMut(usize, usize, &[E]) + 'a {
     let (ho, wo, o_n) = (op.h_out, op.w_out, op.chan_out);
+    #[inline(always)] // into the output transform's AVX2 copy (`simd.rs`)
     move |ty, tx, out| {
         for (k, src) in out.chunks_exact(o_n).enumerate() {
             let (oh, ow) = (2 * ty + k / 2, 2 * tx + k % 2);
@@ -784,16 +817,19 @@ pub(super) fn pools_tiles(f: &Fusion) -> bool {
 #[inline(always)]
 fn pool_tile<E: GemmFloat>(relu: bool, out: &[E], y: &mut [E], arg: Option<&mut [u8]>) {
     let o_n = y.len();
-    let zero = E::default();
     let (a0, a1) = (&out[..o_n], &out[o_n..2 * o_n]);
     let (b0, b1) = (&out[2 * o_n..3 * o_n], &out[3 * o_n..4 * o_n]);
     // Selects and bit arithmetic, no branches: the comparisons are
     // data-dependent coin flips (0.4 instead of 0.6 ns per channel at O = 64).
-    let max_of = |o: usize| {
-        let right_top = a1[o] > a0[o];
-        let m1 = if right_top { a1[o] } else { a0[o] };
-        let right_bottom = b1[o] > b0[o];
-        let m2 = if right_bottom { b1[o] } else { b0[o] };
+    // A function, not a closure, so that it is inlined into the AVX2 copy
+    // of the output transform (`simd.rs`) that calls this.
+    #[inline(always)]
+    fn max_of<E: GemmFloat>(relu: bool, [a0, a1, b0, b1]: [E; 4]) -> (E, u8) {
+        let zero = E::default();
+        let right_top = a1 > a0;
+        let m1 = if right_top { a1 } else { a0 };
+        let right_bottom = b1 > b0;
+        let m2 = if right_bottom { b1 } else { b0 };
         let bottom = m2 > m1;
         let m = if bottom { m2 } else { m1 };
         let live = m > zero; // false for NaN, as the ReLU's max(m, 0) drops it
@@ -804,12 +840,17 @@ fn pool_tile<E: GemmFloat>(relu: bool, out: &[E], y: &mut [E], arg: Option<&mut 
             if dead { zero } else { m },
             offset | u8::from(dead).wrapping_neg(),
         ) // DEAD = 0xff
-    };
+    }
+    let window = |o: usize| [a0[o], a1[o], b0[o], b1[o]];
     match arg {
-        None => (0..o_n).for_each(|o| y[o] = max_of(o).0),
+        None => {
+            for (o, y) in y.iter_mut().enumerate() {
+                *y = max_of(relu, window(o)).0;
+            }
+        }
         Some(arg) => {
             for o in 0..o_n {
-                (y[o], arg[o]) = max_of(o);
+                (y[o], arg[o]) = max_of(relu, window(o));
             }
         }
     }
