@@ -31,6 +31,7 @@ use rand_chacha::ChaCha12Rng;
 use rayon::prelude::*;
 
 use super::l2::Penalty;
+use super::recycle::Recycled;
 use super::simd::{self, Isa};
 use super::L2Penalty;
 
@@ -136,7 +137,8 @@ macro_rules! cpu_dropout {
                 x.copy_into(&mut y);
                 let threshold = bernoulli_threshold(prob);
                 let keep = (1.0 - prob) as $E;
-                let mut dropped = vec![false; y.len()];
+                // kept for the backward pass; the loop below writes every element
+                let mut dropped = Recycled::<bool>::stale(y.len());
                 let isa = Isa::detect();
                 y.par_chunks_mut(CHUNK)
                     .zip(dropped.par_chunks_mut(CHUNK))

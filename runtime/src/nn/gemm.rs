@@ -18,13 +18,15 @@ use std::cell::RefCell;
 use dfdx::prelude::{Cpu, HasShape, Shape, Tensor};
 use dfdx::shapes::Dtype;
 
+use crate::nn::recycle::{aligned, Recyclable, Recycled};
 use crate::nn::simd::Isa;
 
 /// The element types `gemm` has kernels for (and the convolution uses): `f32`, `f64`.
-pub trait GemmFloat: Dtype + sealed::Sealed {
-    /// Runs `f` on this thread's scratch buffer, `len` elements long; the
-    /// contents are whatever the last user left. Kept per thread so rayon
-    /// workers reuse their im2col buffers instead of allocating per call.
+pub trait GemmFloat: Dtype + Recyclable + sealed::Sealed {
+    /// Runs `f` on this thread's scratch buffer, `len` elements long and
+    /// starting on a cache line; the contents are whatever the last user
+    /// left. Kept per thread so rayon workers reuse their im2col buffers
+    /// instead of allocating per call.
     ///
     /// # Panics
     /// If `f` itself asks for the scratch buffer (a nested call).
@@ -69,23 +71,12 @@ macro_rules! gemm_float {
         }
         impl GemmFloat for $E {
             fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [Self]) -> R) -> R {
-                $SCRATCH.with(|cell| {
-                    let mut buf = cell.borrow_mut();
-                    if buf.len() < len {
-                        buf.resize(len, 0.0);
-                    }
-                    f(&mut buf[..len])
-                })
+                $SCRATCH.with(|cell| f(aligned(&mut cell.borrow_mut(), len)))
             }
 
             fn with_input<R>(len: usize, f: impl FnOnce(&mut [Self]) -> R) -> R {
                 $INPUT.with(|cell| match cell.try_borrow_mut() {
-                    Ok(mut buf) => {
-                        if buf.len() < len {
-                            buf.resize(len, 0.0);
-                        }
-                        f(&mut buf[..len])
-                    }
+                    Ok(mut buf) => f(aligned(&mut buf, len)),
                     Err(_) => f(&mut vec![0.0; len]),
                 })
             }
@@ -132,10 +123,11 @@ macro_rules! none {
 gemm_float!(f32, SCRATCH_F32, INPUT_F32, transpose_block_f32, some);
 gemm_float!(f64, SCRATCH_F64, INPUT_F64, transpose_block_scalar, none);
 
-/// A contiguous Cpu tensor's data as a `Vec` (dfdx has no public slice view).
-pub(crate) fn read<S: Shape, E: GemmFloat, T>(t: &Tensor<S, E, Cpu, T>) -> Vec<E> {
-    let mut buf = vec![E::default(); t.shape().num_elements()];
-    t.copy_into(&mut buf);
+/// A copy of a contiguous Cpu tensor's data (dfdx has no public slice
+/// view), in a recycled buffer.
+pub(crate) fn read<S: Shape, E: GemmFloat, T>(t: &Tensor<S, E, Cpu, T>) -> Recycled<E> {
+    let mut buf = Recycled::stale(t.shape().num_elements());
+    t.copy_into(&mut buf); // every element
     buf
 }
 
@@ -156,19 +148,19 @@ fn with_data<S: Shape, E: GemmFloat, T, R>(
 /// Runs a forward pass `run` on the data of contiguous tensor `t` and
 /// returns that data when the backward pass needs it (`keep`: the input is
 /// taped); otherwise the copy lives in [`with_data`]'s buffer and an empty
-/// `Vec` is returned.
+/// buffer is returned.
 pub(crate) fn forward_on<S: Shape, E: GemmFloat, T>(
     t: &Tensor<S, E, Cpu, T>,
     keep: bool,
     run: impl FnOnce(&[E]),
-) -> Vec<E> {
+) -> Recycled<E> {
     if keep {
         let data = read(t);
         run(&data);
         data
     } else {
         with_data(t, run);
-        Vec::new()
+        Recycled::empty()
     }
 }
 

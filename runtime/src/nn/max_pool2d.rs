@@ -33,6 +33,7 @@ use dfdx::prelude::{
 use rayon::prelude::*;
 
 use super::l2::Penalty;
+use super::recycle::Recycled;
 use super::simd::{self, Isa};
 use super::L2Penalty;
 
@@ -302,9 +303,9 @@ fn try_max_pool2d_cpu<
 
     let mut out = vec![E::default(); planes * op.plane_out()]; // [B·C, HO, WO]
     let mut argmax = if T::OWNS_TAPE {
-        vec![0u8; out.len()] // [B·C, HO, WO]: the max's offset kh·K + kw in its window
+        Recycled::filled(out.len(), 0u8) // [B·C, HO, WO]: the max's offset kh·K + kw in its window
     } else {
-        Vec::new()
+        Recycled::empty()
     };
     // dfdx has no public `&[E]` view of a tensor: copy the buffer out, into a
     // reused per-thread buffer (fresh pages cost more than the copy).
@@ -353,12 +354,7 @@ macro_rules! scratch {
                     return f(&mut vec![0.0; len]);
                 }
                 BUF.with(|buf| match buf.try_borrow_mut() {
-                    Ok(mut buf) => {
-                        if buf.len() < len {
-                            buf.resize(len, 0.0);
-                        }
-                        f(&mut buf[..len])
-                    }
+                    Ok(mut buf) => f(super::recycle::aligned(&mut buf, len)),
                     // Re-entered on this thread (a rayon worker that stole another pool): allocate.
                     Err(_) => f(&mut vec![0.0; len]),
                 })

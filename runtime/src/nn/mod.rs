@@ -20,6 +20,7 @@ mod flatten;
 mod gemm;
 mod l2;
 mod max_pool2d;
+mod recycle;
 mod simd;
 
 pub use l2::{f32_bits, L2Penalty, Penalty};

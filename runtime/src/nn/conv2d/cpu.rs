@@ -30,6 +30,7 @@ use rayon::prelude::*;
 
 use super::{Conv2DOp, Fusion, Images};
 use crate::nn::gemm::{forward_on, matmul, read, GemmFloat, Mat};
+use crate::nn::recycle::Recycled;
 use crate::nn::simd::{self, Isa};
 
 /// The batch is split into at most this many rayon tasks.
@@ -86,9 +87,9 @@ pub(super) fn try_conv2d<
     // except where the direct and Winograd paths pool 2x2 windows
     // channels-last as they compute them: `[B, PHO·PWO, O]` there.
     let mut arg = if T::OWNS_TAPE && !fusion.is_identity() {
-        vec![0u8; y.len()]
+        Recycled::filled(y.len(), 0u8)
     } else {
-        Vec::new()
+        Recycled::empty()
     };
     let run = |x_buf: &[E]| {
         if super::direct::forward_applies::<E>(&op, &fusion) {
@@ -524,7 +525,7 @@ pub(crate) fn backward<E: GemmFloat, const WO: usize, const PK: usize, const PS:
     gy: &[E],
     arg: &[u8],
     gx: Option<&mut [E]>,
-) -> (Vec<E>, Vec<E>) {
+) -> (Recycled<E>, Recycled<E>) {
     let (ikk, p, o) = (op.patch_len(), op.out_positions(), op.chan_out);
     let (in_len, out_len) = (op.in_image_len(), o * f.plane_out());
     let pd = Padded::new(op);
@@ -538,14 +539,19 @@ pub(crate) fn backward<E: GemmFloat, const WO: usize, const PK: usize, const PS:
     // gemm's microkernel runs along dst's unit-stride axis: keep the partial
     // weight gradient with its longer side contiguous (conv1: O = 32 > IKK = 9).
     let gw_transposed = o > ikk;
-    let partials: Vec<(Vec<E>, Vec<E>)> = gx_tasks
+    // Each task's partial sums, side by side.
+    let mut gw_parts = Recycled::filled(tasks * o * ikk, E::default());
+    let mut gb_parts = Recycled::filled(tasks * o, E::default());
+    let parts = gw_parts
+        .par_chunks_mut(o * ikk)
+        .zip(gb_parts.par_chunks_mut(o));
+    gx_tasks
         .into_par_iter()
         .zip(x.par_chunks(n * in_len))
         .zip(gy.par_chunks(n * out_len))
         .zip(arg_tasks)
-        .map(|(((mut gx_task, x_task), gy_task), arg_task)| {
-            let mut gw = vec![E::default(); o * ikk];
-            let mut gb = vec![E::default(); o];
+        .zip(parts)
+        .for_each(|((((mut gx_task, x_task), gy_task), arg_task), (gw, gb))| {
             E::with_scratch(scratch_len, |scratch| {
                 simd::run!(isa, |_isa| {
                     let (cols, rest) = scratch.split_at_mut(ikk * g * p);
@@ -584,9 +590,9 @@ pub(crate) fn backward<E: GemmFloat, const WO: usize, const PK: usize, const PS:
                         };
                         let cols_mat = Mat::row_major(&cols[..ikk * gp], ikk, gp);
                         if gw_transposed {
-                            matmul(&mut gw, o, cols_mat, gz_mat.t(), true); // [IKK, O]
+                            matmul(gw, o, cols_mat, gz_mat.t(), true); // [IKK, O]
                         } else {
-                            matmul(&mut gw, ikk, gz_mat, cols_mat.t(), true); // [O, IKK]
+                            matmul(gw, ikk, gz_mat, cols_mat.t(), true); // [O, IKK]
                         }
                         for (o_idx, g_o) in gb.iter_mut().enumerate() {
                             *g_o += sum(&gz_mat.data[o_idx * gp..][..gp]);
@@ -609,25 +615,25 @@ pub(crate) fn backward<E: GemmFloat, const WO: usize, const PK: usize, const PS:
                     }
                 })
             });
-            (gw, gb)
-        })
-        .collect();
+        });
 
     // Sum the tasks in order: deterministic for any thread count.
-    let mut gw = vec![E::default(); o * ikk];
-    let mut gb = vec![E::default(); o];
-    for (pw, pb) in &partials {
-        if gw_transposed {
-            for (j, row) in pw.chunks_exact(o).enumerate() {
-                for (oc, &v) in row.iter().enumerate() {
-                    gw[oc * ikk + j] += v;
+    let mut gw = Recycled::filled(o * ikk, E::default());
+    let mut gb = Recycled::filled(o, E::default());
+    simd::run!(isa, |_isa| {
+        for (pw, pb) in gw_parts.chunks_exact(o * ikk).zip(gb_parts.chunks_exact(o)) {
+            if gw_transposed {
+                for (j, row) in pw.chunks_exact(o).enumerate() {
+                    for (oc, &v) in row.iter().enumerate() {
+                        gw[oc * ikk + j] += v;
+                    }
                 }
+            } else {
+                add_assign(&mut gw, pw);
             }
-        } else {
-            add_assign(&mut gw, pw);
+            add_assign(&mut gb, pb);
         }
-        add_assign(&mut gb, pb);
-    }
+    });
     (gw, gb)
 }
 

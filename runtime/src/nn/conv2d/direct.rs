@@ -33,6 +33,7 @@ use super::transpose::transpose;
 use super::winograd::pools_tiles;
 use super::{Conv2DOp, Fusion};
 use crate::nn::gemm::GemmFloat;
+use crate::nn::recycle::Recycled;
 use crate::nn::simd::{self, Isa};
 
 /// Output channels per register block of the backward pass.
@@ -144,20 +145,25 @@ pub(super) fn backward<E: GemmFloat>(
     x: &[E],
     gy: &[E],
     arg: &[u8],
-) -> (Vec<E>, Vec<E>) {
+) -> (Recycled<E>, Recycled<E>) {
     let (o_n, q_n) = (op.chan_out, f.plane_out());
     let (in_len, out_len) = (op.in_image_len(), o_n * q_n);
     let pd = Padded::new(op);
     let arg_channels_last = forward_applies::<E>(op, f);
     let isa = Isa::detect();
     let n = images_per_task(op.batch);
-    let partials: Vec<(Vec<E>, Vec<E>)> = x
-        .par_chunks(n * in_len)
+    let tasks = op.batch.div_ceil(n);
+    // Each task's partial sums, side by side: gW as [9, O], gb as [O].
+    let mut gw_parts = Recycled::filled(tasks * 9 * o_n, E::default());
+    let mut gb_parts = Recycled::filled(tasks * o_n, E::default());
+    let parts = gw_parts
+        .par_chunks_mut(9 * o_n)
+        .zip(gb_parts.par_chunks_mut(o_n));
+    x.par_chunks(n * in_len)
         .zip(gy.par_chunks(n * out_len))
         .zip(arg.par_chunks(n * out_len))
-        .map(|((x_task, gy_task), arg_task)| {
-            let mut gw_t = vec![E::default(); 9 * o_n]; // [9, O]
-            let mut gb = vec![E::default(); o_n];
+        .zip(parts)
+        .for_each(|(((x_task, gy_task), arg_task), (gw_t, gb))| {
             let mut a_cl = vec![0u8; out_len]; // one image's offsets, [PHO·PWO, O]
             E::with_scratch(pd.h * pd.w + out_len, |scratch| {
                 simd::run!(isa, |isa| {
@@ -218,19 +224,20 @@ pub(super) fn backward<E: GemmFloat>(
                     }
                 })
             });
-            (gw_t, gb)
-        })
-        .collect();
+        });
 
     // Sum the tasks in order: deterministic for any thread count.
-    let mut gw_t = vec![E::default(); 9 * o_n];
-    let mut gb = vec![E::default(); o_n];
-    for (pw, pb) in &partials {
+    let mut gw_t = Recycled::filled(9 * o_n, E::default());
+    let mut gb = Recycled::filled(o_n, E::default());
+    for (pw, pb) in gw_parts
+        .chunks_exact(9 * o_n)
+        .zip(gb_parts.chunks_exact(o_n))
+    {
         gw_t.iter_mut().zip(pw).for_each(|(d, &s)| *d += s);
         gb.iter_mut().zip(pb).for_each(|(d, &s)| *d += s);
     }
-    let mut gw = vec![E::default(); o_n * 9];
-    transpose(isa, &gw_t, 9, o_n, &mut gw); // [O, 9]
+    let mut gw = Recycled::stale(o_n * 9);
+    transpose(isa, &gw_t, 9, o_n, &mut gw); // [O, 9], every element
     (gw, gb)
 }
 

@@ -19,6 +19,7 @@ use super::cpu::{backward_tasks, chunks_or_none, images_per_task, pool_relu_plan
 use super::transpose::{transpose, transpose_strided};
 use super::{Conv2DOp, Fusion};
 use crate::nn::gemm::{matmul, GemmFloat, Mat};
+use crate::nn::recycle::Recycled;
 use crate::nn::simd::{self, Isa};
 
 /// Fewer input channels than this gain nothing (the products get too thin).
@@ -205,7 +206,7 @@ pub(super) fn backward<E: GemmFloat, const PK: usize, const PS: usize>(
     gy: &[E],
     arg: &[u8],
     gx: Option<&mut [E]>,
-) -> (Vec<E>, Vec<E>) {
+) -> (Recycled<E>, Recycled<E>) {
     let (c_in, c_out) = (op.chan_in, op.chan_out);
     let p = op.out_positions();
     let (in_len, out_len) = (op.in_image_len(), c_out * f.plane_out());
@@ -216,14 +217,20 @@ pub(super) fn backward<E: GemmFloat, const PK: usize, const PS: usize>(
     let n = images_per_task(op.batch);
     let tasks = op.batch.div_ceil(n);
     let (gx_tasks, arg_tasks) = backward_tasks(gx, arg, n * in_len, n * out_len, tasks);
-    let partials: Vec<(Vec<E>, Vec<E>)> = gx_tasks
+    // Each task's partial sums, side by side.
+    let du_len = 16 * c_out * c_in;
+    let mut du_parts = Recycled::filled(tasks * du_len, E::default());
+    let mut gb_parts = Recycled::filled(tasks * c_out, E::default());
+    let parts = du_parts
+        .par_chunks_mut(du_len)
+        .zip(gb_parts.par_chunks_mut(c_out));
+    gx_tasks
         .into_par_iter()
         .zip(x.par_chunks(n * in_len))
         .zip(gy.par_chunks(n * out_len))
         .zip(arg_tasks)
-        .map(|(((mut gx_task, x_task), gy_task), arg_task)| {
-            let mut du = vec![E::default(); 16 * c_out * c_in];
-            let mut gb = vec![E::default(); c_out];
+        .zip(parts)
+        .for_each(|((((mut gx_task, x_task), gy_task), arg_task), (du, gb))| {
             let gt_max = GROUP.min(x_task.len() / in_len) * t; // rows: images · tiles
             let pad_len = tiles.padded_len(c_in);
             let tmp_len = 16 * c_in.max(c_out);
@@ -248,7 +255,7 @@ pub(super) fn backward<E: GemmFloat, const PK: usize, const PS: usize>(
                                 let a = &arg_task[img * out_len..][..out_len];
                                 let gy_cl = &mut gz_cl[..t * c_out];
                                 transpose(isa, gy_img, c_out, t, gy_cl);
-                                add_pooled_bias_grad(tiles, gy_cl, a, &mut gb);
+                                add_pooled_bias_grad(tiles, gy_cl, a, gb);
                                 let gy_cl = &*gy_cl;
                                 transform_output_adjoint(
                                     isa,
@@ -327,15 +334,16 @@ pub(super) fn backward<E: GemmFloat, const PK: usize, const PS: usize>(
                     }
                 })
             });
-            (du, gb)
-        })
-        .collect();
+        });
 
     // Sum the tasks in order: deterministic for any thread count.
     simd::run!(isa, |_isa| {
-        let mut du = vec![E::default(); 16 * c_out * c_in];
-        let mut gb = vec![E::default(); c_out];
-        for (pu, pb) in &partials {
+        let mut du = Recycled::filled(du_len, E::default());
+        let mut gb = Recycled::filled(c_out, E::default());
+        let parts = du_parts
+            .chunks_exact(du_len)
+            .zip(gb_parts.chunks_exact(c_out));
+        for (pu, pb) in parts {
             for (d, &s) in du.iter_mut().zip(pu) {
                 *d += s;
             }
@@ -443,13 +451,13 @@ simd::kernel! {
     ///
     /// # Shapes
     /// `du: [16, O, I]` -> `[O, I, 3, 3]`.
-    fn transform_weights_adjoint<E: GemmFloat>(isa: Isa, op: &Conv2DOp, du: &[E]) -> Vec<E> {
+    fn transform_weights_adjoint<E: GemmFloat>(isa: Isa, op: &Conv2DOp, du: &[E]) -> Recycled<E> {
         let oi = op.chan_out * op.chan_in;
         let half = E::from_f64(0.5).unwrap_or_default();
         // Gᵀ = [[1, 1/2, 1/2, 0], [0, 1/2, -1/2, 0], [0, 1/2, 1/2, 1]]
         let gt_apply =
             |a: E, b: E, c: E, d: E| [a + (b + c) * half, (b - c) * half, (b + c) * half + d];
-        let mut gw = vec![E::default(); 9 * oi];
+        let mut gw = Recycled::stale(9 * oi); // every element written below
         for (oc, g) in gw.chunks_exact_mut(9).enumerate() {
             let at = |row: usize, col: usize| du[(row * 4 + col) * oi + oc];
             // Gᵀ dU: 3 rows of 4
@@ -603,12 +611,12 @@ simd::kernel! {
     ///
     /// # Shapes
     /// `w: [O, I, 3, 3]` -> `[16, O, I]`.
-    fn transform_weights<E: GemmFloat>(isa: Isa, op: &Conv2DOp, w: &[E]) -> Vec<E> {
+    fn transform_weights<E: GemmFloat>(isa: Isa, op: &Conv2DOp, w: &[E]) -> Recycled<E> {
         let oi = op.chan_out * op.chan_in;
         let half = E::from_f64(0.5).unwrap_or_default();
         // G = [[1, 0, 0], [1/2, 1/2, 1/2], [1/2, -1/2, 1/2], [0, 0, 1]]
         let g_apply = |a: E, b: E, c: E| [a, (a + b + c) * half, (a - b + c) * half, c];
-        let mut u = vec![E::default(); 16 * oi];
+        let mut u = Recycled::stale(16 * oi); // every element written below
         for (oc, g) in w.chunks_exact(9).enumerate() {
             // g Gᵀ (written out: `array::map` would be a portable function of its own, `simd.rs`)
             let row = |r: usize| g_apply(g[3 * r], g[3 * r + 1], g[3 * r + 2]);
