@@ -21,7 +21,10 @@ mod gemm;
 mod l2;
 mod max_pool2d;
 mod recycle;
-mod simd;
+/// Run-time choice of AVX2 + FMA for loops outside `nn` too (`optim.rs`'s
+/// Adam update, `data`'s batch copies), which a build without flags
+/// compiles for SSE2 only.
+pub(crate) mod simd;
 
 pub use l2::{f32_bits, L2Penalty, Penalty};
 
