@@ -233,7 +233,8 @@ mod tests {
         let mut free = Vec::new();
         for n in 1..=KEEP + 3 {
             let evicted = keep(&mut free, vec![0u8; n]);
-            assert_eq!(evicted.map(|v| v.len()), (n > KEEP).then_some(n - KEEP));
+            let smallest_kept_before = if n > KEEP { Some(n - KEEP) } else { None };
+            assert_eq!(evicted.map(|v| v.len()), smallest_kept_before);
         }
         assert_eq!(free.len(), KEEP);
     }
