@@ -50,13 +50,15 @@ pub enum Isa {
     /// The target's baseline (SSE2 on x86-64): every CPU.
     Portable,
     /// AVX2 and FMA (x86-64-v3: Intel Haswell, AMD Zen 1 and later), with
-    /// the proof that this CPU has them.
+    /// the proof that this CPU has them (never made on other targets).
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     Avx2Fma(Avx2Fma),
 }
 
 /// Proof that this CPU has AVX2 and FMA: only [`Isa::detect`] makes one
 /// (the field is private), after asking the CPU.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 pub struct Avx2Fma(());
 
 impl Isa {
