@@ -12,27 +12,21 @@
 //!
 //! Progress goes to stderr, results to stdout.
 
-mod peers;
-mod run;
-mod variants;
-
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use netdsl_runtime::bench::peak_rss_mib;
+use netdsl_experiments::bench::peak_rss_mib;
+use netdsl_experiments::run::{BenchCtx, RunCtx};
+use netdsl_experiments::variants::{find, study_fit, Variant, VARIANTS};
+use netdsl_experiments::{peers, report};
 use netdsl_runtime::data::FashionMnist;
-use netdsl_runtime::report;
-use netdsl_runtime::train::TrainConfig;
-
-use run::{BenchCtx, RunCtx};
 
 /// Each CNN step allocates tens of MB; glibc's malloc returns them to the OS
 /// and faults them back in every step, mimalloc keeps them.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-use variants::{find, Variant, VARIANTS};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -162,13 +156,8 @@ fn real_main() -> Result<()> {
             resume,
         } => {
             let selected = select(&ids)?;
-            let config = TrainConfig {
-                epochs,
-                batch,
-                seed,
-                ..TrainConfig::default()
-            };
-            config.check(usize::MAX)?;
+            let fit = study_fit(epochs, batch, seed, None);
+            fit.check()?;
             let data = FashionMnist::load(data.as_deref()).context("loading Fashion-MNIST")?;
             if let Some(n) = limit {
                 anyhow::ensure!(
@@ -177,21 +166,28 @@ fn real_main() -> Result<()> {
                     data.train.len()
                 );
             }
+            let train_len = limit.unwrap_or(data.train.len());
+            anyhow::ensure!(
+                batch <= train_len,
+                "batch size {batch} is larger than the {train_len} training images"
+            );
             let ctx = RunCtx {
                 data: &data,
-                config,
+                fit,
                 limit,
                 out: out.clone(),
                 resume,
+                progress: std::io::stderr().is_terminal(),
             };
             for v in selected {
                 let Some(r) = (v.run)(v, &ctx).with_context(|| format!("variant {}", v.id))? else {
                     continue;
                 };
                 let last = r.epochs.last().context("no epoch ran")?;
+                let val = |x: Option<f64>| x.unwrap_or(f64::NAN);
                 out!(
                     "{:<9} loss {:.4} acc {:.4} val_loss {:.4} val_acc {:.4} test_acc {:.4} train {:.1}s test {:.2}s",
-                    r.id, last.loss, last.accuracy, last.val_loss, last.val_accuracy,
+                    r.id, last.loss, last.accuracy, val(last.val_loss), val(last.val_accuracy),
                     r.test_accuracy, r.train_seconds, r.test_seconds
                 )?;
             }

@@ -3,7 +3,7 @@
 //! the report built from it, summaries, and clear errors for bad input.
 
 use assert_cmd::Command;
-use netdsl_runtime::metrics::RunResult;
+use netdsl_experiments::results::RunResult;
 
 fn study() -> Command {
     Command::cargo_bin("study").unwrap()
@@ -53,7 +53,7 @@ fn run_two_variants_then_report() {
         assert_eq!(r.settings.limit, Some(2000));
         let e = &r.epochs[0];
         assert!(e.loss.is_finite() && e.loss > 0.0, "{id} loss {}", e.loss);
-        assert!((0.0..=1.0).contains(&e.val_accuracy));
+        assert!((0.0..=1.0).contains(&e.val_accuracy.unwrap()));
         assert!(
             r.test_accuracy >= min_acc,
             "{id} test accuracy {}",

@@ -203,7 +203,7 @@ impl<
 }
 
 /// A device that can max-pool: `Cpu` with a direct kernel, `Cuda` through
-/// [`try_max_pool2d_composed`].
+/// `try_max_pool2d_composed` (a composition of dfdx ops).
 pub trait MaxPool2DKernel<E: Dtype>: Device<E> {
     /// Pools `(B, C, HI, WI)` into `(B, C, HO, WO)` with `K × K` windows every `S`
     /// pixels; the sizes must satisfy `MaxPool2D`'s assertion.

@@ -1,4 +1,5 @@
-//! Results tables and the report folder, built from the `<id>.json` files that runs write.
+//! The study's published table ([`STUDY`]), its variant order, and the report
+//! folder built from the `<id>.json` files that runs write.
 //!
 //! `study report --out results` calls [`load_results`] then [`write_report`], which writes
 //!
@@ -18,9 +19,13 @@ use std::fmt::Write as _;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use crate::error::{Error, Result};
-use crate::metrics::{EpochMetrics, RunResult};
-use crate::plot;
+use netdsl_runtime::data::CLASS_NAMES;
+use netdsl_runtime::error::{Error, Result};
+use netdsl_runtime::metrics::EpochMetrics;
+pub use netdsl_runtime::network::thousands;
+use netdsl_runtime::plot::{self, Reference, Run};
+
+use crate::results::RunResult;
 
 /// The study's variant ids, in the order of its results table.
 pub const VARIANT_ORDER: [&str; 14] = [
@@ -138,19 +143,6 @@ pub fn load_results(dir: &Path) -> Result<Vec<RunResult>> {
     Ok(results)
 }
 
-/// `225034` -> `"225,034"`.
-pub fn thousands(n: usize) -> String {
-    let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
 /// Fixed decimals, or an en dash for a missing or non-finite value.
 fn fixed(x: Option<f64>, decimals: usize) -> String {
     match x {
@@ -160,8 +152,8 @@ fn fixed(x: Option<f64>, decimals: usize) -> String {
 }
 
 /// A value of the final epoch, if there is one.
-fn last(result: &RunResult, field: fn(&EpochMetrics) -> f64) -> Option<f64> {
-    result.epochs.last().map(field)
+fn last(result: &RunResult, field: fn(&EpochMetrics) -> Option<f64>) -> Option<f64> {
+    result.epochs.last().and_then(field)
 }
 
 /// Append one Markdown table row.
@@ -206,8 +198,8 @@ pub fn markdown_table(results: &[RunResult]) -> String {
             &mut out,
             &[
                 format!("`{}`", r.id),
-                fixed(last(r, |e| e.loss), 4),
-                fixed(last(r, |e| e.accuracy), 4),
+                fixed(last(r, |e| Some(e.loss)), 4),
+                fixed(last(r, |e| Some(e.accuracy)), 4),
                 fixed(last(r, |e| e.val_loss), 4),
                 fixed(last(r, |e| e.val_accuracy), 4),
                 fixed(Some(r.train_seconds), 1),
@@ -254,9 +246,9 @@ pub fn comparison_table(results: &[RunResult]) -> String {
             &[
                 format!("`{}`", r.id),
                 study.map_or_else(|| "–".to_string(), |s| s.model.to_string()),
-                fixed(last(r, |e| e.loss), 4),
+                fixed(last(r, |e| Some(e.loss)), 4),
                 fixed(theirs(|s| s.loss), 4),
-                fixed(last(r, |e| e.accuracy), 4),
+                fixed(last(r, |e| Some(e.accuracy)), 4),
                 fixed(theirs(|s| s.accuracy), 4),
                 fixed(last(r, |e| e.val_loss), 4),
                 fixed(theirs(|s| s.val_loss), 4),
@@ -297,8 +289,8 @@ pub fn csv_table(results: &[RunResult]) -> String {
             csv_field(&r.description),
             r.params.to_string(),
             r.epochs.len().to_string(),
-            opt(last(r, |e| e.loss)),
-            opt(last(r, |e| e.accuracy)),
+            opt(last(r, |e| Some(e.loss))),
+            opt(last(r, |e| Some(e.accuracy))),
             opt(last(r, |e| e.val_loss)),
             opt(last(r, |e| e.val_accuracy)),
             r.train_seconds.to_string(),
@@ -373,7 +365,7 @@ pub fn markdown_report(results: &[RunResult]) -> String {
         }
         let name = figure_name(&r.id);
         let _ = writeln!(out, "\n\n![{} learning curves](curves/{name}.png)", r.id);
-        if plot::has_confusion(r) {
+        if plot::is_square(&r.confusion) {
             let _ = writeln!(out, "![{} confusion matrix](confusion/{name}.png)", r.id);
         }
     }
@@ -449,33 +441,76 @@ pub fn write_report(dir: &Path, results: &[RunResult]) -> Result<ReportFiles> {
             .collect(),
         confusion: results
             .iter()
-            .filter(|r| plot::has_confusion(r))
+            .filter(|r| plot::is_square(&r.confusion))
             .map(|r| confusion_dir.join(format!("{}.png", figure_name(&r.id))))
             .collect(),
     };
     write(&files.markdown, markdown_report(results))?;
     write(&files.csv, csv_table(results))?;
-    plot::overview(&files.overview, results)?;
+    plot::compare(&files.overview, "All variants", &overview_runs(results))?;
     for (r, path) in results.iter().zip(&files.curves) {
-        plot::learning_curves(path, r)?;
+        let title = if r.description.is_empty() {
+            r.id.clone()
+        } else {
+            format!("{}: {}", r.id, r.description)
+        };
+        let study = study_row(&r.id).map(|s| Reference {
+            label: "study",
+            val_loss: s.val_loss,
+            val_accuracy: s.val_accuracy,
+        });
+        plot::learning_curves(path, &title, &r.epochs, study.as_ref())?;
     }
     if !files.confusion.is_empty() {
         create(&confusion_dir)?;
     }
     for (r, path) in results
         .iter()
-        .filter(|r| plot::has_confusion(r))
+        .filter(|r| plot::is_square(&r.confusion))
         .zip(&files.confusion)
     {
-        plot::confusion(path, r)?;
+        let title = format!("{}: test confusion matrix", r.id);
+        // The study's runs are on Fashion-MNIST: its class names label a 10x10 matrix.
+        let names: Vec<String> = CLASS_NAMES.iter().map(|n| n.to_string()).collect();
+        let names = (r.confusion.len() == names.len()).then_some(&names[..]);
+        plot::confusion(path, &title, &r.confusion, names)?;
     }
     Ok(files)
+}
+
+/// The runs of the overview figure: one colour per architecture (the id
+/// without `-do`, in first-seen order), the dropout twins dashed.
+fn overview_runs(results: &[RunResult]) -> Vec<Run<'_>> {
+    let mut architectures: Vec<&str> = Vec::new();
+    results
+        .iter()
+        .map(|r| {
+            let (base, dashed) = match r.id.strip_suffix("-do") {
+                Some(base) => (base, true),
+                None => (r.id.as_str(), false),
+            };
+            let color = match architectures.iter().position(|a| *a == base) {
+                Some(i) => i,
+                None => {
+                    architectures.push(base);
+                    architectures.len() - 1
+                }
+            };
+            Run {
+                name: &r.id,
+                epochs: &r.epochs,
+                test_accuracy: r.test_accuracy,
+                color,
+                dashed,
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metrics::Settings;
+    use crate::results::Settings;
 
     fn run(id: &str) -> RunResult {
         RunResult {
@@ -501,12 +536,11 @@ mod tests {
     }
 
     #[test]
-    fn thousands_separators() {
-        assert_eq!(thousands(0), "0");
-        assert_eq!(thousands(999), "999");
-        assert_eq!(thousands(3985), "3,985");
-        assert_eq!(thousands(225034), "225,034");
-        assert_eq!(thousands(1234567), "1,234,567");
+    fn dropout_twins_share_a_colour() {
+        let results = ["dnn1", "cnn3a", "cnn3a-do"].map(run);
+        let runs = overview_runs(&results);
+        let styles: Vec<(usize, bool)> = runs.iter().map(|r| (r.color, r.dashed)).collect();
+        assert_eq!(styles, [(0, false), (1, false), (1, true)]);
     }
 
     #[test]

@@ -1,18 +1,20 @@
-//! Speed measurement: seconds per training epoch (55,000 images, batch 100)
-//! and per test-set evaluation (10,000 images), as `study bench` and
-//! `cargo run --release -p netdsl-runtime --example epoch_bench` print them.
+//! Speed measurement of the study's variants: seconds per training epoch
+//! (55,000 images, batch 100) and per test-set evaluation (10,000 images),
+//! as `study bench` prints them.
 //!
 //! An epoch is extrapolated from the median of `repeats` timed runs of
 //! `steps` training steps (after a 5-step warm-up), so a benchmark takes
 //! seconds instead of minutes; evaluation is timed whole, median of `repeats`.
 
-use dfdx::prelude::*;
+use anyhow::{ensure, Result};
+use netdsl_runtime::data::{Augment, FashionMnist};
+use netdsl_runtime::dfdx::prelude::*;
+use netdsl_runtime::model::{Model, Trainable};
+use netdsl_runtime::network::Network;
+use netdsl_runtime::train::Trainer;
 
-use crate::data::{Augment, FashionMnist};
-use crate::error::{Error, Result};
-use crate::eval::evaluate;
-use crate::network::Network;
-use crate::train::{TrainConfig, Trainable, Trainer};
+use crate::run::shaped_for;
+use crate::variants::study_fit;
 
 /// Batch size and steps of the study's epoch: 55,000 / 100.
 pub const BATCH: usize = 100;
@@ -36,32 +38,27 @@ where
     N: Network + BuildOnDevice<Cpu, f32>,
     N::Built: Trainable<N, Cpu>,
 {
-    if steps == 0 || repeats == 0 || steps * BATCH > data.train.len() {
-        return Err(Error::Config(format!(
-            "bench needs 1 <= steps <= {} and repeats >= 1",
-            data.train.len() / BATCH
-        )));
-    }
-    let config = TrainConfig {
-        augment,
-        ..TrainConfig::default()
-    };
+    let max_steps = data.train.len() / BATCH;
+    ensure!(
+        (1..=max_steps).contains(&steps) && repeats >= 1,
+        "bench needs 1 <= steps <= {max_steps} and repeats >= 1"
+    );
+    let fit = study_fit(1, BATCH, 0, augment);
     let dev = Cpu::seed_from_u64(0);
-    let mut model = dev
-        .try_build_module::<N, f32>()
-        .map_err(|e| Error::Device(format!("{e:?}")))?;
-    let mut trainer = Trainer::<N, _, _>::new(dev.clone(), config.clone());
-    let quiet = indicatif::ProgressBar::hidden();
-    trainer.train_epoch(&mut model, &data.train.take(5 * BATCH), 1, &quiet)?;
-    let subset = data.train.take(steps * BATCH);
+    let mut model = Model::<N>::new(&dev)?;
+    let mut trainer = Trainer::new(fit)?;
+    let warm_up = shaped_for::<N>(&data.train.take(5 * BATCH));
+    trainer.train_epoch(&mut model, &warm_up, 1, &mut ())?;
+    let subset = shaped_for::<N>(&data.train.take(steps * BATCH));
+    let test = shaped_for::<N>(&data.test);
     let mut per_step = Vec::new();
     for r in 0..repeats {
-        let t = trainer.train_epoch(&mut model, &subset, r + 2, &quiet)?;
+        let t = trainer.train_epoch(&mut model, &subset, r + 2, &mut ())?;
         per_step.push(t.seconds / steps as f64);
     }
     let mut eval = Vec::new();
     for _ in 0..repeats {
-        eval.push(evaluate::<N, _, _>(&model, &dev, &data.test, config.eval_batch)?.seconds);
+        eval.push(model.evaluate(&test)?.seconds);
     }
     Ok(BenchResult {
         train_epoch_s: median(&mut per_step) * EPOCH_STEPS as f64,

@@ -4,14 +4,14 @@
 //! Fixtures: `tests/fixtures/results/` holds three hand-written `<id>.json` run results plus an
 //! unrelated `summary.json` and a `README.txt` that loading must skip.
 //!
-//! Run: `cargo test -p netdsl-runtime --test report` (update snapshots with `cargo insta review`
+//! Run: `cargo test -p netdsl-experiments --test report` (update snapshots with `cargo insta review`
 //! or `INSTA_UPDATE=always`).
 
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use netdsl_runtime::plot::{CONFUSION_SIZE, CURVES_SIZE, OVERVIEW_SIZE};
-use netdsl_runtime::report::{load_results, markdown_table, write_report};
+use netdsl_experiments::report::{load_results, markdown_table, write_report};
+use netdsl_runtime::plot::{COMPARE_SIZE as OVERVIEW_SIZE, CONFUSION_SIZE, CURVES_SIZE};
 use netdsl_runtime::Error;
 
 fn fixtures() -> PathBuf {

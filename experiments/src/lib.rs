@@ -1,0 +1,19 @@
+//! netdsl-experiments: the Fashion-MNIST study (14 dense and convolutional
+//! variants, originally Keras on a GPU) rebuilt with netdsl, and the `study`
+//! program that reproduces its results table and figures.
+//!
+//! - [`variants`]: the fourteen `network!` declarations and their training
+//!   settings (optimizer, augmentation), one [`variants::Variant`] each.
+//! - [`run`]: one variant's run (progress, checkpoints, `<id>.json`).
+//! - [`results`]: the `<id>.json` format.
+//! - [`report`]: the study's published table and the report folder.
+//! - [`bench`](mod@bench), [`peers`]: the study's epoch benchmark and the peer figures.
+//!
+//! Run the study: `cargo run --release -p netdsl-experiments --bin study -- run all`.
+
+pub mod bench;
+pub mod peers;
+pub mod report;
+pub mod results;
+pub mod run;
+pub mod variants;
