@@ -396,6 +396,47 @@ mod tests {
         );
     }
 
+    /// The first line of each error, for compact comparisons.
+    fn errors(tokens: proc_macro2::TokenStream) -> Vec<String> {
+        check_one(tokens).unwrap_err()
+    }
+
+    #[test]
+    fn errors_within_a_layer_come_in_source_order() {
+        let errs = errors(quote!(N<1, 28, 28> { conv<0, 3, stride = 0, pad = full, strides = 1> }));
+        let firsts: Vec<&str> = errs
+            .iter()
+            .map(|e| &e[..e.find([',', ';']).unwrap()])
+            .collect();
+        assert_eq!(
+            firsts,
+            [
+                "filters must be at least 1",
+                "stride must be at least 1",
+                "unknown padding `full`",
+                "unknown option `strides` for `conv` (did you mean `stride`?)",
+            ]
+        );
+    }
+
+    #[test]
+    fn argument_hints() {
+        let errs = errors(quote!(N<1, 28, 28> {
+            relu<>, conv<8, 3, padding = same>, conv<32, 3, 2>, maxpool<2, 2>, flatten,
+            dense<10, 5>,
+        }));
+        assert_eq!(
+            errs,
+            [
+                "`relu` takes no arguments; write `relu` without `<>`",
+                "unknown option `padding` for `conv` (did you mean `pad`?); it takes `stride`, `pad`, `l2`",
+                "extra argument: `conv` takes only its filters and kernel size; for a stride write `conv<32, 3, stride = 2>`",
+                "extra argument: `maxpool` takes only its pool size; for a stride write `maxpool<2, stride = 2>`",
+                "extra argument: `dense` takes only its units, e.g. `dense<128>`",
+            ]
+        );
+    }
+
     #[test]
     fn input_shape_rules() {
         let errs = check_one(quote!(N<28, 28> { dense<10> })).unwrap_err();
