@@ -157,6 +157,7 @@ pub fn check_layer_args(errors: &mut Errors, layer: &Layer) -> Option<Spec> {
                 index += 1;
                 match sig.positional.get(i) {
                     Some(&"rate") => rate = check_rate(errors, value),
+                    Some(&"pool size") => sizes.push(check_pool(errors, value)),
                     Some(what) => sizes.push(check_size(errors, value, what)),
                     None if i == want => {
                         let msg = extra_argument(kind, &sig, &positional);
@@ -294,6 +295,32 @@ fn check_size(errors: &mut Errors, value: &Value, what: &str) -> Option<usize> {
     None
 }
 
+/// The largest `maxpool` window side: the pooling records each maximum's
+/// position in its window in one byte (`runtime/src/nn/max_pool2d.rs`, `K * K
+/// <= 256`). A fused `conv, relu, maxpool` block allows one less (its byte
+/// also marks outputs the ReLU cut), so `expand.rs` leaves a pool of 16 unfused.
+pub const MAX_POOL: usize = 16;
+
+/// A pool size is a size of at most [`MAX_POOL`].
+///
+/// ```text
+/// maxpool<17>
+/// ```
+fn check_pool(errors: &mut Errors, value: &Value) -> Option<usize> {
+    let pool = check_size(errors, value, "pool size")?;
+    if pool > MAX_POOL {
+        errors.error_spanned(
+            value,
+            format!(
+                "pool size {pool} is larger than {MAX_POOL}, the largest `maxpool` supports; \
+                 use a pool of at most {MAX_POOL}, or several pools"
+            ),
+        );
+        return None;
+    }
+    Some(pool)
+}
+
 /// `pad = valid | same | P` with P >= 0.
 ///
 /// ```text
@@ -336,44 +363,50 @@ fn real(value: &Value) -> Result<Float, String> {
     })
 }
 
-/// `l2 = λ` with λ >= 0 and finite.
+/// `l2 = λ` with λ >= 0 and finite as `f32` (the factor is stored as `f32` bits).
 ///
 /// ```text
-/// dense<10, l2 = -0.1>
+/// dense<10, l2 = -0.1>   dense<10, l2 = 1e39>
 /// ```
 fn check_l2(errors: &mut Errors, value: &Value) -> Option<Float> {
-    match real(value) {
-        Ok(f) if f.value >= 0.0 && f.value.is_finite() && (f.value as f32).is_finite() => {
-            return Some(f)
-        }
-        Ok(f) => errors.error_spanned(
-            value,
-            format!(
-                "l2 factor must be >= 0, got `{}`; Keras' usual value is `1e-3`",
-                f.text
-            ),
+    let msg = match real(value) {
+        Ok(f) if f.value < 0.0 => format!(
+            "l2 factor must be >= 0, got `{}`; Keras' usual value is `1e-3`",
+            f.text
         ),
-        Err(msg) => errors.error_spanned(value, msg),
-    }
+        Ok(f) if !(f.value as f32).is_finite() => format!(
+            "l2 factor `{}` is too large for f32 (at most {:e}); Keras' usual value is `1e-3`",
+            f.text,
+            f32::MAX
+        ),
+        Ok(f) => return Some(f),
+        Err(msg) => msg,
+    };
+    errors.error_spanned(value, msg);
     None
 }
 
-/// `dropout<P>` with 0 <= P < 1 (1 would drop everything).
+/// `dropout<P>` with 0 <= P < 1 (1 would drop everything), also once rounded
+/// to `f32` (the rate is stored as `f32` bits: `0.99999999` is `1.0`).
 ///
 /// ```text
-/// dropout<1.5>   dropout<1>   dropout<-0.1>
+/// dropout<1.5>   dropout<1>   dropout<-0.1>   dropout<0.99999999>
 /// ```
 fn check_rate(errors: &mut Errors, value: &Value) -> Option<Float> {
-    match real(value) {
-        Ok(f) if (0.0..1.0).contains(&f.value) => return Some(f),
-        Ok(f) => errors.error_spanned(
-            value,
-            format!(
-                "dropout rate must be in [0, 1), got `{}`; it is the fraction of values dropped, e.g. `0.5`",
-                f.text
-            ),
+    let msg = match real(value) {
+        Ok(f) if !(0.0..1.0).contains(&f.value) => format!(
+            "dropout rate must be in [0, 1), got `{}`; it is the fraction of values dropped, e.g. `0.5`",
+            f.text
         ),
-        Err(msg) => errors.error_spanned(value, format!("dropout rate: {msg}")),
-    }
+        Ok(f) if f.value as f32 >= 1.0 => format!(
+            "dropout rate `{}` rounds to 1 as f32, which would drop everything; \
+             the largest rate below 1 is `{}`",
+            f.text,
+            1.0 - f32::EPSILON / 2.0
+        ),
+        Ok(f) => return Some(f),
+        Err(msg) => format!("dropout rate: {msg}"),
+    };
+    errors.error_spanned(value, msg);
     None
 }

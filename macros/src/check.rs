@@ -402,6 +402,40 @@ mod tests {
     }
 
     #[test]
+    fn sizes_the_runtime_cannot_build_are_rejected() {
+        let errs = errors(quote!(N<1, 40, 40> {
+            conv<2, 3>, relu, maxpool<17>, maxpool<16>, dropout<0.99999999>, flatten,
+            dense<10, l2 = 1e39>,
+        }));
+        assert_eq!(errs.len(), 3, "{errs:#?}");
+        assert!(
+            errs[0].starts_with("pool size 17 is larger than 16"),
+            "{}",
+            errs[0]
+        );
+        assert!(
+            errs[1].starts_with("dropout rate `0.99999999` rounds to 1 as f32"),
+            "{}",
+            errs[1]
+        );
+        assert!(
+            errs[1].ends_with("the largest rate below 1 is `0.99999994`"),
+            "{}",
+            errs[1]
+        );
+        assert!(
+            errs[2].starts_with("l2 factor `1e39` is too large for f32"),
+            "{}",
+            errs[2]
+        );
+        // The limits themselves pass.
+        check_one(quote!(N<1, 18, 18> {
+            conv<2, 3>, relu, maxpool<16>, dropout<0.99999994>, flatten, dense<2, l2 = 3e38>,
+        }))
+        .unwrap();
+    }
+
+    #[test]
     fn errors_within_a_layer_come_in_source_order() {
         let errs = errors(quote!(N<1, 28, 28> { conv<0, 3, stride = 0, pad = full, strides = 1> }));
         let firsts: Vec<&str> = errs

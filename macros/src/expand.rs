@@ -19,6 +19,7 @@
 //! the user's imports. Each layer type is spanned at its layer word, so a type
 //! error about a layer points at that layer.
 
+use crate::args::MAX_POOL;
 use crate::ast::{Network, Networks};
 use crate::check::{check, describe, Checked, CheckedLayer, Spec};
 use crate::shape::{conv_dim, Shape};
@@ -27,6 +28,11 @@ use quote::{format_ident, quote, quote_spanned};
 
 /// dfdx implements modules for tuples of 1 to 6 elements.
 const MAX_TUPLE: usize = 6;
+
+/// The largest pool fused into a `ConvBlock`: its pooling marks outputs the
+/// ReLU cut with the byte 255, so `POOL * POOL < 255` (`runtime/src/nn/conv_block.rs`).
+/// A larger pool (up to [`MAX_POOL`]) stays a separate `MaxPool2D` layer.
+const MAX_FUSED_POOL: usize = MAX_POOL - 1;
 
 /// Expand every network of one invocation; a failed one becomes `compile_error!` plus a fallback.
 pub fn networks(input: &Networks) -> TokenStream {
@@ -118,16 +124,17 @@ fn expand_network(checked: &Checked) -> TokenStream {
 
 /// The layers' builder types, each `conv, relu[, maxpool]` run fused into one
 /// `ConvBlock` (the same function, computed without its intermediate tensors);
-/// a block that is the network's first layer computes no input gradient.
+/// a block that is the network's first layer computes no input gradient. A
+/// pool larger than [`MAX_FUSED_POOL`] follows its block as its own layer.
 fn expand_layers(layers: &[CheckedLayer]) -> Vec<TokenStream> {
     let mut out = Vec::with_capacity(layers.len());
     let mut i = 0;
     while i < layers.len() {
         let relu_next = matches!(layers.get(i + 1).map(|l| &l.spec), Some(Spec::Relu));
         if matches!(layers[i].spec, Spec::Conv { .. }) && relu_next {
-            let pool = layers
-                .get(i + 2)
-                .filter(|l| matches!(l.spec, Spec::MaxPool { .. }));
+            let pool = layers.get(i + 2).filter(
+                |l| matches!(l.spec, Spec::MaxPool { kernel, .. } if kernel <= MAX_FUSED_POOL),
+            );
             if let Some(block) = expand_block(&layers[i], pool, i == 0) {
                 out.push(block);
                 i += if pool.is_some() { 3 } else { 2 };
