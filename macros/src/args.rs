@@ -272,9 +272,12 @@ fn unknown_option(kind: LayerKind, sig: &Signature, name: &str) -> String {
 /// A size (units, filters, kernel, stride, input dimension) is an integer >= 1.
 ///
 /// ```text
-/// dense<0>   conv<-32, 3>   dense<12.5>   maxpool<2, stride = 0>
+/// dense<0>   conv<-32, 3>   dense<12.5>   maxpool<2, stride = 0>   dense<3units>
 /// ```
 fn check_size(errors: &mut Errors, value: &Value, what: &str) -> Option<usize> {
+    if !check_no_suffix(errors, value) {
+        return None;
+    }
     let msg = match value {
         Value::Int(None, lit) => match lit.base10_parse::<u64>() {
             Ok(0) => format!("{what} must be at least 1, got 0"),
@@ -321,12 +324,36 @@ fn check_pool(errors: &mut Errors, value: &Value) -> Option<usize> {
     Some(pool)
 }
 
+/// Numbers are written without a type suffix: `5x3` is not a 5x3 kernel (rustc
+/// reads it as `5` with the suffix `x3`), `3units` is not a unit count.
+///
+/// ```text
+/// conv<32, 5x3>   dense<3units>   dropout<0.5f32>
+/// ```
+fn check_no_suffix(errors: &mut Errors, value: &Value) -> bool {
+    let Some(suffix) = value.suffix() else {
+        return true;
+    };
+    let text = value.text();
+    let number = text.strip_suffix(suffix).unwrap_or(&text);
+    errors.error_spanned(
+        value,
+        format!(
+            "unexpected suffix `{suffix}` on `{text}`; write the number alone, e.g. `{number}`"
+        ),
+    );
+    false
+}
+
 /// `pad = valid | same | P` with P >= 0.
 ///
 /// ```text
 /// conv<32, 3, pad = full>
 /// ```
 fn check_padding(errors: &mut Errors, value: &Value) -> Option<Padding> {
+    if !check_no_suffix(errors, value) {
+        return None;
+    }
     let msg = match value {
         Value::Word(word) if word == "same" => return Some(Padding::Same),
         Value::Word(word) if word == "valid" => return Some(Padding::Valid),
@@ -369,6 +396,9 @@ fn real(value: &Value) -> Result<Float, String> {
 /// dense<10, l2 = -0.1>   dense<10, l2 = 1e39>
 /// ```
 fn check_l2(errors: &mut Errors, value: &Value) -> Option<Float> {
+    if !check_no_suffix(errors, value) {
+        return None;
+    }
     let msg = match real(value) {
         Ok(f) if f.value < 0.0 => format!(
             "l2 factor must be >= 0, got `{}`; Keras' usual value is `1e-3`",
@@ -393,6 +423,9 @@ fn check_l2(errors: &mut Errors, value: &Value) -> Option<Float> {
 /// dropout<1.5>   dropout<1>   dropout<-0.1>   dropout<0.99999999>
 /// ```
 fn check_rate(errors: &mut Errors, value: &Value) -> Option<Float> {
+    if !check_no_suffix(errors, value) {
+        return None;
+    }
     let msg = match real(value) {
         Ok(f) if !(0.0..1.0).contains(&f.value) => format!(
             "dropout rate must be in [0, 1), got `{}`; it is the fraction of values dropped, e.g. `0.5`",

@@ -331,6 +331,16 @@ impl Value {
             Value::Word(word) => word.to_string(),
         }
     }
+
+    /// The literal's suffix (`x3` in `5x3`, `f32` in `0.5f32`), if it has one.
+    pub fn suffix(&self) -> Option<&str> {
+        let suffix = match self {
+            Value::Int(_, lit) => lit.suffix(),
+            Value::Float(_, lit) => lit.suffix(),
+            Value::Word(_) => "",
+        };
+        (!suffix.is_empty()).then_some(suffix)
+    }
 }
 
 fn sign(neg: &Option<Token![-]>) -> &'static str {

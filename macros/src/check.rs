@@ -436,6 +436,22 @@ mod tests {
     }
 
     #[test]
+    fn literal_suffixes_are_rejected() {
+        let errs = errors(quote!(N<1, 28, 28> {
+            conv<32, 5x3>, flatten, dense<3units>, dropout<0.5f32>, dense<2, l2 = 1e-3f64>,
+        }));
+        assert_eq!(
+            errs,
+            [
+                "unexpected suffix `x3` on `5x3`; write the number alone, e.g. `5`",
+                "unexpected suffix `units` on `3units`; write the number alone, e.g. `3`",
+                "unexpected suffix `f32` on `0.5f32`; write the number alone, e.g. `0.5`",
+                "unexpected suffix `f64` on `1e-3f64`; write the number alone, e.g. `1e-3`",
+            ]
+        );
+    }
+
+    #[test]
     fn errors_within_a_layer_come_in_source_order() {
         let errs = errors(quote!(N<1, 28, 28> { conv<0, 3, stride = 0, pad = full, strides = 1> }));
         let firsts: Vec<&str> = errs
