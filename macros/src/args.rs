@@ -272,7 +272,7 @@ fn unknown_option(kind: LayerKind, sig: &Signature, name: &str) -> String {
 /// A size (units, filters, kernel, stride, input dimension) is an integer >= 1.
 ///
 /// ```text
-/// dense<0>   conv<-32, 3>   dense<12.5>   maxpool<2, stride = 0>   dense<3units>
+/// dense<0>   conv<-32, 3>   dense<12.5>   maxpool<2, stride = 0>   dense<"10">
 /// ```
 fn check_size(errors: &mut Errors, value: &Value, what: &str) -> Option<usize> {
     if !check_no_suffix(errors, value) {
@@ -293,9 +293,39 @@ fn check_size(errors: &mut Errors, value: &Value, what: &str) -> Option<usize> {
             value.text()
         ),
         Value::Word(word) => format!("{what} must be an integer, got `{word}`"),
+        Value::Str(lit) => {
+            let fix = quoted_number(lit).unwrap_or_else(|| "the number".into());
+            format!(
+                "{what} must be an integer, got the string `{}`; write {fix} without quotes",
+                value.text()
+            )
+        }
+        Value::Tuple(..) => tuple_size(what, value),
     };
     errors.error_spanned(value, msg);
     None
+}
+
+/// The message for a tuple where one size belongs: `conv<8, (3, 3)>`.
+///
+/// Kept in one place because non-square kernels are planned: when `(3, 3)`
+/// becomes a valid kernel size, only the kernel's case changes here.
+fn tuple_size(what: &str, value: &Value) -> String {
+    let hint = match what {
+        "kernel size" => "; non-square kernels are not supported, write one side, e.g. `3`",
+        "pool size" => "; non-square pools are not supported, write one side, e.g. `2`",
+        _ => "",
+    };
+    format!("{what} must be one integer, got `{}`{hint}", value.text())
+}
+
+/// `` `3` `` for the string `"3"` when it holds a plain number.
+fn quoted_number(lit: &syn::LitStr) -> Option<String> {
+    let text = lit.value();
+    text.trim()
+        .parse::<f64>()
+        .is_ok()
+        .then(|| format!("`{}`", text.trim()))
 }
 
 /// The largest `maxpool` window side: the pooling records each maximum's
@@ -348,7 +378,7 @@ fn check_no_suffix(errors: &mut Errors, value: &Value) -> bool {
 /// `pad = valid | same | P` with P >= 0.
 ///
 /// ```text
-/// conv<32, 3, pad = full>
+/// conv<32, 3, pad = full>   conv<32, 3, pad = "same">
 /// ```
 fn check_padding(errors: &mut Errors, value: &Value) -> Option<Padding> {
     if !check_no_suffix(errors, value) {
@@ -366,6 +396,10 @@ fn check_padding(errors: &mut Errors, value: &Value) -> Option<Padding> {
             "unknown padding `{word}`{}; use `same`, `valid` or a number of pixels",
             did_you_mean(&word.to_string(), &["same", "valid"])
         ),
+        Value::Str(lit) if matches!(lit.value().as_str(), "same" | "valid") => format!(
+            "padding is a word, not a string: write `{}` without quotes",
+            lit.value()
+        ),
         _ => format!(
             "padding must be `same`, `valid` or a number of pixels >= 0, got `{}`",
             value.text()
@@ -381,6 +415,16 @@ fn real(value: &Value) -> Result<Float, String> {
         Value::Int(_, lit) => lit.base10_parse::<f64>(),
         Value::Float(_, lit) => lit.base10_parse::<f64>(),
         Value::Word(word) => return Err(format!("expected a number, got `{word}`")),
+        Value::Str(lit) => {
+            let fix = quoted_number(lit).unwrap_or_else(|| "the number".into());
+            return Err(format!(
+                "expected a number, got the string `{}`; write {fix} without quotes",
+                value.text()
+            ));
+        }
+        Value::Tuple(..) => {
+            return Err(format!("expected one number, got `{}`", value.text()));
+        }
     };
     let magnitude = parsed.map_err(|err| err.to_string())?;
     let negative = matches!(value, Value::Int(Some(_), _) | Value::Float(Some(_), _));

@@ -472,8 +472,8 @@ mod tests {
     #[test]
     fn argument_hints() {
         let errs = errors(quote!(N<1, 28, 28> {
-            relu<>, conv<8, 3, padding = same>, conv<32, 3, 2>, maxpool<2, 2>, flatten,
-            dense<10, 5>,
+            relu<>, conv<8, 3, padding = same>, conv<32, 3, 2>, maxpool<2, 2>,
+            conv<8, 3, pad = "same">, conv<8, (3, 3)>, flatten, dense<"10">, dense<10, 5>,
         }));
         assert_eq!(
             errs,
@@ -482,6 +482,9 @@ mod tests {
                 "unknown option `padding` for `conv` (did you mean `pad`?); it takes `stride`, `pad`, `l2`",
                 "extra argument: `conv` takes only its filters and kernel size; for a stride write `conv<32, 3, stride = 2>`",
                 "extra argument: `maxpool` takes only its pool size; for a stride write `maxpool<2, stride = 2>`",
+                "padding is a word, not a string: write `same` without quotes",
+                "kernel size must be one integer, got `(3, 3)`; non-square kernels are not supported, write one side, e.g. `3`",
+                "units must be an integer, got the string `\"10\"`; write `10` without quotes",
                 "extra argument: `dense` takes only its units, e.g. `dense<128>`",
             ]
         );
