@@ -189,7 +189,7 @@ impl Parse for Input {
                 "expected the input shape after the network name, e.g. `<1, 28, 28>` or `<784>`",
             ));
         }
-        let (lt, dims, gt) = parse_angle_list(input, Value::parse)?;
+        let (lt, dims, gt) = parse_angle_list(input, "the input shape", Value::parse)?;
         Ok(Input { lt, dims, gt })
     }
 }
@@ -218,7 +218,8 @@ impl Parse for Layer {
         };
         let name: Ident = input.parse()?;
         let args = if input.peek(Token![<]) {
-            let (lt, items, gt) = parse_angle_list(input, Arg::parse)?;
+            let what = format!("the arguments of `{}`", kind.word());
+            let (lt, items, gt) = parse_angle_list(input, &what, Arg::parse)?;
             Some(Args { lt, items, gt })
         } else {
             None
@@ -268,18 +269,30 @@ fn alias(word: &str) -> Option<Alias> {
     Some(Alias::Layer(layer))
 }
 
-/// `'<' item (',' item)* ','? '>'`.
+/// `'<' item (',' item)* ','? '>'`; `what` names the list in the "unclosed" error.
+///
+/// `<` is not a delimiter for rustc, so an unclosed one (`conv<8, 3, flatten }`)
+/// runs into the end of the braces, whose span is the whole call: report it at the `<`.
 fn parse_angle_list<T>(
     input: ParseStream,
+    what: &str,
     item: fn(ParseStream) -> syn::Result<T>,
 ) -> syn::Result<(Token![<], Vec<T>, Token![>])> {
     let lt: Token![<] = input.parse()?;
+    let unclosed = || syn::Error::new(lt.span, format!("unclosed `<`: write `>` after {what}"));
     let mut items = Vec::new();
     loop {
+        if input.is_empty() {
+            return Err(unclosed());
+        }
         if input.peek(Token![>]) {
             break;
         }
-        items.push(item(input)?);
+        // An item cut off by the end of the input (`stride =`) is the same mistake.
+        items.push(item(input).map_err(|err| if input.is_empty() { unclosed() } else { err })?);
+        if input.is_empty() {
+            return Err(unclosed());
+        }
         if input.peek(Token![>]) {
             break;
         }
@@ -511,6 +524,21 @@ mod tests {
         assert_eq!(nets.networks[0].name, "N");
         let err = nets.networks[0].layers.as_ref().err().unwrap().to_string();
         assert_eq!(err, "expected `,` or `>`");
+    }
+
+    #[test]
+    fn unclosed_angle_bracket_is_reported_at_the_lt() {
+        let nets = parse(quote!(N<1, 28, 28> { conv<8, 3, flatten })).unwrap();
+        let err = nets.networks[0].layers.as_ref().err().unwrap().to_string();
+        assert_eq!(err, "unclosed `<`: write `>` after the arguments of `conv`");
+        let nets = parse(quote!(N<784> { dense<10, l2 = })).unwrap();
+        let err = nets.networks[0].layers.as_ref().err().unwrap().to_string();
+        assert_eq!(
+            err,
+            "unclosed `<`: write `>` after the arguments of `dense`"
+        );
+        let err = parse(quote!(N < 784)).err().unwrap().to_string();
+        assert_eq!(err, "unclosed `<`: write `>` after the input shape");
     }
 
     #[test]
