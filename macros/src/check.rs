@@ -90,29 +90,28 @@ pub fn check(net: &Network) -> syn::Result<Checked<'_>> {
 
     // Pass 2: shapes, stopping at the first impossible layer.
     let mut shape = input;
-    let mut checked = Vec::with_capacity(layers.len());
+    let mut checked: Vec<CheckedLayer> = Vec::with_capacity(layers.len());
     let mut params = 0usize;
     for (layer, spec) in layers.iter().zip(specs) {
         let op = spec.op();
-        let after = match checked.last() {
-            Some(prev) => format!("after `{}`", describe(prev)),
-            None => format!("at the input {}", input_text(&net.input)),
+        let seen = Seen {
+            after: match checked.last() {
+                Some(prev) => format!("after `{}`", describe(prev)),
+                None => format!("at the input {}", input_text(&net.input)),
+            },
+            input: input_text(&net.input),
+            flattened: checked.iter().any(|l| l.spec == Spec::Flatten),
         };
         let output = match op.output(shape) {
             Ok(output) => output,
-            Err(err) => return Err(shape_error(layer, &spec, shape, &after, err)),
+            Err(err) => return Err(shape_error(layer, &spec, shape, &seen, err)),
         };
-        let layer_params = op.params(shape).and_then(|p| {
-            params = params.checked_add(p)?;
-            Some(p)
-        });
-        let Some(layer_params) = layer_params else {
-            let msg = format!(
-                "`{}` has more parameters than fit in usize",
-                describe_spec(&spec)
-            );
-            return Err(syn::Error::new_spanned(layer, msg));
-        };
+        let layer_params = op
+            .params(shape)
+            .ok_or_else(|| params_overflow(layer, &spec, shape, None))?;
+        params = params
+            .checked_add(layer_params)
+            .ok_or_else(|| params_overflow(layer, &spec, shape, Some(params)))?;
         checked.push(CheckedLayer {
             ast: layer,
             spec,
@@ -198,23 +197,36 @@ pub fn describe_spec(spec: &Spec) -> String {
 // Pass 2: shapes
 // ---------------------------------------------------------------------------
 
+/// What came before a layer, for its shape errors.
+struct Seen {
+    /// "after `maxpool<2>`" or "at the input <1, 28, 28>".
+    after: String,
+    /// The input shape as written, `<784>`.
+    input: String,
+    /// Whether a `flatten` came before (else a vector is the input itself).
+    flattened: bool,
+}
+
 /// The message for a layer that cannot take `input`, on the token at fault.
 ///
 /// ```text
 /// Bad<1, 28, 28> { conv<8, 3>, dense<10> }          // dense after an image
 /// Bad<784> { conv<8, 3> }                           // conv after a vector
+/// Bad<784> { dense<10>, maxpool<2> }                // a vector input never becomes an image
 /// Bad<1, 28, 28> { flatten, maxpool<2> }            // spatial layer after flatten
+/// Bad<784> { relu, flatten }                        // flatten of a vector input
 /// Bad<1, 4, 4> { conv<8, 5> }                       // kernel larger than input
 /// ```
 fn shape_error(
     layer: &Layer,
     spec: &Spec,
     input: Shape,
-    after: &str,
+    seen: &Seen,
     err: ShapeError,
 ) -> syn::Error {
     let word = layer.kind.word();
     let here = layer.name.span();
+    let after = &seen.after;
     match err {
         ShapeError::NeedsFlat => syn::Error::new(
             here,
@@ -223,14 +235,28 @@ fn shape_error(
             ),
         ),
         ShapeError::NeedsImage => {
-            let fix = if after.contains("`flatten`") && layer.kind == LayerKind::Flatten {
-                "remove the second `flatten`".to_string()
-            } else if after.contains("`flatten`") || after.contains("`dense") {
-                format!("move `{word}` before `flatten`")
-            } else if after.starts_with("at the input") {
-                "declare the input as an image, e.g. `<1, 28, 28>`".to_string()
-            } else {
-                format!("move `{word}` before `flatten`")
+            // A vector comes either from a `flatten` or from a vector input.
+            let first = after.starts_with("at the input");
+            let fix = match (layer.kind, seen.flattened) {
+                (LayerKind::Flatten, true) => "remove the second `flatten`".to_string(),
+                (_, true) => format!("move `{word}` before `flatten`"),
+                (LayerKind::Flatten, false) if first => {
+                    "remove `flatten`, or declare the input as an image, e.g. `<1, 28, 28>`"
+                        .to_string()
+                }
+                (LayerKind::Flatten, false) => format!(
+                    "the input {} is already a vector: remove `flatten`, \
+                     or declare the input as an image, e.g. `<1, 28, 28>`",
+                    seen.input
+                ),
+                (_, false) if first => {
+                    "declare the input as an image, e.g. `<1, 28, 28>`".to_string()
+                }
+                (_, false) => format!(
+                    "the input {} is a vector, so no layer gets an image: \
+                     declare the input as an image, e.g. `<1, 28, 28>`",
+                    seen.input
+                ),
             };
             syn::Error::new(
                 here,
@@ -282,6 +308,31 @@ fn shape_error(
             format!("`{word}` output size does not fit in usize (input {input} {after})"),
         ),
     }
+}
+
+/// The parameter count does not fit in `usize`: in the layer itself, or in
+/// the running total once this layer is added (`total_before`). Either way
+/// the error is on this layer, the first one that does not fit.
+///
+/// ```text
+/// Bad<4294967295> { dense<4294967295>, dense<4294967295> }   // the total overflows at the second
+/// ```
+fn params_overflow(
+    layer: &Layer,
+    spec: &Spec,
+    input: Shape,
+    total_before: Option<usize>,
+) -> syn::Error {
+    let what = describe_spec(spec);
+    let msg = match total_before {
+        None => format!("`{what}` has more parameters than fit in usize (input {input})"),
+        Some(before) => format!(
+            "the network's parameter count overflows usize at `{what}`: \
+             {before} parameters before it, {} in it",
+            spec.op().params(input).unwrap_or(0)
+        ),
+    };
+    syn::Error::new(layer.name.span(), msg)
 }
 
 /// `<1, 28, 28>` as written.
@@ -486,6 +537,55 @@ mod tests {
                 "kernel size must be one integer, got `(3, 3)`; non-square kernels are not supported, write one side, e.g. `3`",
                 "units must be an integer, got the string `\"10\"`; write `10` without quotes",
                 "extra argument: `dense` takes only its units, e.g. `dense<128>`",
+            ]
+        );
+    }
+
+    #[test]
+    fn vector_hints_say_where_the_vector_came_from() {
+        let errs = errors(quote!(N<784> { relu, flatten, dense<10> }));
+        assert!(
+            errs[0].ends_with("the input <784> is already a vector: remove `flatten`, or declare the input as an image, e.g. `<1, 28, 28>`"),
+            "{}",
+            errs[0]
+        );
+        let errs = errors(quote!(N<784> { dense<10>, maxpool<2> }));
+        assert!(
+            errs[0].ends_with("the input <784> is a vector, so no layer gets an image: declare the input as an image, e.g. `<1, 28, 28>`"),
+            "{}",
+            errs[0]
+        );
+        let errs = errors(quote!(N<784> { flatten }));
+        assert!(
+            errs[0].ends_with("at the input <784>; remove `flatten`, or declare the input as an image, e.g. `<1, 28, 28>`"),
+            "{}",
+            errs[0]
+        );
+        let errs = errors(quote!(N<1, 28, 28> { flatten, dense<10>, flatten }));
+        assert!(
+            errs[0].ends_with("remove the second `flatten`"),
+            "{}",
+            errs[0]
+        );
+        let errs = errors(quote!(N<1, 28, 28> { flatten, dense<10>, conv<2, 2> }));
+        assert!(
+            errs[0].ends_with("move `conv` before `flatten`"),
+            "{}",
+            errs[0]
+        );
+    }
+
+    #[test]
+    fn parameter_overflow_is_blamed_where_it_happens() {
+        // Each dense alone fits in usize; the total overflows at the second.
+        let errs = errors(quote!(N<4294967295> {
+            dense<4294967295>, relu, dense<4294967295>, dense<10>,
+        }));
+        assert_eq!(
+            errs,
+            [
+                "the network's parameter count overflows usize at `dense<4294967295>`: \
+              18446744069414584320 parameters before it, 18446744069414584320 in it"
             ]
         );
     }
