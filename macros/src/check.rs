@@ -15,6 +15,7 @@ use crate::args;
 use crate::ast::{Arg, Input, Layer, LayerKind, Network, Value};
 use crate::errors::Errors;
 use crate::shape::{Op, Padding, Shape, ShapeError};
+use syn::ext::IdentExt;
 
 /// A network whose arguments and shapes are all valid.
 pub struct Checked<'a> {
@@ -127,6 +128,38 @@ pub fn check(net: &Network) -> syn::Result<Checked<'_>> {
         layers: checked,
         params,
     })
+}
+
+/// The expansion's own identifiers (`__Layers`, `__E`, `__D`, `__batch`) start
+/// with this; a network name may not, so that no name a user writes collides
+/// with one (`impl<E, D> BuildOnDevice<D, E> for D` would not compile).
+pub const RESERVED_PREFIX: &str = "__";
+
+/// A network's name is new in its `network!` call and not reserved. A failed
+/// name gets no fallback definition (the first declaration keeps the name; a
+/// reserved one cannot be defined), so this is one error on the name.
+///
+/// ```text
+/// network! { Net<784> { dense<10> }  Net<784> { dense<5> } }   // declared twice
+/// network! { __E<784> { dense<10> } }                         // reserved
+/// ```
+pub fn check_name(earlier: &[Network], net: &Network) -> syn::Result<()> {
+    let name = net.name.unraw();
+    if name.to_string().starts_with(RESERVED_PREFIX) {
+        let msg = format!(
+            "network names starting with `{RESERVED_PREFIX}` are reserved for the code \
+             `network!` generates; rename `{name}`"
+        );
+        return Err(syn::Error::new(net.name.span(), msg));
+    }
+    if earlier.iter().any(|other| other.name.unraw() == name) {
+        let msg = format!(
+            "network `{name}` is declared twice in this `network!`; rename one \
+             (for `#[cfg]` alternatives, use one `network!` per declaration)"
+        );
+        return Err(syn::Error::new(net.name.span(), msg));
+    }
+    Ok(())
 }
 
 impl Spec {
@@ -587,6 +620,31 @@ mod tests {
                 "the network's parameter count overflows usize at `dense<4294967295>`: \
               18446744069414584320 parameters before it, 18446744069414584320 in it"
             ]
+        );
+    }
+
+    #[test]
+    fn names_are_new_and_not_reserved() {
+        let nets: Networks = syn::parse2(quote! {
+            Net<784> { dense<10> }
+            Other<784> { dense<10> }
+            r#Net<784> { dense<5> }
+            __D<784> { dense<10> }
+        })
+        .unwrap();
+        let [net, other, again, reserved] = &nets.networks[..] else {
+            panic!("four networks")
+        };
+        assert!(check_name(&[], net).is_ok());
+        assert!(check_name(std::slice::from_ref(net), other).is_ok());
+        let err = check_name(&nets.networks[..2], again)
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("network `Net` is declared twice"), "{err}");
+        let err = check_name(&[], reserved).unwrap_err().to_string();
+        assert!(
+            err.starts_with("network names starting with `__` are reserved"),
+            "{err}"
         );
     }
 

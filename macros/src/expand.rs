@@ -6,25 +6,29 @@
 //! pub struct Cnn3a;
 //! const _: () = {
 //!     // `conv, relu[, maxpool]` runs fused into one layer; nested by 6
-//!     type Layers = (ConvBlock<1, 32, 3, 1, 0, 0, 28, 28, 26, 26, 2, 2, 13, 13, 0, false>, ..);
-//!     impl<E: Dtype, D: Device<E>> BuildOnDevice<D, E> for Cnn3a where Layers: BuildOnDevice<D, E> {
-//!         type Built = <Layers as BuildOnDevice<D, E>>::Built;
+//!     type __Layers = (ConvBlock<1, 32, 3, 1, 0, 0, 28, 28, 26, 26, 2, 2, 13, 13, 0, false>, ..);
+//!     impl<__E: Dtype, __D: Device<__E>> BuildOnDevice<__D, __E> for Cnn3a where __Layers: .. {
+//!         type Built = <__Layers as BuildOnDevice<__D, __E>>::Built;
 //!     }
 //!     impl Cnn3a { pub const PARAMS: usize = ..; pub fn summary() -> Summary { .. } }
 //!     impl Network for Cnn3a { .. }
 //! };
 //! ```
 //!
-//! Every path starts with `::netdsl_runtime`, so the expansion never depends on
-//! the user's imports. Each layer type is spanned at its layer word, so a type
-//! error about a layer points at that layer.
+//! Every path starts with `::netdsl_runtime` or `::core` (primitives too:
+//! `::core::primitive::usize`), so the expansion never depends on the user's
+//! imports or names. The expansion's own names (`__Layers`, `__E`, `__D`,
+//! `__batch`) start with `__`, which network names may not (`check_name`).
+//! Each layer type is spanned at its layer word, so a type error about a layer
+//! points at that layer.
 
 use crate::args::MAX_POOL;
 use crate::ast::{Network, Networks};
-use crate::check::{check, describe, Checked, CheckedLayer, Spec};
+use crate::check::{check, check_name, describe, Checked, CheckedLayer, Spec};
 use crate::shape::{conv_dim, Shape};
 use proc_macro2::{Literal, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
+use syn::ext::IdentExt;
 
 /// dfdx implements modules for tuples of 1 to 6 elements.
 const MAX_TUPLE: usize = 6;
@@ -34,14 +38,21 @@ const MAX_TUPLE: usize = 6;
 /// A larger pool (up to [`MAX_POOL`]) stays a separate `MaxPool2D` layer.
 const MAX_FUSED_POOL: usize = MAX_POOL - 1;
 
-/// Expand every network of one invocation; a failed one becomes `compile_error!` plus a fallback.
+/// Expand every network of one invocation; a failed one becomes `compile_error!`
+/// plus a fallback, a failed name (declared twice, reserved) only the error.
 pub fn networks(input: &Networks) -> TokenStream {
     input
         .networks
         .iter()
-        .map(|net| match check(net) {
-            Ok(checked) => expand_network(&checked),
-            Err(err) => expand_fallback(net, err),
+        .enumerate()
+        .map(|(i, net)| {
+            if let Err(err) = check_name(&input.networks[..i], net) {
+                return err.into_compile_error();
+            }
+            match check(net) {
+                Ok(checked) => expand_network(&checked),
+                Err(err) => expand_fallback(net, err),
+            }
         })
         .collect()
 }
@@ -52,7 +63,7 @@ fn expand_network(checked: &Checked) -> TokenStream {
     let name = &net.name;
     let attrs = &net.attrs;
     let vis = &net.vis;
-    let name_str = name.to_string();
+    let name_str = name.unraw().to_string();
     let output = checked.layers.last().map_or(checked.input, |l| l.output);
     let params = Literal::usize_unsuffixed(checked.params);
     let layers = nest(expand_layers(&checked.layers));
@@ -66,9 +77,9 @@ fn expand_network(checked: &Checked) -> TokenStream {
     let params_doc = format!(" Trainable parameters: {}.", thousands(checked.params));
     let input_ty = shape_type(checked.input, None);
     let output_ty = shape_type(output, None);
-    let batch = format_ident!("batch");
-    let batched_input_ty = shape_type(checked.input, Some(quote!(usize)));
-    let batched_output_ty = shape_type(output, Some(quote!(usize)));
+    let batch = format_ident!("__batch");
+    let batched_input_ty = shape_type(checked.input, Some(quote!(::core::primitive::usize)));
+    let batched_output_ty = shape_type(output, Some(quote!(::core::primitive::usize)));
     let batched_input = shape_value(checked.input, &batch);
     let batched_output = shape_value(output, &batch);
 
@@ -80,20 +91,20 @@ fn expand_network(checked: &Checked) -> TokenStream {
         #vis struct #name;
 
         const _: () = {
-            type Layers = #layers;
+            type __Layers = #layers;
 
-            impl<E, D> ::netdsl_runtime::__private::dfdx::nn::BuildOnDevice<D, E> for #name
+            impl<__E, __D> ::netdsl_runtime::__private::dfdx::nn::BuildOnDevice<__D, __E> for #name
             where
-                E: ::netdsl_runtime::__private::dfdx::shapes::Dtype,
-                D: ::netdsl_runtime::__private::dfdx::tensor_ops::Device<E>,
-                Layers: ::netdsl_runtime::__private::dfdx::nn::BuildOnDevice<D, E>,
+                __E: ::netdsl_runtime::__private::dfdx::shapes::Dtype,
+                __D: ::netdsl_runtime::__private::dfdx::tensor_ops::Device<__E>,
+                __Layers: ::netdsl_runtime::__private::dfdx::nn::BuildOnDevice<__D, __E>,
             {
-                type Built = <Layers as ::netdsl_runtime::__private::dfdx::nn::BuildOnDevice<D, E>>::Built;
+                type Built = <__Layers as ::netdsl_runtime::__private::dfdx::nn::BuildOnDevice<__D, __E>>::Built;
             }
 
             impl #name {
                 #[doc = #params_doc]
-                pub const PARAMS: usize = #params;
+                pub const PARAMS: ::core::primitive::usize = #params;
 
                 /// Keras-like summary: layers, output shapes, parameters.
                 pub fn summary() -> ::netdsl_runtime::network::Summary {
@@ -102,16 +113,16 @@ fn expand_network(checked: &Checked) -> TokenStream {
             }
 
             impl ::netdsl_runtime::network::Network for #name {
-                const NAME: &'static str = #name_str;
-                const PARAMS: usize = #params;
+                const NAME: &'static ::core::primitive::str = #name_str;
+                const PARAMS: ::core::primitive::usize = #params;
                 type Input = #input_ty;
                 type Output = #output_ty;
                 type BatchedInput = #batched_input_ty;
                 type BatchedOutput = #batched_output_ty;
-                fn batched_input(#batch: usize) -> Self::BatchedInput {
+                fn batched_input(#batch: ::core::primitive::usize) -> Self::BatchedInput {
                     #batched_input
                 }
-                fn batched_output(#batch: usize) -> Self::BatchedOutput {
+                fn batched_output(#batch: ::core::primitive::usize) -> Self::BatchedOutput {
                     #batched_output
                 }
                 fn summary() -> ::netdsl_runtime::network::Summary {
@@ -327,7 +338,8 @@ fn expand_fallback(net: &Network, err: syn::Error) -> TokenStream {
     let name = &net.name;
     let attrs = &net.attrs;
     let vis = &net.vis;
-    let msg = format!("network `{name}` failed to compile");
+    let name_str = name.unraw().to_string();
+    let msg = format!("network `{name_str}` failed to compile");
     quote! {
         #errors
 
@@ -336,33 +348,33 @@ fn expand_fallback(net: &Network, err: syn::Error) -> TokenStream {
         #vis struct #name;
 
         const _: () = {
-            impl<E, D> ::netdsl_runtime::__private::dfdx::nn::BuildOnDevice<D, E> for #name
+            impl<__E, __D> ::netdsl_runtime::__private::dfdx::nn::BuildOnDevice<__D, __E> for #name
             where
-                E: ::netdsl_runtime::__private::dfdx::shapes::Dtype,
-                D: ::netdsl_runtime::__private::dfdx::tensor_ops::Device<E>,
+                __E: ::netdsl_runtime::__private::dfdx::shapes::Dtype,
+                __D: ::netdsl_runtime::__private::dfdx::tensor_ops::Device<__E>,
             {
                 type Built = ();
             }
 
             impl #name {
-                pub const PARAMS: usize = 0;
+                pub const PARAMS: ::core::primitive::usize = 0;
                 pub fn summary() -> ::netdsl_runtime::network::Summary {
                     ::core::panic!(#msg)
                 }
             }
 
             impl ::netdsl_runtime::network::Network for #name {
-                const NAME: &'static str = ::core::stringify!(#name);
-                const PARAMS: usize = 0;
-                type Input = (usize,);
-                type Output = (usize,);
-                type BatchedInput = (usize,);
-                type BatchedOutput = (usize,);
-                fn batched_input(batch: usize) -> Self::BatchedInput {
-                    (batch,)
+                const NAME: &'static ::core::primitive::str = #name_str;
+                const PARAMS: ::core::primitive::usize = 0;
+                type Input = (::core::primitive::usize,);
+                type Output = (::core::primitive::usize,);
+                type BatchedInput = (::core::primitive::usize,);
+                type BatchedOutput = (::core::primitive::usize,);
+                fn batched_input(__batch: ::core::primitive::usize) -> Self::BatchedInput {
+                    (__batch,)
                 }
-                fn batched_output(batch: usize) -> Self::BatchedOutput {
-                    (batch,)
+                fn batched_output(__batch: ::core::primitive::usize) -> Self::BatchedOutput {
+                    (__batch,)
                 }
                 fn summary() -> ::netdsl_runtime::network::Summary {
                     ::core::panic!(#msg)
