@@ -4,6 +4,7 @@
 //!
 //! ```text
 //! pub struct Cnn3a;
+//! #[cfg(..)] // the network's `#[cfg]`s, if any
 //! const _: () = {
 //!     // `conv, relu[, maxpool]` runs fused into one layer; nested by 6
 //!     type __Layers = (ConvBlock<1, 32, 3, 1, 0, 0, 28, 28, 26, 26, 2, 2, 13, 13, 0, false>, ..);
@@ -29,6 +30,7 @@ use crate::shape::{conv_dim, Shape};
 use proc_macro2::{Literal, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
 use syn::ext::IdentExt;
+use syn::Attribute;
 
 /// dfdx implements modules for tuples of 1 to 6 elements.
 const MAX_TUPLE: usize = 6;
@@ -57,11 +59,21 @@ pub fn networks(input: &Networks) -> TokenStream {
         .collect()
 }
 
+/// The network's `#[cfg(..)]` attributes, repeated on everything it expands
+/// to, so a configured-out network leaves nothing behind.
+fn cfgs(attrs: &[Attribute]) -> Vec<&Attribute> {
+    attrs
+        .iter()
+        .filter(|attr| attr.path().is_ident("cfg"))
+        .collect()
+}
+
 /// The builder type and its impls.
 fn expand_network(checked: &Checked) -> TokenStream {
     let net = checked.net;
     let name = &net.name;
     let attrs = &net.attrs;
+    let cfgs = cfgs(&net.attrs);
     let vis = &net.vis;
     let name_str = name.unraw().to_string();
     let output = checked.layers.last().map_or(checked.input, |l| l.output);
@@ -90,6 +102,7 @@ fn expand_network(checked: &Checked) -> TokenStream {
         #[derive(::core::clone::Clone, ::core::marker::Copy, ::core::fmt::Debug, ::core::default::Default)]
         #vis struct #name;
 
+        #(#cfgs)*
         const _: () = {
             type __Layers = #layers;
 
@@ -337,6 +350,7 @@ fn expand_fallback(net: &Network, err: syn::Error) -> TokenStream {
     let errors = err.into_compile_error();
     let name = &net.name;
     let attrs = &net.attrs;
+    let cfgs = cfgs(&net.attrs);
     let vis = &net.vis;
     let name_str = name.unraw().to_string();
     let msg = format!("network `{name_str}` failed to compile");
@@ -347,6 +361,7 @@ fn expand_fallback(net: &Network, err: syn::Error) -> TokenStream {
         #[derive(::core::clone::Clone, ::core::marker::Copy, ::core::fmt::Debug, ::core::default::Default)]
         #vis struct #name;
 
+        #(#cfgs)*
         const _: () = {
             impl<__E, __D> ::netdsl_runtime::__private::dfdx::nn::BuildOnDevice<__D, __E> for #name
             where
@@ -431,6 +446,20 @@ mod tests {
                 flatten, dense<128, l2 = 1e-3>, relu, dropout<0.5>, dense<10>,
             }
         }));
+    }
+
+    /// `#[cfg]` on everything the network expands to.
+    #[test]
+    fn expansion_cfg() {
+        let expanded = expand(quote! {
+            #[cfg(feature = "small")]
+            pub Small<784> { dense<10> }
+        });
+        let cfg = "#[cfg(feature = \"small\")]\n";
+        assert_eq!(expanded.matches(cfg).count(), 2, "{expanded}");
+        // The attributes after the struct are the impls' `const _` block's.
+        let (_, impls) = expanded.split_once("pub struct Small;\n").unwrap();
+        assert!(impls.starts_with(cfg), "{expanded}");
     }
 
     #[test]
