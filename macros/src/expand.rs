@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! pub struct Cnn3a;
-//! #[cfg(..)] // the network's `#[cfg]`s, if any
+//! #[allow(deprecated)] // and the network's `#[cfg]`s
 //! const _: () = {
 //!     // `conv, relu[, maxpool]` runs fused into one layer; nested by 6
 //!     type __Layers = (ConvBlock<1, 32, 3, 1, 0, 0, 28, 28, 26, 26, 2, 2, 13, 13, 0, false>, ..);
@@ -28,9 +28,10 @@ use crate::ast::{Network, Networks};
 use crate::check::{check, check_name, describe, Checked, CheckedLayer, Spec};
 use crate::shape::{conv_dim, Shape};
 use proc_macro2::{Literal, TokenStream};
-use quote::{format_ident, quote, quote_spanned};
+use quote::{format_ident, quote, quote_spanned, ToTokens};
 use syn::ext::IdentExt;
-use syn::Attribute;
+use syn::punctuated::Punctuated;
+use syn::{Attribute, Token};
 
 /// dfdx implements modules for tuples of 1 to 6 elements.
 const MAX_TUPLE: usize = 6;
@@ -39,6 +40,9 @@ const MAX_TUPLE: usize = 6;
 /// ReLU cut with the byte 255, so `POOL * POOL < 255` (`runtime/src/nn/conv_block.rs`).
 /// A larger pool (up to [`MAX_POOL`]) stays a separate `MaxPool2D` layer.
 const MAX_FUSED_POOL: usize = MAX_POOL - 1;
+
+/// What every network derives; a user's `#[derive]` of these is dropped.
+const DERIVED: [&str; 4] = ["Clone", "Copy", "Debug", "Default"];
 
 /// Expand every network of one invocation; a failed one becomes `compile_error!`
 /// plus a fallback, a failed name (declared twice, reserved) only the error.
@@ -59,6 +63,33 @@ pub fn networks(input: &Networks) -> TokenStream {
         .collect()
 }
 
+/// The user's attributes for the struct, with `Clone`, `Copy`, `Debug` and
+/// `Default` removed from its `#[derive]`s: the expansion derives them itself,
+/// and deriving one twice would be E0119 over the whole call. Other derives stay.
+fn expand_attrs(attrs: &[Attribute]) -> Vec<TokenStream> {
+    let derived = |path: &syn::Path| {
+        path.segments
+            .last()
+            .is_some_and(|last| DERIVED.iter().any(|d| last.ident == d))
+    };
+    attrs
+        .iter()
+        .filter_map(|attr| {
+            let paths = attr
+                .path()
+                .is_ident("derive")
+                .then(|| attr.parse_args_with(Punctuated::<syn::Path, Token![,]>::parse_terminated))
+                .and_then(Result::ok);
+            let Some(paths) = paths.filter(|paths| paths.iter().any(derived)) else {
+                return Some(attr.to_token_stream());
+            };
+            let kept: Vec<&syn::Path> = paths.iter().filter(|path| !derived(path)).collect();
+            let derive = attr.path();
+            (!kept.is_empty()).then(|| quote!(#[#derive(#(#kept),*)]))
+        })
+        .collect()
+}
+
 /// The network's `#[cfg(..)]` attributes, repeated on everything it expands
 /// to, so a configured-out network leaves nothing behind.
 fn cfgs(attrs: &[Attribute]) -> Vec<&Attribute> {
@@ -72,7 +103,7 @@ fn cfgs(attrs: &[Attribute]) -> Vec<&Attribute> {
 fn expand_network(checked: &Checked) -> TokenStream {
     let net = checked.net;
     let name = &net.name;
-    let attrs = &net.attrs;
+    let attrs = expand_attrs(&net.attrs);
     let cfgs = cfgs(&net.attrs);
     let vis = &net.vis;
     let name_str = name.unraw().to_string();
@@ -103,6 +134,7 @@ fn expand_network(checked: &Checked) -> TokenStream {
         #vis struct #name;
 
         #(#cfgs)*
+        #[allow(deprecated)] // a `#[deprecated]` network: its own impls do not warn
         const _: () = {
             type __Layers = #layers;
 
@@ -349,7 +381,7 @@ fn thousands(n: usize) -> String {
 fn expand_fallback(net: &Network, err: syn::Error) -> TokenStream {
     let errors = err.into_compile_error();
     let name = &net.name;
-    let attrs = &net.attrs;
+    let attrs = expand_attrs(&net.attrs);
     let cfgs = cfgs(&net.attrs);
     let vis = &net.vis;
     let name_str = name.unraw().to_string();
@@ -362,6 +394,7 @@ fn expand_fallback(net: &Network, err: syn::Error) -> TokenStream {
         #vis struct #name;
 
         #(#cfgs)*
+        #[allow(deprecated)]
         const _: () = {
             impl<__E, __D> ::netdsl_runtime::__private::dfdx::nn::BuildOnDevice<__D, __E> for #name
             where
@@ -460,6 +493,18 @@ mod tests {
         // The attributes after the struct are the impls' `const _` block's.
         let (_, impls) = expanded.split_once("pub struct Small;\n").unwrap();
         assert!(impls.starts_with(cfg), "{expanded}");
+    }
+
+    /// `#[cfg]` on everything, the user's derives without the expansion's own,
+    /// and a pool too large to fuse after its `conv, relu` block.
+    #[test]
+    fn expansion_attributes() {
+        insta::assert_snapshot!(expand(quote! {
+            #[cfg(feature = "small")]
+            #[derive(Clone, Default, PartialEq)]
+            #[deprecated]
+            pub Small<1, 18, 18> { conv<2, 3>, relu, maxpool<16>, flatten, dense<3> }
+        }));
     }
 
     #[test]
