@@ -6,7 +6,9 @@
 #     CARGO_TARGET_DIR=target/cuda cargo build --release -p netdsl-experiments --features cuda
 #
 # Only `export` lines go to stdout; progress goes to stderr. A second run only
-# checks the stamps and prints the same lines (well under a second).
+# checks the stamps and prints the same lines (well under a second). In a
+# script under `set -e`, assign first (`env=$(scripts/cuda-toolkit.sh)`, then
+# `eval "$env"`): `eval "$(..)"` alone ignores a failed install.
 #
 # What it lays out under ${CUDA_TOOLKIT_DIR:-$HOME/.cache/netdsl-cuda}:
 #   pip/      NVIDIA's CUDA 13.0 wheels from PyPI (`pip install --target`):
@@ -33,8 +35,9 @@
 #   panics if that fails, even when CUDA_COMPUTE_CAP is set; the stand-in
 #   prints the cap that CUDA_COMPUTE_CAP names (default 90: H100/H200, sm_90).
 # - dfdx bakes `$CUDA_ROOT/include` and its OUT_DIR into the binary for NVRTC;
-#   keep CUDA_TOOLKIT_DIR and CARGO_TARGET_DIR fixed so that
-#   scripts/gpu-check.sh knows where to put the headers on the GPU machine.
+#   keep CUDA_TOOLKIT_DIR and CARGO_TARGET_DIR fixed, so those paths stay the
+#   same from build to build (scripts/gpu-carry.sh records them, and
+#   scripts/gpu-check.sh recreates them on the GPU machine).
 set -euo pipefail
 
 dir=${CUDA_TOOLKIT_DIR:-$HOME/.cache/netdsl-cuda}
