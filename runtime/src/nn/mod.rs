@@ -21,6 +21,9 @@ mod gemm;
 mod l2;
 mod max_pool2d;
 
+#[cfg(all(test, feature = "cuda"))]
+mod cuda_tests;
+
 pub use l2::{f32_bits, L2Penalty, Penalty};
 
 /// Zero-sized layer descriptions for `dev.build_module::<B, f32>()`.
