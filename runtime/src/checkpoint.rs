@@ -72,8 +72,11 @@ pub struct CheckpointMeta {
 /// `optimizer.<slot>.<name>`), its step count, the history so far.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrainingMeta {
+    /// The optimizer's kind and hyperparameters.
     pub optimizer: Optimizer,
+    /// Updates made so far.
     pub step: u64,
+    /// The completed epochs.
     pub history: History,
 }
 

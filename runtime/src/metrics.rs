@@ -98,22 +98,30 @@ impl History {
 /// [`History::snapshot`]: a history without wall-clock time, rounded.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct HistorySnapshot {
+    /// The completed epochs.
     pub epochs: Vec<EpochSnapshot>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    /// See [`History::stopped`].
     pub stopped: Option<Stop>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    /// See [`History::best_epoch`].
     pub best_epoch: Option<usize>,
 }
 
 /// One epoch of a [`HistorySnapshot`].
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct EpochSnapshot {
+    /// 1-based epoch number.
     pub epoch: usize,
+    /// Mean training loss.
     pub loss: f64,
+    /// Mean training accuracy.
     pub accuracy: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
+    /// Validation loss, when validated.
     pub val_loss: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    /// Validation accuracy, when validated.
     pub val_accuracy: Option<f64>,
 }
 
@@ -159,8 +167,11 @@ impl Evaluation {
 /// [`Evaluation::snapshot`]: an evaluation without wall-clock time, rounded.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct EvaluationSnapshot {
+    /// Mean loss, rounded.
     pub loss: f64,
+    /// Accuracy, rounded.
     pub accuracy: f64,
+    /// `confusion[true][predicted]` counts.
     pub confusion: Vec<Vec<u64>>,
 }
 

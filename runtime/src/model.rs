@@ -188,7 +188,9 @@ where
 pub struct NamedTensor {
     /// dfdx's name: tuple indices, then the layer's field (`"0.1.weight"`).
     pub name: String,
+    /// Dimensions, e.g. `[32, 1, 3, 3]` for a convolution's kernel.
     pub shape: Vec<usize>,
+    /// Values, row-major.
     pub values: Vec<f32>,
     /// Whether the optimizer updates it (a moving statistic is not trainable).
     pub trainable: bool,

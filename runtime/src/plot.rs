@@ -213,8 +213,11 @@ fn legend_corner(lines: &[Vec<(f64, f64)>]) -> SeriesLabelPosition {
 /// "`label`: final val_loss 0.3426".
 #[derive(Debug, Clone, PartialEq)]
 pub struct Reference<'a> {
+    /// Names the reference in the legend, e.g. `"study"`.
     pub label: &'a str,
+    /// Final validation loss.
     pub val_loss: f64,
+    /// Final validation accuracy.
     pub val_accuracy: f64,
 }
 
@@ -318,7 +321,9 @@ pub fn learning_curves(
 /// One run in a [`compare`] figure.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Run<'a> {
+    /// The run's name in the legend and on its bar.
     pub name: &'a str,
+    /// Its epochs (the validation accuracy is drawn).
     pub epochs: &'a [EpochMetrics],
     /// Drawn as a bar when finite.
     pub test_accuracy: f64,

@@ -64,10 +64,13 @@ use crate::optim::{Optimizer, OptimizerState, Schedule};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Fit {
+    /// Passes over the training data.
     pub epochs: usize,
+    /// Samples per training step.
     pub batch: usize,
     /// Seeds the shuffling, dropout masks and augmentation.
     pub seed: u64,
+    /// The optimizer and its base learning rate.
     pub optimizer: Optimizer,
     /// How the optimizer's learning rate changes per epoch.
     pub schedule: Schedule,
@@ -75,6 +78,7 @@ pub struct Fit {
     pub label_smoothing: f32,
     /// Augmentation applied to every training batch (image data only), when set.
     pub augment: Option<Augment>,
+    /// Stop when a metric no longer improves, when set.
     pub early_stopping: Option<EarlyStopping>,
     /// Batch size for validation passes (only speed depends on it).
     pub eval_batch: usize,
@@ -126,9 +130,13 @@ impl Fit {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Monitor {
+    /// Training loss.
     Loss,
+    /// Training accuracy.
     Accuracy,
+    /// Validation loss.
     ValLoss,
+    /// Validation accuracy.
     ValAccuracy,
 }
 
@@ -154,9 +162,13 @@ impl Monitor {
 /// model ends with the weights of its best epoch.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct EarlyStopping {
+    /// The metric to watch.
     pub monitor: Monitor,
+    /// Epochs without improvement before stopping.
     pub patience: usize,
+    /// The least change that counts as an improvement.
     pub min_delta: f64,
+    /// Put the best epoch's weights back when training ends.
     pub restore_best_weights: bool,
 }
 
@@ -178,8 +190,11 @@ impl EarlyStopping {
 /// `validation_split` does (the last samples, before shuffling).
 #[derive(Debug, Clone, Copy)]
 pub enum Validation<'a> {
+    /// No validation.
     None,
+    /// Validate on this data set.
     Data(&'a Dataset),
+    /// Hold back this fraction of the training data (the last samples).
     Split(f64),
 }
 
@@ -216,7 +231,9 @@ where
 {
     /// The history so far; its last entry is this epoch.
     pub history: &'a History,
+    /// The model, after this epoch's updates.
     pub model: &'a Model<N, D>,
+    /// The optimizer with its state after this epoch.
     pub optimizer: &'a OptimizerState,
     /// The learning rate this epoch used.
     pub learning_rate: f32,
@@ -225,7 +242,9 @@ where
 /// Whether training goes on after an epoch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Control {
+    /// Go on with the next epoch.
     Continue,
+    /// End training after this epoch; `fit` returns the history.
     Stop,
 }
 
@@ -237,7 +256,9 @@ where
     N: Network + BuildOnDevice<D, f32>,
     D: Device<f32>,
 {
+    /// Before the first epoch.
     fn on_fit_begin(&mut self, _plan: &FitPlan) {}
+    /// Before each epoch (1-based).
     fn on_epoch_begin(&mut self, _epoch: usize) {}
     /// After each training batch: `batch` of `batches` (1-based), its loss.
     fn on_batch_end(&mut self, _batch: usize, _batches: usize, _loss: f32) {}
@@ -245,6 +266,7 @@ where
     fn on_epoch_end(&mut self, _end: &EpochEnd<'_, N, D>) -> Result<Control> {
         Ok(Control::Continue)
     }
+    /// After the last epoch (also after an early stop).
     fn on_fit_end(&mut self, _history: &History) {}
 }
 
@@ -288,8 +310,11 @@ pub fn epoch_line(m: &EpochMetrics) -> String {
 /// Mean loss and accuracy of one training epoch.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct EpochTrain {
+    /// Mean loss over the epoch's batches (L2 penalty included).
     pub loss: f64,
+    /// Mean accuracy over the epoch's batches.
     pub accuracy: f64,
+    /// Wall-clock seconds of the epoch.
     pub seconds: f64,
 }
 
@@ -683,6 +708,7 @@ where
 /// from (seed, epoch), so dropout masks depend on the epoch alone and a
 /// resumed run draws exactly what an uninterrupted one would.
 pub trait EpochDevice: Device<f32> {
+    /// A device for the epoch whose seed is `seed`.
     fn for_epoch(&self, seed: u64) -> Self;
 }
 

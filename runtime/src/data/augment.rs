@@ -144,10 +144,15 @@ fn add_noise(image: &mut [f32], std: f32, clamp: Option<[f32; 2]>, rng: &mut Cha
 /// down), then mirrored left-right when `flip`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Transform {
+    /// Rotation in degrees, counter-clockwise as displayed.
     pub angle_deg: f32,
+    /// Shift right, in pixels.
     pub shift_x: f32,
+    /// Shift down, in pixels.
     pub shift_y: f32,
+    /// Scale factor (above 1 enlarges).
     pub scale: f32,
+    /// Mirror left-right after the affine part.
     pub flip: bool,
 }
 

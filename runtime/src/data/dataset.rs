@@ -31,8 +31,11 @@ use crate::error::{Error, Result};
 pub enum SampleShape {
     /// An image: channels, height, width (channels first, as the networks take them).
     Image {
+        /// Channels (1 for grey images, 3 for RGB).
         channels: usize,
+        /// Height in pixels.
         height: usize,
+        /// Width in pixels.
         width: usize,
     },
     /// A feature vector of this length.
@@ -155,7 +158,10 @@ pub enum Split {
     /// Per class a proportional share (largest remainders make the total
     /// exact), drawn by a ChaCha8 shuffle seeded with `seed`; both parts keep
     /// the original order.
-    Stratified { seed: u64 },
+    Stratified {
+        /// Seeds the shuffle.
+        seed: u64,
+    },
 }
 
 /// Labelled samples of one shape, with labels in `0..classes`.
@@ -245,6 +251,7 @@ impl Dataset {
         self.labels.len()
     }
 
+    /// True when the data set holds no samples.
     pub fn is_empty(&self) -> bool {
         self.labels.is_empty()
     }

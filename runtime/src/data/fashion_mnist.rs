@@ -41,6 +41,7 @@ pub const DEFAULT_DIR: &str = "/usr/share/datasets/fashion-mnist";
 pub const DIR_ENV: &str = "FASHION_MNIST_DIR";
 /// Image height and width.
 pub const ROWS: usize = 28;
+/// Image width.
 pub const COLS: usize = 28;
 /// Number of classes; labels are `0..CLASSES`.
 pub const CLASSES: usize = 10;

@@ -52,8 +52,11 @@ const GZIP_CAPACITY_RATIO: u64 = 4;
 pub struct IdxImages {
     /// `count * rows * cols` pixels, image after image, row-major.
     pub pixels: Vec<u8>,
+    /// Number of images.
     pub count: usize,
+    /// Height of each image.
     pub rows: usize,
+    /// Width of each image.
     pub cols: usize,
 }
 

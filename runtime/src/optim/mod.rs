@@ -53,9 +53,13 @@ thread_local! {
 /// Adam's hyperparameters.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct AdamConfig {
+    /// Learning rate.
     pub lr: f32,
+    /// Decay of the first moment, β₁.
     pub beta1: f32,
+    /// Decay of the second moment, β₂.
     pub beta2: f32,
+    /// ε, added to `sqrt(v)`.
     pub eps: f32,
 }
 
@@ -74,6 +78,7 @@ impl Default for AdamConfig {
 /// SGD's hyperparameters.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct SgdConfig {
+    /// Learning rate.
     pub lr: f32,
     /// Momentum μ in `[0, 1)`; 0 is plain SGD.
     pub momentum: f32,
@@ -102,7 +107,9 @@ impl Default for SgdConfig {
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub enum Optimizer {
+    /// Adam as Keras computes it.
     Adam(AdamConfig),
+    /// SGD, with optional (Nesterov) momentum, as Keras computes it.
     Sgd(SgdConfig),
 }
 
@@ -205,6 +212,7 @@ impl Optimizer {
 /// [`Optimizer::slot_names`]), one `Vec<f32>` per trainable tensor.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OptimizerState {
+    /// The optimizer's kind and hyperparameters.
     pub config: Optimizer,
     /// Number of updates made so far.
     pub step: u64,

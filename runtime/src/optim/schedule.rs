@@ -23,11 +23,19 @@ pub enum Schedule {
     Constant,
     /// Multiplied by `factor` after every `every` epochs: `lr · factor^⌊(epoch - 1) / every⌋`
     /// (Keras' `ExponentialDecay(staircase=True)` counted in epochs).
-    StepDecay { every: usize, factor: f32 },
+    StepDecay {
+        /// Epochs between two decays.
+        every: usize,
+        /// The factor of each decay, in `[0, 1]`.
+        factor: f32,
+    },
     /// Half a cosine from `lr` down towards `alpha · lr` over the planned
     /// epochs (Keras' `CosineDecay` with `decay_steps` = epochs, stepped per epoch):
     /// `lr · ((1 - alpha) · (1 + cos(π (epoch - 1) / epochs)) / 2 + alpha)`.
-    Cosine { alpha: f32 },
+    Cosine {
+        /// The final fraction of the learning rate, in `[0, 1]`.
+        alpha: f32,
+    },
 }
 
 impl Schedule {
