@@ -526,6 +526,7 @@ mod tests {
                 augment: false,
                 threads: 2,
             },
+            identity: None,
             epochs: vec![],
             train_seconds: 1.0,
             test_seconds: 0.5,

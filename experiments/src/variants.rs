@@ -91,7 +91,7 @@ network! {
     }
 }
 
-use crate::run::{bench_variant, run_variant, BenchFn, RunFn};
+use crate::run::{bench_variant, prepare_variant, run_variant, BenchFn, PrepareFn, RunFn};
 use netdsl_runtime::data::Augment;
 use netdsl_runtime::network::{Network, Summary};
 use netdsl_runtime::optim::Optimizer;
@@ -145,6 +145,8 @@ pub struct Variant {
     pub augment: bool,
     pub params: usize,
     pub summary: fn() -> Summary,
+    /// Checks a run before anything trains and decides how it starts.
+    pub prepare: PrepareFn,
     pub run: RunFn,
     pub bench: BenchFn,
 }
@@ -158,6 +160,7 @@ macro_rules! variant {
             augment: $aug,
             params: <$net as Network>::PARAMS,
             summary: <$net as Network>::summary,
+            prepare: prepare_variant::<$net>,
             run: run_variant::<$net>,
             bench: bench_variant::<$net>,
         }
