@@ -360,7 +360,7 @@ fn a_second_run_on_the_same_folder_fails_at_once() {
     let holds_lock =
         |child: &Child| fs::read_to_string(&lock).is_ok_and(|s| s.trim() == child.id().to_string());
     let first = spawn(&[
-        "run", "cnn3a", "--epochs", "2", "--limit", "1000", "--out", out,
+        "run", "cnn3a", "--epochs", "3", "--limit", "1000", "--out", out,
     ]);
     wait_for("the first run's lock", || holds_lock(&first));
     let start = Instant::now();
