@@ -4,7 +4,9 @@
 //!
 //! - [`variants`]: the fourteen `network!` declarations and their training
 //!   settings (optimizer, augmentation), one [`variants::Variant`] each.
-//! - [`run`]: one variant's run (checks, progress, checkpoints, `<id>.json`).
+//! - [`prepare`]: every variant's checks before the first epoch, and how it
+//!   starts (`--resume`: finished, from its checkpoint, or over).
+//! - [`run`]: one variant's run (progress, checkpoints, `<id>.json`).
 //! - [`identity`]: what determines a run's numbers; `--resume` checks it.
 //! - [`folder`]: the output folder's lock, stale temporary files, `*.prev`.
 //! - [`results`]: the `<id>.json` format.
@@ -19,6 +21,7 @@ pub mod console;
 pub mod folder;
 pub mod identity;
 pub mod peers;
+pub mod prepare;
 pub mod report;
 pub mod results;
 pub mod run;

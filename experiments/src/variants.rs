@@ -91,7 +91,8 @@ network! {
     }
 }
 
-use crate::run::{bench_variant, prepare_variant, run_variant, BenchFn, PrepareFn, RunFn};
+use crate::prepare::{prepare_variant, PrepareFn};
+use crate::run::{bench_variant, run_variant, BenchFn, RunFn};
 use netdsl_runtime::data::Augment;
 use netdsl_runtime::network::{Network, Summary};
 use netdsl_runtime::optim::Optimizer;
