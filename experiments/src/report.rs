@@ -13,18 +13,24 @@
 //! ```
 //!
 //! Rows follow the study's order (dnn1, dnn2, cnn3a .. cnn4b, then the same with `-do`), so
-//! runs made on different machines merge by copying their JSON into one folder.
+//! runs made on different machines merge by copying their JSON into one folder; two files
+//! with the same id are refused. Every file is written atomically (temporary file, rename), so
+//! a report killed halfway leaves each file as it was before or complete.
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use anyhow::{bail, Result};
+use netdsl_runtime::checkpoint::{write_atomic, write_atomic_with};
 use netdsl_runtime::data::CLASS_NAMES;
-use netdsl_runtime::error::{Error, Result};
+use netdsl_runtime::error::Error;
 use netdsl_runtime::metrics::EpochMetrics;
 pub use netdsl_runtime::network::thousands;
 use netdsl_runtime::plot::{self, Reference, Run};
 
+use crate::folder::remove_stale_temps;
 use crate::results::RunResult;
 
 /// The study's variant ids, in the order of its results table.
@@ -107,7 +113,9 @@ pub fn sort_results(results: &mut [RunResult]) {
 /// A file counts as a run result when it is a JSON object with an `id` and `epochs`, or when
 /// its name is a study variant (`cnn3a.json`); such a file must then parse as [`RunResult`],
 /// or the error names it. Other JSON (e.g. a saved `summary.json`) is skipped, as is every
-/// file not ending in `.json`. A `.json` that is not JSON at all is an error.
+/// file not ending in `.json`. A `.json` that is not JSON at all is an error (a runtime
+/// [`Error::Json`], as is an unreadable file an [`Error::Io`]), and so are two files with
+/// the same id.
 pub fn load_results(dir: &Path) -> Result<Vec<RunResult>> {
     let io_error = |path: &Path| {
         let path = path.to_path_buf();
@@ -123,6 +131,7 @@ pub fn load_results(dir: &Path) -> Result<Vec<RunResult>> {
     paths.sort();
 
     let mut results = Vec::new();
+    let mut seen: HashMap<String, PathBuf> = HashMap::new();
     for path in paths {
         let text = fs::read_to_string(&path).map_err(io_error(&path))?;
         let json_error = |source| Error::Json {
@@ -136,7 +145,17 @@ pub fn load_results(dir: &Path) -> Result<Vec<RunResult>> {
             .is_some_and(|stem| VARIANT_ORDER.contains(&stem));
         let looks_like_run = value.get("id").is_some() && value.get("epochs").is_some();
         if named_as_variant || looks_like_run {
-            results.push(serde_json::from_value(value).map_err(json_error)?);
+            let result: RunResult = serde_json::from_value(value).map_err(json_error)?;
+            if let Some(first) = seen.get(&result.id) {
+                bail!(
+                    "{} and {} both hold results of `{}`; remove one",
+                    first.display(),
+                    path.display(),
+                    result.id
+                );
+            }
+            seen.insert(result.id.clone(), path.clone());
+            results.push(result);
         }
     }
     sort_results(&mut results);
@@ -412,7 +431,12 @@ impl ReportFiles {
 }
 
 /// Write `results.md`, `results.csv`, `overview.png`, `curves/<id>.png` and
-/// `confusion/<id>.png` under `dir` (created if missing).
+/// `confusion/<id>.png` under `dir` (created if missing), each atomically.
+/// Temporary files that a killed report left behind are removed first.
+///
+/// # Errors
+/// I/O and plotting errors (runtime [`Error`]s), and two ids that would share
+/// a figure (`a/b` and `a_b` both draw `curves/a_b.png`).
 pub fn write_report(dir: &Path, results: &[RunResult]) -> Result<ReportFiles> {
     let create = |path: &Path| {
         fs::create_dir_all(path).map_err(|source| Error::Io {
@@ -420,16 +444,24 @@ pub fn write_report(dir: &Path, results: &[RunResult]) -> Result<ReportFiles> {
             source,
         })
     };
-    let write = |path: &Path, text: String| {
-        fs::write(path, text).map_err(|source| Error::Io {
-            path: path.to_path_buf(),
-            source,
-        })
-    };
+    let write = |path: &Path, text: String| write_atomic(path, text.as_bytes());
+    let mut figures: HashMap<String, &str> = HashMap::new();
+    for r in results {
+        if let Some(other) = figures.insert(figure_name(&r.id), &r.id) {
+            bail!(
+                "ids `{other}` and `{}` would share the figures {}.png; rename one",
+                r.id,
+                figure_name(&r.id)
+            );
+        }
+    }
     let curves_dir = dir.join("curves");
     let confusion_dir = dir.join("confusion");
     create(dir)?;
     create(&curves_dir)?;
+    for folder in [dir, &curves_dir, &confusion_dir] {
+        remove_stale_temps(folder)?;
+    }
 
     let files = ReportFiles {
         markdown: dir.join("results.md"),
@@ -447,7 +479,9 @@ pub fn write_report(dir: &Path, results: &[RunResult]) -> Result<ReportFiles> {
     };
     write(&files.markdown, markdown_report(results))?;
     write(&files.csv, csv_table(results))?;
-    plot::compare(&files.overview, "All variants", &overview_runs(results))?;
+    write_atomic_with(&files.overview, |tmp| {
+        plot::compare(tmp, "All variants", &overview_runs(results))
+    })?;
     for (r, path) in results.iter().zip(&files.curves) {
         let title = if r.description.is_empty() {
             r.id.clone()
@@ -459,7 +493,9 @@ pub fn write_report(dir: &Path, results: &[RunResult]) -> Result<ReportFiles> {
             val_loss: s.val_loss,
             val_accuracy: s.val_accuracy,
         });
-        plot::learning_curves(path, &title, &r.epochs, study.as_ref())?;
+        write_atomic_with(path, |tmp| {
+            plot::learning_curves(tmp, &title, &r.epochs, study.as_ref())
+        })?;
     }
     if !files.confusion.is_empty() {
         create(&confusion_dir)?;
@@ -473,7 +509,9 @@ pub fn write_report(dir: &Path, results: &[RunResult]) -> Result<ReportFiles> {
         // The study's runs are on Fashion-MNIST: its class names label a 10x10 matrix.
         let names: Vec<String> = CLASS_NAMES.iter().map(|n| n.to_string()).collect();
         let names = (r.confusion.len() == names.len()).then_some(&names[..]);
-        plot::confusion(path, &title, &r.confusion, names)?;
+        write_atomic_with(path, |tmp| {
+            plot::confusion(tmp, &title, &r.confusion, names)
+        })?;
     }
     Ok(files)
 }
@@ -526,6 +564,7 @@ mod tests {
                 augment: false,
                 threads: 2,
             },
+            identity: None,
             epochs: vec![],
             train_seconds: 1.0,
             test_seconds: 0.5,

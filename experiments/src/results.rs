@@ -5,6 +5,8 @@
 use netdsl_runtime::metrics::EpochMetrics;
 use serde::{Deserialize, Serialize};
 
+use crate::identity::Identity;
+
 /// Settings a run was made with; stored next to its results.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Settings {
@@ -27,6 +29,10 @@ pub struct RunResult {
     pub description: String,
     pub params: usize,
     pub settings: Settings,
+    /// Everything that determined the numbers (absent in files written
+    /// before identities were recorded; such a file never counts as finished).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<Identity>,
     pub epochs: Vec<EpochMetrics>,
     pub train_seconds: f64,
     pub test_seconds: f64,

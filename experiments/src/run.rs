@@ -1,13 +1,16 @@
-//! Running one variant: build, train (with an indicatif progress bar and a
-//! checkpoint after every epoch), evaluate, write `<id>.json`; and
+//! Running one variant, as [`prepare_variant`](crate::prepare::prepare_variant)
+//! decided before any variant trained: move an older `<id>.json` (and,
+//! starting over, `<id>.safetensors`) aside to `*.prev`, build, train (with an
+//! indicatif progress bar and a checkpoint carrying the run's identity after
+//! every epoch), evaluate, write `<id>.json` ([`run_variant`]); and
 //! benchmarking one variant (`study bench`).
 
-use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
-use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
-use netdsl_runtime::checkpoint::{load_training, save_training};
+use anyhow::Result;
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use netdsl_runtime::checkpoint::{load_training, save_training, write_atomic};
 use netdsl_runtime::data::{Dataset, FashionMnist, SampleShape};
 use netdsl_runtime::dfdx::prelude::*;
 use netdsl_runtime::model::{input_shape, Model, Trainable};
@@ -15,27 +18,69 @@ use netdsl_runtime::network::Network;
 use netdsl_runtime::train::{epoch_line, Control, EpochEnd, Fit, FitPlan, Observer, Trainer};
 
 use crate::bench::{bench, BenchResult};
+use crate::console::StreamError;
+use crate::errln;
+use crate::folder::move_aside;
+use crate::identity::{DataIdentity, Identity};
+use crate::prepare::Start;
 use crate::results::{RunResult, Settings};
 use crate::variants::{study_augment, Variant};
 
-/// Runs one variant and returns its result (also written to `<out>/<id>.json`).
-/// `None` when `--resume` found the variant finished already.
-pub type RunFn = fn(&Variant, &RunCtx) -> Result<Option<RunResult>>;
+/// Runs one variant as [`PrepareFn`](crate::prepare::PrepareFn) decided and returns its result (also
+/// written to `<out>/<id>.json`); `None` when it was finished already.
+pub type RunFn = fn(&Variant, &RunCtx, Start) -> Result<Option<RunResult>>;
 /// Benchmarks one variant.
 pub type BenchFn = fn(&Variant, &BenchCtx) -> Result<BenchResult>;
 
 /// What every run of a `study run` invocation shares.
 pub struct RunCtx<'a> {
-    pub data: &'a FashionMnist,
+    /// The training images used (the first `limit` when limited).
+    pub train: &'a Dataset,
+    pub val: &'a Dataset,
+    pub test: &'a Dataset,
+    /// Counts and fingerprints of `train`, `val` and `test`.
+    pub data: DataIdentity,
     /// Epochs, batch, seed (the study's optimizer; augmentation set per variant).
     pub fit: Fit,
-    /// Train on the first `limit` training images only.
+    /// `--limit`: `train` is the first `limit` training images.
     pub limit: Option<usize>,
     pub out: PathBuf,
     /// Continue unfinished variants from their checkpoints; skip finished ones.
     pub resume: bool,
     /// Whether progress bars are drawn (stderr a terminal).
     pub progress: bool,
+}
+
+impl RunCtx<'_> {
+    /// `<out>/<id>.json`.
+    pub fn result_path(&self, variant: &Variant) -> PathBuf {
+        self.out.join(format!("{}.json", variant.id))
+    }
+
+    /// `<out>/<id>.safetensors`.
+    pub fn checkpoint_path(&self, variant: &Variant) -> PathBuf {
+        self.out.join(format!("{}.safetensors", variant.id))
+    }
+
+    /// The training settings of `variant`: the shared ones plus its augmentation.
+    pub fn fit_for(&self, variant: &Variant) -> Fit {
+        Fit {
+            augment: variant.augment.then(study_augment),
+            ..self.fit.clone()
+        }
+    }
+
+    /// The identity of `variant`'s run, network `N`.
+    pub fn identity<N: Network>(&self, variant: &Variant) -> Identity {
+        Identity::new(
+            variant.id,
+            N::NAME,
+            N::PARAMS,
+            &self.fit_for(variant),
+            self.limit,
+            self.data.clone(),
+        )
+    }
 }
 
 /// The data as network `N` takes it: Fashion-MNIST's 1x28x28 images, flattened
@@ -49,54 +94,68 @@ pub fn shaped_for<N: Network>(data: &Dataset) -> Dataset {
     }
 }
 
-pub fn run_variant<N>(variant: &Variant, ctx: &RunCtx) -> Result<Option<RunResult>>
+/// Runs `variant` (network `N`) as `start` says: trains, checkpointing after
+/// every epoch, evaluates on the test set and writes `<out>/<id>.json`.
+pub fn run_variant<N>(variant: &Variant, ctx: &RunCtx, start: Start) -> Result<Option<RunResult>>
 where
     N: Network + BuildOnDevice<Cpu, f32>,
     N::Built: Trainable<N, Cpu>,
 {
-    let fit = Fit {
-        augment: variant.augment.then(study_augment),
-        ..ctx.fit.clone()
+    let id = variant.id;
+    let fit = ctx.fit_for(variant);
+    let identity = ctx.identity::<N>(variant);
+    let (result_path, checkpoint_path) = (ctx.result_path(variant), ctx.checkpoint_path(variant));
+    let why = match &start {
+        Start::Finished => {
+            errln!(
+                "{id}: finished already ({}), skipped",
+                result_path.display()
+            )?;
+            return Ok(None);
+        }
+        Start::Fresh { why } | Start::Resume { why, .. } => why,
     };
-    let train = match ctx.limit {
-        Some(n) => ctx.data.train.take(n),
-        None => ctx.data.train.clone(),
-    };
-    let (train, val, test) = (
-        shaped_for::<N>(&train),
-        shaped_for::<N>(&ctx.data.val),
-        shaped_for::<N>(&ctx.data.test),
-    );
-    fs::create_dir_all(&ctx.out).with_context(|| format!("creating {}", ctx.out.display()))?;
-    let result_path = ctx.out.join(format!("{}.json", variant.id));
-    let checkpoint_path = ctx.out.join(format!("{}.safetensors", variant.id));
-    if ctx.resume && result_path.exists() {
-        eprintln!(
-            "{}: finished already ({}), skipped",
-            variant.id,
-            result_path.display()
-        );
-        return Ok(None);
+    if let Some(why) = why {
+        errln!("{id}: {why}: not finished, running it")?;
+    }
+    // Whatever <id>.json holds now is not this run's result, nor is the
+    // checkpoint when starting over: out of the way before the first epoch,
+    // so that neither can pass for this run's later. The checkpoint first:
+    // a run killed in between leaves the old result, not a mismatched pair.
+    if let Start::Fresh { .. } = start {
+        if let Some(prev) = move_aside(&checkpoint_path)? {
+            errln!("{id}: moved the previous checkpoint to {}", prev.display())?;
+        }
+    }
+    if let Some(prev) = move_aside(&result_path)? {
+        errln!("{id}: moved the previous result to {}", prev.display())?;
     }
 
+    let train = shaped_for::<N>(ctx.train);
+    let (val, test) = (shaped_for::<N>(ctx.val), shaped_for::<N>(ctx.test));
     let dev = Cpu::seed_from_u64(fit.seed);
     let mut model = Model::<N>::new(&dev)?;
-    let mut trainer = if ctx.resume && checkpoint_path.exists() {
-        let (trainer, _) = load_training(&checkpoint_path, &mut model, fit.clone())?;
-        eprintln!(
-            "{}: resuming after epoch {}",
-            variant.id,
-            trainer.history().epochs.len()
-        );
-        trainer
-    } else {
-        Trainer::new(fit.clone())?
+    let mut trainer = match start {
+        Start::Resume { done, .. } => {
+            let (trainer, _) = load_training(&checkpoint_path, &mut model, fit.clone())?;
+            errln!("{id}: resuming after epoch {done}")?;
+            trainer
+        }
+        _ => Trainer::new(fit.clone())?,
     };
-    let mut progress = Progress::new(&checkpoint_path, ctx.progress);
-    let history = trainer.fit(&mut model, &train, &val, &mut progress)?;
+    let mut progress = Progress::new(&checkpoint_path, identity.to_json()?, ctx.progress);
+    let history = match trainer.fit(&mut model, &train, &val, &mut progress) {
+        Ok(history) => history,
+        Err(e) => {
+            return Err(progress
+                .failed_line
+                .take()
+                .map_or_else(|| e.into(), Into::into))
+        }
+    };
     let test = model.evaluate(&test)?;
     let result = RunResult {
-        id: variant.id.to_string(),
+        id: id.to_string(),
         description: variant.description.to_string(),
         params: N::PARAMS,
         settings: Settings {
@@ -108,6 +167,7 @@ where
             augment: fit.augment.is_some(),
             threads: rayon::current_num_threads(),
         },
+        identity: Some(identity),
         train_seconds: history.train_seconds(),
         epochs: history.epochs,
         test_seconds: test.seconds,
@@ -116,29 +176,54 @@ where
         confusion: test.confusion,
     };
     let json = serde_json::to_vec_pretty(&result)?;
-    netdsl_runtime::checkpoint::write_atomic(&result_path, &json)?;
+    write_atomic(&result_path, &json)?;
     Ok(Some(result))
 }
 
 /// The `study run` observer: an epoch bar and a batch bar on stderr (hidden
-/// when stderr is not a terminal), one line per epoch, and a training
-/// checkpoint after every epoch.
+/// when stderr is not a terminal), a training checkpoint with the run's
+/// identity after every epoch, then one line per epoch.
 struct Progress<'a> {
     checkpoint: &'a Path,
+    /// The run's [`Identity`], the checkpoints' `extra` metadata.
+    identity: serde_json::Value,
     draw: bool,
     bars: MultiProgress,
     epochs: ProgressBar,
     batches: ProgressBar,
+    /// The epoch line could not be written (stderr closed or full): the
+    /// error `fit` returns stands for this one.
+    failed_line: Option<StreamError>,
 }
 
 impl<'a> Progress<'a> {
-    fn new(checkpoint: &'a Path, draw: bool) -> Self {
+    fn new(checkpoint: &'a Path, identity: serde_json::Value, draw: bool) -> Self {
+        let target = if draw {
+            ProgressDrawTarget::stderr()
+        } else {
+            ProgressDrawTarget::hidden()
+        };
         Progress {
             checkpoint,
+            identity,
             draw,
-            bars: MultiProgress::new(),
+            bars: MultiProgress::with_draw_target(target),
             epochs: ProgressBar::hidden(),
             batches: ProgressBar::hidden(),
+            failed_line: None,
+        }
+    }
+
+    /// One line on stderr above the bars. Not `ProgressBar::suspend`, which
+    /// panics when stderr cannot be written.
+    fn line(&self, line: &str) -> std::result::Result<(), StreamError> {
+        if self.draw {
+            self.bars.println(line).map_err(|source| StreamError {
+                stream: "stderr",
+                source,
+            })
+        } else {
+            errln!("{line}")
         }
     }
 }
@@ -177,19 +262,24 @@ where
     }
 
     fn on_epoch_end(&mut self, end: &EpochEnd<'_, N, Cpu>) -> netdsl_runtime::Result<Control> {
-        if let Some(m) = end.history.last() {
-            let line = format!("{:>10} {}", N::NAME, epoch_line(m));
-            self.epochs.suspend(|| eprintln!("{line}"));
-        }
-        self.epochs.inc(1);
-        let none = serde_json::Value::Null;
         save_training(
             self.checkpoint,
             end.model,
             end.optimizer,
             end.history,
-            &none,
+            &self.identity,
         )?;
+        self.epochs.inc(1);
+        if let Some(m) = end.history.last() {
+            if let Err(e) = self.line(&format!("{:>10} {}", N::NAME, epoch_line(m))) {
+                let stand_in = io::Error::new(e.source.kind(), e.to_string());
+                self.failed_line = Some(e);
+                return Err(netdsl_runtime::Error::Io {
+                    path: PathBuf::from("<stderr>"),
+                    source: stand_in,
+                });
+            }
+        }
         Ok(Control::Continue)
     }
 

@@ -91,6 +91,7 @@ network! {
     }
 }
 
+use crate::prepare::{prepare_variant, PrepareFn};
 use crate::run::{bench_variant, run_variant, BenchFn, RunFn};
 use netdsl_runtime::data::Augment;
 use netdsl_runtime::network::{Network, Summary};
@@ -145,6 +146,8 @@ pub struct Variant {
     pub augment: bool,
     pub params: usize,
     pub summary: fn() -> Summary,
+    /// Checks a run before anything trains and decides how it starts.
+    pub prepare: PrepareFn,
     pub run: RunFn,
     pub bench: BenchFn,
 }
@@ -158,6 +161,7 @@ macro_rules! variant {
             augment: $aug,
             params: <$net as Network>::PARAMS,
             summary: <$net as Network>::summary,
+            prepare: prepare_variant::<$net>,
             run: run_variant::<$net>,
             bench: bench_variant::<$net>,
         }

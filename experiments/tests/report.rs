@@ -117,7 +117,7 @@ fn malformed_run_json_is_an_error_naming_the_file() {
     fs::write(dir.join("cnn4a.json"), r#"{"id": "cnn4a"}"#).unwrap();
     let err = load_results(&dir).unwrap_err();
     assert!(
-        matches!(&err, Error::Json { path, .. } if path.ends_with("cnn4a.json")),
+        matches!(err.downcast_ref(), Some(Error::Json { path, .. }) if path.ends_with("cnn4a.json")),
         "{err}"
     );
     assert!(err.to_string().contains("cnn4a.json"), "{err}");
@@ -131,6 +131,9 @@ fn malformed_run_json_is_an_error_naming_the_file() {
 #[test]
 fn missing_dir_is_an_io_error_naming_it() {
     let err = load_results(Path::new("/nonexistent/results")).unwrap_err();
-    assert!(matches!(err, Error::Io { .. }), "{err}");
+    assert!(
+        matches!(err.downcast_ref(), Some(Error::Io { .. })),
+        "{err}"
+    );
     assert!(err.to_string().contains("/nonexistent/results"), "{err}");
 }

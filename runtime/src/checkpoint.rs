@@ -307,10 +307,7 @@ fn meta_of(path: &Path, bytes: &[u8]) -> Result<CheckpointMeta> {
 }
 
 fn read(path: &Path) -> Result<Vec<u8>> {
-    fs::read(path).map_err(|source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    })
+    fs::read(path).map_err(io_error(path))
 }
 
 fn le_bytes(v: &[f32]) -> Vec<u8> {
@@ -329,22 +326,43 @@ fn corrupt(path: &Path, reason: String) -> Error {
 /// and a counter, so concurrent writers never share one), fsync, rename,
 /// fsync of the directory. The temporary file is removed on every error.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    replace_atomically(path, |tmp| {
+        let mut f = fs::File::create(tmp).map_err(io_error(tmp))?;
+        f.write_all(bytes).map_err(io_error(tmp))?;
+        f.sync_all().map_err(io_error(tmp))
+    })
+}
+
+/// [`write_atomic`] for writers that create the file themselves from a path
+/// (an image encoder): `write` writes the temporary path it is given, which
+/// is then fsynced and renamed to `path`. The temporary file is removed when
+/// `write` or anything after it fails.
+pub fn write_atomic_with(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+    replace_atomically(path, |tmp| {
+        write(tmp)?;
+        // Opened for writing: Windows cannot flush a read-only handle.
+        let f = fs::OpenOptions::new()
+            .write(true)
+            .open(tmp)
+            .map_err(io_error(tmp))?;
+        f.sync_all().map_err(io_error(tmp))
+    })
+}
+
+/// The temporary file of one atomic write of `path`: `<path>.<pid>.<n>.tmp`.
+fn temp_path(path: &Path) -> PathBuf {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let io = |p: &Path| {
-        let p: PathBuf = p.to_path_buf();
-        move |source| Error::Io { path: p, source }
-    };
-    let mut tmp_name = path.as_os_str().to_owned();
+    let mut name = path.as_os_str().to_owned();
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    tmp_name.push(format!(".{}.{n}.tmp", std::process::id()));
-    let tmp = PathBuf::from(tmp_name);
-    let written = (|| {
-        let mut f = fs::File::create(&tmp).map_err(io(&tmp))?;
-        f.write_all(bytes).map_err(io(&tmp))?;
-        f.sync_all().map_err(io(&tmp))?;
-        drop(f);
-        fs::rename(&tmp, path).map_err(io(path))
-    })();
+    name.push(format!(".{}.{n}.tmp", std::process::id()));
+    PathBuf::from(name)
+}
+
+/// `write` fills a temporary file (durably), which then replaces `path`; the
+/// directory is fsynced so that the rename survives a crash.
+fn replace_atomically(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+    let tmp = temp_path(path);
+    let written = write(&tmp).and_then(|()| fs::rename(&tmp, path).map_err(io_error(path)));
     if written.is_err() {
         let _ = fs::remove_file(&tmp);
     }
@@ -355,6 +373,12 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Maps an I/O error on `path` to [`Error::Io`].
+fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> Error {
+    let path = path.to_path_buf();
+    move |source| Error::Io { path, source }
 }
 
 #[cfg(test)]
@@ -462,5 +486,27 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, ["a-dir"]);
+
+        // A writer that fails halfway leaves nothing either.
+        let png = dir.path().join("figure.png");
+        let err = write_atomic_with(&png, |tmp| {
+            std::fs::write(tmp, b"half").unwrap();
+            Err(Error::Plot {
+                path: tmp.to_owned(),
+                message: "drawing failed".into(),
+            })
+        });
+        assert!(err.is_err());
+        write_atomic_with(&png, |tmp| {
+            std::fs::write(tmp, b"whole").map_err(io_error(tmp))
+        })
+        .unwrap();
+        assert_eq!(std::fs::read(&png).unwrap(), b"whole");
+        let mut names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["a-dir", "figure.png"]);
     }
 }
