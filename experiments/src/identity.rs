@@ -8,6 +8,8 @@
 //! seed, batch, limit, epochs       the command line
 //! optimizer, schedule,             how it is trained (Adam's lr, betas, eps;
 //! label_smoothing, augment          cnn3c's augmentation)
+//! overrides                        the sweep point (--set): what it changed, as asked
+//!                                  (absent when nothing was; see overrides.rs)
 //! data.{train,val,test}            count and Dataset::fingerprint of the images used
 //! ```
 //!
@@ -21,6 +23,8 @@ use netdsl_runtime::data::{Augment, Dataset};
 use netdsl_runtime::optim::{Optimizer, Schedule};
 use netdsl_runtime::train::Fit;
 use serde::{Deserialize, Serialize};
+
+use crate::overrides::Overrides;
 
 /// Everything that determines a run's numbers.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -40,6 +44,10 @@ pub struct Identity {
     pub schedule: Schedule,
     pub label_smoothing: f32,
     pub augment: Option<Augment>,
+    /// What `--set` changed (the learning rate and augmentation it set are
+    /// also in `optimizer` and `augment`; dropout rates and L2 factors only here).
+    #[serde(default, skip_serializing_if = "Overrides::is_empty")]
+    pub overrides: Overrides,
     pub data: DataIdentity,
 }
 
@@ -124,8 +132,14 @@ impl Identity {
             schedule: fit.schedule,
             label_smoothing: fit.label_smoothing,
             augment: fit.augment,
+            overrides: Overrides::default(),
             data,
         }
+    }
+
+    /// The same identity at the sweep point `overrides`.
+    pub fn with_overrides(self, overrides: Overrides) -> Identity {
+        Identity { overrides, ..self }
     }
 
     /// The first setting, in the order of the fields (what is trained first),
@@ -151,7 +165,7 @@ impl Identity {
             }
         }
         let set = |s: &SetIdentity| format!("{} samples, fingerprint {}", s.count, s.fingerprint);
-        let pairs: [(&'static str, String, String); 13] = [
+        let pairs: [(&'static str, String, String); 14] = [
             ("variant", a.variant.clone(), b.variant.clone()),
             ("network", a.network.clone(), b.network.clone()),
             ("parameters", a.params.to_string(), b.params.to_string()),
@@ -166,6 +180,11 @@ impl Identity {
                 b.label_smoothing.to_string(),
             ),
             ("augmentation", json(&a.augment), json(&b.augment)),
+            (
+                "overrides",
+                a.overrides.to_string(),
+                b.overrides.to_string(),
+            ),
             ("training data", set(&a.data.train), set(&b.data.train)),
             ("validation data", set(&a.data.val), set(&b.data.val)),
             ("test data", set(&a.data.test), set(&b.data.test)),
@@ -265,7 +284,24 @@ mod tests {
             json["data"]["train"]["fingerprint"].as_str().unwrap().len(),
             16
         );
+        assert!(json.get("overrides").is_none(), "no overrides, no field");
         let back: Identity = serde_json::from_value(json).unwrap();
         assert_eq!(back, a);
+    }
+
+    #[test]
+    fn overrides_are_a_difference_and_round_trip() {
+        use crate::overrides::Key;
+        let a = identity("dnn1-do", false);
+        let mut o = Overrides::default();
+        o.set(Key::Dropout, "0.2").unwrap();
+        let b = a.clone().with_overrides(o);
+        assert_eq!(
+            a.difference(&b).unwrap().to_string(),
+            "overrides none, this run asks for overrides dropout=0.2"
+        );
+        let json = b.to_json().unwrap();
+        assert_eq!(json["overrides"]["dropout"], "0.2");
+        assert_eq!(serde_json::from_value::<Identity>(json).unwrap(), b);
     }
 }
