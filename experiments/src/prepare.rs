@@ -1,11 +1,13 @@
-//! Before any variant trains: check each one's run and decide how it starts
+//! Before any job trains: check each one's run and decide how it starts
 //! ([`prepare_variant`]), so that `study run a b c` trains nothing when `c`
-//! cannot run.
+//! cannot run. `<stem>` is the job's file name (`cnn3a`, `cnn3a.s1`, see `jobs.rs`).
 //!
 //! ```text
-//! always          the data fits the network; <id>.json, <id>.safetensors and their .prev
-//!                 are files or absent (a rename onto a directory would fail after training)
-//! with --resume   <id>.json finished (parses, complete, same identity)      -> Finished
+//! always          the data fits the network; the overrides fit the variant (dropout.2 needs
+//!                 three dropout layers, aug.* an augmented variant); <stem>.json,
+//!                 <stem>.safetensors and their .prev are files or absent (a rename onto a
+//!                 directory would fail after training)
+//! with --resume   <stem>.json finished (parses, complete, same identity)    -> Finished
 //!                 else a checkpoint: same identity but the epochs target,
 //!                 no more epochs than --epochs, every tensor finite         -> Resume
 //!                 else                                                      -> Fresh
@@ -25,12 +27,13 @@ use netdsl_runtime::train::Fit;
 
 use crate::folder::{check_replaceable, prev_path};
 use crate::identity::Identity;
+use crate::jobs::Job;
+use crate::regularize;
 use crate::results::RunResult;
 use crate::run::{shaped_for, RunCtx};
-use crate::variants::Variant;
 
-/// Checks one variant's run before anything trains and decides how it starts.
-pub type PrepareFn = fn(&Variant, &RunCtx) -> Result<Start>;
+/// Checks one job's run before anything trains and decides how it starts.
+pub type PrepareFn = fn(&Job, &RunCtx) -> Result<Start>;
 
 /// How a variant's run starts, as [`prepare_variant`] found it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,21 +47,23 @@ pub enum Start {
     Resume { done: usize, why: Option<String> },
 }
 
-/// Everything about `variant`'s run that can be checked before the first
-/// epoch of any variant, and how it starts:
+/// Everything about `job`'s run that can be checked before the first
+/// epoch of any job, and how it starts:
 ///
 /// - the data fits network `N` (shape, classes; augmentation needs images);
+/// - the overrides fit the variant (its dropout layers, its L2, its augmentation);
 /// - `<id>.json`, `<id>.safetensors` and their `.prev` are files or absent;
 /// - with `--resume`: whether `<id>.json` is this run's finished result
 ///   ([`finished`]); if not, whether a checkpoint continues it: its identity
 ///   must equal this run's but for the epochs target, it must hold no more
 ///   epochs than `--epochs`, and it must load (every tensor and the
 ///   optimizer's state present, of its shape, finite).
-pub fn prepare_variant<N>(variant: &Variant, ctx: &RunCtx) -> Result<Start>
+pub fn prepare_variant<N>(job: &Job, ctx: &RunCtx) -> Result<Start>
 where
     N: Network + BuildOnDevice<Cpu, f32>,
     N::Built: Trainable<N, Cpu>,
 {
+    let variant = job.variant;
     for data in [ctx.train, ctx.val, ctx.test] {
         check_data::<N>(&shaped_for::<N>(&data.take(1)))?;
     }
@@ -67,7 +72,12 @@ where
         "augmentation needs images, network {} takes vectors",
         N::NAME
     );
-    let (result_path, checkpoint_path) = (ctx.result_path(variant), ctx.checkpoint_path(variant));
+    let fit = ctx.fit_for(job)?;
+    if job.overrides.touches_regularizers() {
+        let mut model = Model::<N>::new(&Cpu::seed_from_u64(0))?;
+        regularize::apply(&mut model, &job.overrides, variant.id)?;
+    }
+    let (result_path, checkpoint_path) = (ctx.result_path(job), ctx.checkpoint_path(job));
     for path in [&result_path, &checkpoint_path] {
         check_replaceable(path)?;
         check_replaceable(&prev_path(path))?;
@@ -75,7 +85,7 @@ where
     if !ctx.resume {
         return Ok(Start::Fresh { why: None });
     }
-    let identity = ctx.identity::<N>(variant);
+    let identity = ctx.identity::<N>(job)?;
     let why = match finished(&result_path, &identity)? {
         Finished::Yes => return Ok(Start::Finished),
         Finished::Missing => None,
@@ -84,7 +94,7 @@ where
     if !checkpoint_path.exists() {
         return Ok(Start::Fresh { why });
     }
-    let done = check_checkpoint::<N>(&checkpoint_path, &identity, ctx.fit_for(variant))?;
+    let done = check_checkpoint::<N>(&checkpoint_path, &identity, fit)?;
     Ok(Start::Resume { done, why })
 }
 
@@ -213,12 +223,18 @@ mod tests {
             resume: false,
             progress: false,
         };
-        let dnn1 = prepare_variant::<Dnn1>(find("dnn1").unwrap(), &ctx).unwrap_err();
+        let job = |id| Job {
+            variant: find(id).unwrap(),
+            overrides: Default::default(),
+            seed: 0,
+            seed_in_name: false,
+        };
+        let dnn1 = prepare_variant::<Dnn1>(&job("dnn1"), &ctx).unwrap_err();
         assert_eq!(
             dnn1.to_string(),
             "network Dnn1 takes samples of shape 784, but the data's are 1x2x2"
         );
-        let cnn3a = prepare_variant::<Cnn3a>(find("cnn3a").unwrap(), &ctx).unwrap_err();
+        let cnn3a = prepare_variant::<Cnn3a>(&job("cnn3a"), &ctx).unwrap_err();
         assert!(
             cnn3a.to_string().contains("takes samples of shape 1x28x28"),
             "{cnn3a}"

@@ -1,9 +1,11 @@
-//! Running one variant, as [`prepare_variant`](crate::prepare::prepare_variant)
-//! decided before any variant trained: move an older `<id>.json` (and,
-//! starting over, `<id>.safetensors`) aside to `*.prev`, build, train (with an
-//! indicatif progress bar and a checkpoint carrying the run's identity after
-//! every epoch), evaluate, write `<id>.json` ([`run_variant`]); and
-//! benchmarking one variant (`study bench`).
+//! Running one job (a variant at a sweep point with a seed, see `jobs.rs`),
+//! as [`prepare_variant`](crate::prepare::prepare_variant) decided before any
+//! job trained: move an older `<stem>.json` (and, starting over,
+//! `<stem>.safetensors`) aside to `*.prev`, build, set the overrides'
+//! dropout rates and L2 factors, train (with an indicatif progress bar and a
+//! checkpoint carrying the run's identity after every epoch), evaluate,
+//! write `<stem>.json` ([`run_variant`]); and benchmarking one variant
+//! (`study bench`).
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -22,13 +24,15 @@ use crate::console::StreamError;
 use crate::errln;
 use crate::folder::move_aside;
 use crate::identity::{DataIdentity, Identity};
+use crate::jobs::Job;
 use crate::prepare::Start;
+use crate::regularize;
 use crate::results::{RunResult, Settings};
 use crate::variants::{study_augment, Variant};
 
-/// Runs one variant as [`PrepareFn`](crate::prepare::PrepareFn) decided and returns its result (also
-/// written to `<out>/<id>.json`); `None` when it was finished already.
-pub type RunFn = fn(&Variant, &RunCtx, Start) -> Result<Option<RunResult>>;
+/// Runs one job as [`PrepareFn`](crate::prepare::PrepareFn) decided and returns its result (also
+/// written to `<out>/<stem>.json`); `None` when it was finished already.
+pub type RunFn = fn(&Job, &RunCtx, Start) -> Result<Option<RunResult>>;
 /// Benchmarks one variant.
 pub type BenchFn = fn(&Variant, &BenchCtx) -> Result<BenchResult>;
 
@@ -40,7 +44,7 @@ pub struct RunCtx<'a> {
     pub test: &'a Dataset,
     /// Counts and fingerprints of `train`, `val` and `test`.
     pub data: DataIdentity,
-    /// Epochs, batch, seed (the study's optimizer; augmentation set per variant).
+    /// Epochs, batch (the study's optimizer; seed, augmentation and overrides set per job).
     pub fit: Fit,
     /// `--limit`: `train` is the first `limit` training images.
     pub limit: Option<usize>,
@@ -52,34 +56,42 @@ pub struct RunCtx<'a> {
 }
 
 impl RunCtx<'_> {
-    /// `<out>/<id>.json`.
-    pub fn result_path(&self, variant: &Variant) -> PathBuf {
-        self.out.join(format!("{}.json", variant.id))
+    /// `<out>/<stem>.json`.
+    pub fn result_path(&self, job: &Job) -> PathBuf {
+        self.out.join(format!("{}.json", job.stem()))
     }
 
-    /// `<out>/<id>.safetensors`.
-    pub fn checkpoint_path(&self, variant: &Variant) -> PathBuf {
-        self.out.join(format!("{}.safetensors", variant.id))
+    /// `<out>/<stem>.safetensors`.
+    pub fn checkpoint_path(&self, job: &Job) -> PathBuf {
+        self.out.join(format!("{}.safetensors", job.stem()))
     }
 
-    /// The training settings of `variant`: the shared ones plus its augmentation.
-    pub fn fit_for(&self, variant: &Variant) -> Fit {
-        Fit {
-            augment: variant.augment.then(study_augment),
+    /// The training settings of `job`: the shared ones, its seed, its
+    /// variant's augmentation, and what its overrides change (learning rate,
+    /// augmentation; an augmentation key on a variant that does not augment
+    /// is an error).
+    pub fn fit_for(&self, job: &Job) -> Result<Fit> {
+        let variant = job.variant;
+        let augment = variant.augment.then(study_augment);
+        Ok(Fit {
+            seed: job.seed,
+            optimizer: job.overrides.optimizer(self.fit.optimizer),
+            augment: job.overrides.augment(augment, variant.id)?,
             ..self.fit.clone()
-        }
+        })
     }
 
-    /// The identity of `variant`'s run, network `N`.
-    pub fn identity<N: Network>(&self, variant: &Variant) -> Identity {
-        Identity::new(
-            variant.id,
+    /// The identity of `job`'s run, network `N`.
+    pub fn identity<N: Network>(&self, job: &Job) -> Result<Identity> {
+        let identity = Identity::new(
+            job.variant.id,
             N::NAME,
             N::PARAMS,
-            &self.fit_for(variant),
+            &self.fit_for(job)?,
             self.limit,
             self.data.clone(),
-        )
+        );
+        Ok(identity.with_overrides(job.overrides.clone()))
     }
 }
 
@@ -94,17 +106,19 @@ pub fn shaped_for<N: Network>(data: &Dataset) -> Dataset {
     }
 }
 
-/// Runs `variant` (network `N`) as `start` says: trains, checkpointing after
-/// every epoch, evaluates on the test set and writes `<out>/<id>.json`.
-pub fn run_variant<N>(variant: &Variant, ctx: &RunCtx, start: Start) -> Result<Option<RunResult>>
+/// Runs `job` (network `N`) as `start` says: trains, checkpointing after
+/// every epoch, evaluates on the test set and writes `<out>/<stem>.json`.
+pub fn run_variant<N>(job: &Job, ctx: &RunCtx, start: Start) -> Result<Option<RunResult>>
 where
     N: Network + BuildOnDevice<Cpu, f32>,
     N::Built: Trainable<N, Cpu>,
 {
-    let id = variant.id;
-    let fit = ctx.fit_for(variant);
-    let identity = ctx.identity::<N>(variant);
-    let (result_path, checkpoint_path) = (ctx.result_path(variant), ctx.checkpoint_path(variant));
+    let variant = job.variant;
+    let stem = job.stem();
+    let id = stem.as_str();
+    let fit = ctx.fit_for(job)?;
+    let identity = ctx.identity::<N>(job)?;
+    let (result_path, checkpoint_path) = (ctx.result_path(job), ctx.checkpoint_path(job));
     let why = match &start {
         Start::Finished => {
             errln!(
@@ -135,9 +149,12 @@ where
     let (val, test) = (shaped_for::<N>(ctx.val), shaped_for::<N>(ctx.test));
     let dev = Cpu::seed_from_u64(fit.seed);
     let mut model = Model::<N>::new(&dev)?;
+    regularize::apply(&mut model, &job.overrides, variant.id)?;
     let mut trainer = match start {
         Start::Resume { done, .. } => {
             let (trainer, _) = load_training(&checkpoint_path, &mut model, fit.clone())?;
+            // The weights file holds no dropout rates or L2 factors: set them again.
+            regularize::apply(&mut model, &job.overrides, variant.id)?;
             errln!("{id}: resuming after epoch {done}")?;
             trainer
         }
@@ -155,7 +172,7 @@ where
     };
     let test = model.evaluate(&test)?;
     let result = RunResult {
-        id: id.to_string(),
+        id: variant.id.to_string(),
         description: variant.description.to_string(),
         params: N::PARAMS,
         settings: Settings {

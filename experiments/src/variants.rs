@@ -136,6 +136,7 @@ pub fn study_augment() -> Augment {
 }
 
 /// One row of the study: an id, the study's own name, and what to run.
+#[derive(Debug)]
 pub struct Variant {
     /// The id used on the command line and in file names (`cnn3a-do`).
     pub id: &'static str,
