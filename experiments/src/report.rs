@@ -12,10 +12,22 @@
 //! results/overview.png        all variants: validation accuracy by epoch, test accuracy
 //! ```
 //!
+//! and, when the folder holds several seeds of a run or sweep points (`--seeds`, `--set`):
+//!
+//! ```text
+//! results/results.md          also: every group of seeds next to the study (mean ± 95%,
+//!                             the study's value in or out of our interval)
+//! results/seeds.csv           per group and metric: mean, sd, 95% interval; the study's value
+//! results/bands/<name>.svg    learning curves over seeds: mean lines inside 95% bands
+//! results/confusion/<name>.png  the group's test confusion matrices, summed
+//! results/calibration.md, calibration.svg   when it holds points of the calibration grids
+//! ```
+//!
 //! Rows follow the study's order (dnn1, dnn2, cnn3a .. cnn4b, then the same with `-do`), so
-//! runs made on different machines merge by copying their JSON into one folder; two files
-//! with the same id are refused. Every file is written atomically (temporary file, rename), so
-//! a report killed halfway leaves each file as it was before or complete.
+//! runs made on different machines, or by the shards of a Slurm array, merge by being in one
+//! folder; two files with the same run (identity and seed) are refused. Every file is written
+//! atomically (temporary file, rename), so a report killed halfway leaves each file as it was
+//! before or complete.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -30,8 +42,11 @@ use netdsl_runtime::metrics::EpochMetrics;
 pub use netdsl_runtime::network::thousands;
 use netdsl_runtime::plot::{self, Reference, Run};
 
-use crate::folder::remove_stale_temps;
+use crate::calibration;
+use crate::folder::{remove_stale_temps, remove_stale_temps_of};
 use crate::results::RunResult;
+use crate::seeds::{self, group_key, name_of, seed_of, Group};
+use crate::svg;
 
 /// The study's variant ids, in the order of its results table.
 pub const VARIANT_ORDER: [&str; 14] = [
@@ -98,7 +113,7 @@ pub fn study_row(id: &str) -> Option<&'static StudyRow> {
 }
 
 /// Sort key: the study's order first, unknown ids after it by name.
-fn order_key(id: &str) -> (usize, &str) {
+pub fn order_key(id: &str) -> (usize, &str) {
     let position = VARIANT_ORDER.iter().position(|v| *v == id);
     (position.unwrap_or(VARIANT_ORDER.len()), id)
 }
@@ -111,11 +126,12 @@ pub fn sort_results(results: &mut [RunResult]) {
 /// Read every `*.json` in `dir` that is a run result, sorted as in the study's table.
 ///
 /// A file counts as a run result when it is a JSON object with an `id` and `epochs`, or when
-/// its name is a study variant (`cnn3a.json`); such a file must then parse as [`RunResult`],
-/// or the error names it. Other JSON (e.g. a saved `summary.json`) is skipped, as is every
-/// file not ending in `.json`. A `.json` that is not JSON at all is an error (a runtime
-/// [`Error::Json`], as is an unreadable file an [`Error::Io`]), and so are two files with
-/// the same id.
+/// its name is a study variant (`cnn3a.json`) or a job of one (`cnn3a.s1.json`,
+/// `cnn3b@l2=0.05.json`); such a file must then parse as [`RunResult`], or the error names
+/// it. Other JSON (e.g. a saved `summary.json`) is skipped, as is every file not ending in
+/// `.json`. A `.json` that is not JSON at all is an error (a runtime [`Error::Json`], as is
+/// an unreadable file an [`Error::Io`]), and so are two files with the same run: the same
+/// identity and seed, or (written before identities) the same id and settings.
 pub fn load_results(dir: &Path) -> Result<Vec<RunResult>> {
     let io_error = |path: &Path| {
         let path = path.to_path_buf();
@@ -142,19 +158,22 @@ pub fn load_results(dir: &Path) -> Result<Vec<RunResult>> {
         let named_as_variant = path
             .file_stem()
             .and_then(|stem| stem.to_str())
+            .map(|stem| stem.split(['@', '.']).next().unwrap_or(stem))
             .is_some_and(|stem| VARIANT_ORDER.contains(&stem));
         let looks_like_run = value.get("id").is_some() && value.get("epochs").is_some();
         if named_as_variant || looks_like_run {
             let result: RunResult = serde_json::from_value(value).map_err(json_error)?;
-            if let Some(first) = seen.get(&result.id) {
+            let run = format!("{} seed {}", group_key(&result), seed_of(&result));
+            if let Some(first) = seen.get(&run) {
                 bail!(
-                    "{} and {} both hold results of `{}`; remove one",
+                    "{} and {} both hold results of `{}` (seed {}); remove one",
                     first.display(),
                     path.display(),
-                    result.id
+                    name_of(&result),
+                    seed_of(&result)
                 );
             }
-            seen.insert(result.id.clone(), path.clone());
+            seen.insert(run, path.clone());
             results.push(result);
         }
     }
@@ -360,8 +379,19 @@ fn settings_lines(results: &[RunResult]) -> String {
     out
 }
 
-/// The whole `results.md`: our table, how it was made, the comparison and the figures.
+/// Whether a folder's report needs the sections over seeds: some group of
+/// runs has two or more seeds, or some run is a sweep point.
+fn is_grouped(groups: &[Group<'_>]) -> bool {
+    groups.iter().any(|g| g.n() > 1 || !g.overrides.is_empty())
+}
+
+/// The whole `results.md`: our table, how it was made, the comparison and the figures;
+/// for several seeds or sweep points, first the groups over seeds next to the study.
 pub fn markdown_report(results: &[RunResult]) -> String {
+    let groups = seeds::group(results);
+    if is_grouped(&groups) {
+        return grouped_report(&groups);
+    }
     let mut out = String::from("# Results\n\n");
     out.push_str(
         "Final-epoch training and validation metrics, wall-clock training and test time, \
@@ -391,6 +421,78 @@ pub fn markdown_report(results: &[RunResult]) -> String {
     out
 }
 
+/// The table `study report` prints: [`markdown_table`], or for several seeds
+/// or sweep points the groups next to the study ([`seeds::markdown_table`]).
+pub fn summary_table(results: &[RunResult]) -> String {
+    let groups = seeds::group(results);
+    if is_grouped(&groups) {
+        seeds::markdown_table(&groups)
+    } else {
+        markdown_table(results)
+    }
+}
+
+/// `results.md` for groups of seeds and sweep points.
+fn grouped_report(groups: &[Group<'_>]) -> String {
+    let mut out = String::from("# Results\n\n");
+    out.push_str(
+        "Runs grouped over seeds (every setting the same but the seed). Each cell is the \
+         mean of the final epoch over the group's n runs ± half the width of its 95% \
+         interval (Student t, n - 1 degrees of freedom; standard deviations and bounds are \
+         in `seeds.csv`). Beside it the study's value (Keras, 20 epochs, batch 100, one run \
+         on a Colab GPU), **bold** and `out` where it lies outside our interval. A sweep \
+         point is named `<id>@<settings>`.\n\n",
+    );
+    out.push_str(&seeds::markdown_table(groups));
+    out.push_str("\nSettings:\n\n");
+    for g in groups {
+        let r = g.runs[0];
+        let s = &r.settings;
+        let data = match s.limit {
+            Some(n) => format!("first {} training images", thousands(n)),
+            None => "all training images".to_string(),
+        };
+        let seeds: Vec<String> = g.seeds().iter().map(u64::to_string).collect();
+        let _ = writeln!(
+            out,
+            "- `{}`: {} epochs, batch {}, Adam({}), {} {}, {}, {}",
+            g.name,
+            g.epochs(),
+            s.batch,
+            s.learning_rate,
+            if g.n() == 1 { "seed" } else { "seeds" },
+            seeds.join(", "),
+            data,
+            if s.augment {
+                "augmented"
+            } else {
+                "not augmented"
+            },
+        );
+    }
+    out.push_str("\n## Figures\n\n![overview: means over seeds](overview.png)\n");
+    for g in groups {
+        let name = figure_name(&g.name);
+        let _ = write!(out, "\n### `{}` (n = {})", g.name, g.n());
+        if !g.runs[0].description.is_empty() {
+            let _ = write!(out, ": {}", g.runs[0].description);
+        }
+        if g.n() > 1 {
+            let _ = writeln!(
+                out,
+                "\n\n![{} learning curves over seeds](bands/{name}.svg)",
+                g.name
+            );
+        } else {
+            let _ = writeln!(out, "\n\n![{} learning curves](curves/{name}.png)", g.name);
+        }
+        if plot::is_square(&g.pooled_confusion()) {
+            let _ = writeln!(out, "![{} confusion matrix](confusion/{name}.png)", g.name);
+        }
+    }
+    out
+}
+
 /// The file name (without extension) for a run's figures: its id, with anything but ASCII
 /// letters, digits, `-` and `_` replaced by `_`, so that no id can name a path outside the
 /// report folder.
@@ -410,10 +512,14 @@ pub struct ReportFiles {
     pub markdown: PathBuf,
     pub csv: PathBuf,
     pub overview: PathBuf,
-    /// `curves/<id>.png`, in the order of `results`.
+    /// `curves/<name>.png` of every single run (a group of one seed), in the study's order.
     pub curves: Vec<PathBuf>,
-    /// `confusion/<id>.png` for every run with a 10x10 confusion matrix.
+    /// `confusion/<name>.png` for every group with a square confusion matrix.
     pub confusion: Vec<PathBuf>,
+    /// `bands/<name>.svg` of every group of two or more seeds.
+    pub bands: Vec<PathBuf>,
+    /// `seeds.csv`, `calibration.md`, `calibration.svg` when written.
+    pub extra: Vec<PathBuf>,
 }
 
 impl ReportFiles {
@@ -424,14 +530,30 @@ impl ReportFiles {
             self.csv.as_path(),
             self.overview.as_path(),
         ];
+        all.extend(self.extra.iter().map(PathBuf::as_path));
         all.extend(self.curves.iter().map(PathBuf::as_path));
+        all.extend(self.bands.iter().map(PathBuf::as_path));
         all.extend(self.confusion.iter().map(PathBuf::as_path));
         all
     }
 }
 
-/// Write `results.md`, `results.csv`, `overview.png`, `curves/<id>.png` and
-/// `confusion/<id>.png` under `dir` (created if missing), each atomically.
+/// The files in the report folder itself that [`write_report`] writes (and
+/// whose stale temporary files it removes; the others in that folder are
+/// the runs', which may be writing on another machine).
+const REPORT_FILES: [&str; 6] = [
+    "results.md",
+    "results.csv",
+    "overview.png",
+    "seeds.csv",
+    "calibration.md",
+    "calibration.svg",
+];
+
+/// Write `results.md`, `results.csv`, `overview.png`, `curves/<name>.png` and
+/// `confusion/<name>.png` under `dir` (created if missing), each atomically;
+/// with several seeds or sweep points also `seeds.csv` and `bands/<name>.svg`,
+/// and with points of the calibration grids `calibration.md` and `calibration.svg`.
 /// Temporary files that a killed report left behind are removed first.
 ///
 /// # Errors
@@ -445,48 +567,77 @@ pub fn write_report(dir: &Path, results: &[RunResult]) -> Result<ReportFiles> {
         })
     };
     let write = |path: &Path, text: String| write_atomic(path, text.as_bytes());
+    let groups = seeds::group(results);
+    let grouped = is_grouped(&groups);
     let mut figures: HashMap<String, &str> = HashMap::new();
-    for r in results {
-        if let Some(other) = figures.insert(figure_name(&r.id), &r.id) {
+    for g in &groups {
+        if let Some(other) = figures.insert(figure_name(&g.name), &g.name) {
             bail!(
                 "ids `{other}` and `{}` would share the figures {}.png; rename one",
-                r.id,
-                figure_name(&r.id)
+                g.name,
+                figure_name(&g.name)
             );
         }
     }
     let curves_dir = dir.join("curves");
     let confusion_dir = dir.join("confusion");
+    let bands_dir = dir.join("bands");
     create(dir)?;
     create(&curves_dir)?;
-    for folder in [dir, &curves_dir, &confusion_dir] {
+    remove_stale_temps_of(dir, &REPORT_FILES)?;
+    for folder in [&curves_dir, &confusion_dir, &bands_dir] {
         remove_stale_temps(folder)?;
     }
 
-    let files = ReportFiles {
+    let single: Vec<&Group<'_>> = groups.iter().filter(|g| g.n() == 1).collect();
+    let several: Vec<&Group<'_>> = groups.iter().filter(|g| g.n() > 1).collect();
+    let confusions: Vec<(&Group<'_>, Vec<Vec<u64>>)> = groups
+        .iter()
+        .map(|g| (g, g.pooled_confusion()))
+        .filter(|(_, c)| plot::is_square(c))
+        .collect();
+    let mut files = ReportFiles {
         markdown: dir.join("results.md"),
         csv: dir.join("results.csv"),
         overview: dir.join("overview.png"),
-        curves: results
+        curves: single
             .iter()
-            .map(|r| curves_dir.join(format!("{}.png", figure_name(&r.id))))
+            .map(|g| curves_dir.join(format!("{}.png", figure_name(&g.name))))
             .collect(),
-        confusion: results
+        confusion: confusions
             .iter()
-            .filter(|r| plot::is_square(&r.confusion))
-            .map(|r| confusion_dir.join(format!("{}.png", figure_name(&r.id))))
+            .map(|(g, _)| confusion_dir.join(format!("{}.png", figure_name(&g.name))))
             .collect(),
+        bands: several
+            .iter()
+            .map(|g| bands_dir.join(format!("{}.svg", figure_name(&g.name))))
+            .collect(),
+        extra: Vec::new(),
     };
     write(&files.markdown, markdown_report(results))?;
     write(&files.csv, csv_table(results))?;
+    if grouped {
+        let path = dir.join("seeds.csv");
+        write(&path, seeds::csv_table(&groups))?;
+        files.extra.push(path);
+    }
+    if let Some((md, figure)) = calibration::report(&groups) {
+        for (name, text) in [("calibration.md", md), ("calibration.svg", figure)] {
+            let path = dir.join(name);
+            write(&path, text)?;
+            files.extra.push(path);
+        }
+    }
+    let means: Vec<Vec<EpochMetrics>> = groups.iter().map(Group::mean_epochs).collect();
     write_atomic_with(&files.overview, |tmp| {
-        plot::compare(tmp, "All variants", &overview_runs(results))
+        plot::compare(tmp, "All variants", &overview_runs(&groups, &means))
     })?;
-    for (r, path) in results.iter().zip(&files.curves) {
+    for (g, path) in single.iter().zip(&files.curves) {
+        let r = g.runs[0];
         let title = if r.description.is_empty() {
-            r.id.clone()
+            g.name.clone()
         } else {
-            format!("{}: {}", r.id, r.description)
+            format!("{}: {}", g.name, r.description)
         };
         let study = study_row(&r.id).map(|s| Reference {
             label: "study",
@@ -497,35 +648,62 @@ pub fn write_report(dir: &Path, results: &[RunResult]) -> Result<ReportFiles> {
             plot::learning_curves(tmp, &title, &r.epochs, study.as_ref())
         })?;
     }
+    if !files.bands.is_empty() {
+        create(&bands_dir)?;
+    }
+    for (g, path) in several.iter().zip(&files.bands) {
+        let study = study_row(g.id);
+        let (loss, val_loss) = (g.series(|e| Some(e.loss)), g.series(|e| e.val_loss));
+        let (acc, val_acc) = (g.series(|e| Some(e.accuracy)), g.series(|e| e.val_accuracy));
+        let title = format!("{}: mean of {} seeds, 95% band", g.name, g.n());
+        let text = svg::band_curves(
+            &title,
+            [
+                svg::BandPanel {
+                    metric: "loss",
+                    train: &loss,
+                    val: &val_loss,
+                    study: study.map(|s| s.val_loss),
+                },
+                svg::BandPanel {
+                    metric: "accuracy",
+                    train: &acc,
+                    val: &val_acc,
+                    study: study.map(|s| s.val_accuracy),
+                },
+            ],
+        );
+        write(path, text)?;
+    }
     if !files.confusion.is_empty() {
         create(&confusion_dir)?;
     }
-    for (r, path) in results
-        .iter()
-        .filter(|r| plot::is_square(&r.confusion))
-        .zip(&files.confusion)
-    {
-        let title = format!("{}: test confusion matrix", r.id);
+    for ((g, confusion), path) in confusions.iter().zip(&files.confusion) {
+        let title = if g.n() == 1 {
+            format!("{}: test confusion matrix", g.name)
+        } else {
+            format!("{}: test confusion matrix, {} seeds summed", g.name, g.n())
+        };
         // The study's runs are on Fashion-MNIST: its class names label a 10x10 matrix.
         let names: Vec<String> = CLASS_NAMES.iter().map(|n| n.to_string()).collect();
-        let names = (r.confusion.len() == names.len()).then_some(&names[..]);
-        write_atomic_with(path, |tmp| {
-            plot::confusion(tmp, &title, &r.confusion, names)
-        })?;
+        let names = (confusion.len() == names.len()).then_some(&names[..]);
+        write_atomic_with(path, |tmp| plot::confusion(tmp, &title, confusion, names))?;
     }
     Ok(files)
 }
 
-/// The runs of the overview figure: one colour per architecture (the id
-/// without `-do`, in first-seen order), the dropout twins dashed.
-fn overview_runs(results: &[RunResult]) -> Vec<Run<'_>> {
+/// The runs of the overview figure: one per group (its mean epochs, its
+/// mean test accuracy), one colour per architecture (the id without `-do`,
+/// in first-seen order), the dropout twins dashed.
+fn overview_runs<'a>(groups: &'a [Group<'_>], means: &'a [Vec<EpochMetrics>]) -> Vec<Run<'a>> {
     let mut architectures: Vec<&str> = Vec::new();
-    results
+    groups
         .iter()
-        .map(|r| {
-            let (base, dashed) = match r.id.strip_suffix("-do") {
+        .zip(means)
+        .map(|(g, epochs)| {
+            let (base, dashed) = match g.id.strip_suffix("-do") {
                 Some(base) => (base, true),
-                None => (r.id.as_str(), false),
+                None => (g.id, false),
             };
             let color = match architectures.iter().position(|a| *a == base) {
                 Some(i) => i,
@@ -534,10 +712,15 @@ fn overview_runs(results: &[RunResult]) -> Vec<Run<'_>> {
                     architectures.len() - 1
                 }
             };
+            let test: Vec<f64> = g.runs.iter().map(|r| r.test_accuracy).collect();
             Run {
-                name: &r.id,
-                epochs: &r.epochs,
-                test_accuracy: r.test_accuracy,
+                name: &g.name,
+                epochs: if g.n() == 1 {
+                    &g.runs[0].epochs
+                } else {
+                    epochs
+                },
+                test_accuracy: test.iter().sum::<f64>() / test.len() as f64,
                 color,
                 dashed,
             }
@@ -577,7 +760,9 @@ mod tests {
     #[test]
     fn dropout_twins_share_a_colour() {
         let results = ["dnn1", "cnn3a", "cnn3a-do"].map(run);
-        let runs = overview_runs(&results);
+        let groups = seeds::group(&results);
+        let means: Vec<Vec<EpochMetrics>> = groups.iter().map(Group::mean_epochs).collect();
+        let runs = overview_runs(&groups, &means);
         let styles: Vec<(usize, bool)> = runs.iter().map(|r| (r.color, r.dashed)).collect();
         assert_eq!(styles, [(0, false), (1, false), (1, true)]);
     }
