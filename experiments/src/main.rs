@@ -4,8 +4,12 @@
 //! ```text
 //! study list                          # the variants
 //! study summary [ID...] [--json]      # Keras-like model summaries
-//! study run [ID... | all] [--epochs 20] [--batch 100] [--seed 0] [--limit N] [--data DIR] [--out results] [--resume]
-//! study report [--out results]        # results.md, results.csv, curves/*.png from <out>/*.json
+//! study run [ID... | all] [--epochs 20] [--batch 100] [--seed 0 | --seeds 0..5] [--set KEY=V1,V2,...]...
+//!           [--limit N] [--data DIR] [--out results] [--resume] [--shard I/N]
+//! study sweep ID... --set KEY=V1,V2,... [--set ...] [run options]   # a grid of overrides
+//! study calibrate [ROW...] [--seeds 0..3] [--out results/calibration] [--dry-run] [run options]
+//! study report [--out results]        # results.md, results.csv, curves/*.png from <out>/*.json;
+//!                                     # over seeds: seeds.md, seeds.csv, bands/*.svg; calibration.md
 //! study bench [ID...] [--steps 50]    # seconds per training epoch and per test evaluation,
 //!                                     # and (stderr) their ratio to the recorded peers
 //! ```
@@ -20,18 +24,21 @@
 // a path, not an HTML tag.
 #![allow(rustdoc::invalid_html_tags)]
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use netdsl_experiments::bench::{peak_rss_mib, BATCH};
+use netdsl_experiments::calibration::{self, GRIDS};
 use netdsl_experiments::console::{error_line, StreamError};
-use netdsl_experiments::identity::DataIdentity;
-use netdsl_experiments::run::{BenchCtx, RunCtx};
-use netdsl_experiments::variants::{find, study_fit, Variant, VARIANTS};
-use netdsl_experiments::{errln, folder, outln, peers, report};
+use netdsl_experiments::jobs::{self, Shard};
+use netdsl_experiments::overrides::{grid, SetArg};
+use netdsl_experiments::run::BenchCtx;
+use netdsl_experiments::session::Session;
+use netdsl_experiments::variants::{find, Variant, VARIANTS};
+use netdsl_experiments::{errln, outln, peers, report};
 use netdsl_runtime::data::FashionMnist;
 
 /// Each CNN step allocates tens of MB; glibc's malloc returns them to the OS
@@ -63,32 +70,54 @@ enum Command {
     },
     /// Train and evaluate variants; writes <out>/<id>.json and <out>/<id>.safetensors.
     ///
-    /// One `study run` at a time per output folder (<out>/.study.lock). Without
-    /// --resume every variant starts over, and an earlier <id>.json and
-    /// <id>.safetensors are moved aside to <id>.json.prev and <id>.safetensors.prev.
+    /// One `study run` at a time per output folder (<out>/.study.lock), except
+    /// the shards of one (--shard, Slurm arrays), which lock each job instead. Without
+    /// --resume every job starts over, and an earlier <stem>.json and
+    /// <stem>.safetensors are moved aside to <stem>.json.prev and <stem>.safetensors.prev.
     Run {
         /// Variant ids, or `all`.
         #[arg(default_value = "all")]
         ids: Vec<String>,
-        #[arg(long, default_value_t = 20)]
-        epochs: usize,
-        #[arg(long, default_value_t = 100)]
-        batch: usize,
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
-        /// Train on the first N training images only (validation and test stay whole).
-        #[arg(long)]
-        limit: Option<usize>,
-        /// Fashion-MNIST directory (default: $FASHION_MNIST_DIR, then /usr/share/datasets/fashion-mnist).
-        #[arg(long)]
-        data: Option<PathBuf>,
+        /// Override a setting, one run per value (see `study sweep --help`).
+        #[arg(long = "set", value_name = "KEY=V1,V2,...")]
+        sets: Vec<SetArg>,
+        #[command(flatten)]
+        train: TrainArgs,
         #[arg(long, default_value = "results")]
         out: PathBuf,
-        /// Skip variants whose <id>.json is this run's finished result; continue the
-        /// others from a checkpoint of the same run (same settings and data; --epochs
-        /// may differ but not be below the epochs it holds), else start them over.
+    },
+    /// Run a grid of settings without rebuilding: one job per combination of
+    /// the --set values (and per seed), each in <out>/<id>@<key=value,...>[.s<seed>].json.
+    ///
+    /// Keys: lr; dropout (every rate), dropout.K (the K-th dropout layer, from 0),
+    /// dropout_scale; l2 (the factor), l2_on (conv, dense, conv+dense, none); aug (every
+    /// augmentation range times a factor), aug.rotation (degrees), aug.shift, aug.zoom,
+    /// aug.noise, aug.flip (cnn3c and cnn3c-do only).
+    Sweep {
+        /// Variant ids.
+        #[arg(required = true)]
+        ids: Vec<String>,
+        /// A key and its values: `--set dropout=0.1,0.2,0.3`; several --set make a grid.
+        #[arg(long = "set", value_name = "KEY=V1,V2,...", required = true)]
+        sets: Vec<SetArg>,
+        #[command(flatten)]
+        train: TrainArgs,
+        #[arg(long, default_value = "results")]
+        out: PathBuf,
+    },
+    /// Run the calibration grids of the eight rows that differ from the study
+    /// (experiments/src/calibration.rs); `study report --out <out>` then writes
+    /// <out>/calibration.md. Seeds default to 0..3.
+    Calibrate {
+        /// Rows (variant ids with a grid); all eight when none.
+        rows: Vec<String>,
+        #[command(flatten)]
+        train: TrainArgs,
+        #[arg(long, default_value = "results/calibration")]
+        out: PathBuf,
+        /// Print the jobs and their estimated time; run nothing.
         #[arg(long)]
-        resume: bool,
+        dry_run: bool,
     },
     /// Merge <out>/*.json into results.md, results.csv and figures.
     Report {
@@ -108,6 +137,66 @@ enum Command {
         #[arg(long)]
         data: Option<PathBuf>,
     },
+}
+
+/// How `study run`, `sweep` and `calibrate` train, and which share of their jobs.
+#[derive(Args, Debug)]
+struct TrainArgs {
+    #[arg(long, default_value_t = 20)]
+    epochs: usize,
+    #[arg(long, default_value_t = 100)]
+    batch: usize,
+    /// One seed; the files are <id>.json.
+    #[arg(long, default_value_t = 0, conflicts_with = "seeds")]
+    seed: u64,
+    /// Several seeds, one job each: `0,1,2`, `0..5` (0 to 4), `0..=4`; the files are
+    /// <id>.s<seed>.json, and `study report` gives means and 95% intervals.
+    #[arg(long, value_name = "LIST")]
+    seeds: Option<String>,
+    /// Train on the first N training images only (validation and test stay whole).
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Fashion-MNIST directory (default: $FASHION_MNIST_DIR, then /usr/share/datasets/fashion-mnist).
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Skip jobs whose <stem>.json is this run's finished result; continue the
+    /// others from a checkpoint of the same run (same settings and data; --epochs
+    /// may differ but not be below the epochs it holds), else start them over.
+    #[arg(long)]
+    resume: bool,
+    /// Run only part I of N of the jobs (job k when k mod N = I), sharing the output
+    /// folder with the other parts; default: Slurm's SLURM_ARRAY_TASK_ID of
+    /// SLURM_ARRAY_TASK_COUNT when set.
+    #[arg(long, value_name = "I/N")]
+    shard: Option<Shard>,
+}
+
+impl TrainArgs {
+    /// The seeds (`--seeds`, else `default`, else `--seed`) and whether they name the files.
+    fn seeds(&self, default: Option<&str>) -> Result<(Vec<u64>, bool)> {
+        match self.seeds.as_deref().or(default) {
+            Some(list) => Ok((jobs::parse_seeds(list)?, true)),
+            None => Ok((vec![self.seed], false)),
+        }
+    }
+
+    /// The session of `jobs` into `out`; the shard from --shard or Slurm's variables.
+    fn session(self, jobs: Vec<jobs::Job>, out: PathBuf) -> Result<Session> {
+        let shard = match self.shard {
+            Some(shard) => Some(shard),
+            None => Shard::from_slurm(|name| std::env::var(name).ok())?,
+        };
+        Ok(Session {
+            jobs,
+            shard,
+            epochs: self.epochs,
+            batch: self.batch,
+            limit: self.limit,
+            data: self.data,
+            out,
+            resume: self.resume,
+        })
+    }
 }
 
 /// Errors end the program with exit code 1 and one line on stderr; when
@@ -171,87 +260,57 @@ fn real_main() -> Result<()> {
         }
         Command::Run {
             ids,
-            epochs,
-            batch,
-            seed,
-            limit,
-            data,
+            sets,
+            train,
             out,
-            resume,
+        }
+        | Command::Sweep {
+            ids,
+            sets,
+            train,
+            out,
         } => {
             let selected = select(&ids)?;
-            let fit = study_fit(epochs, batch, seed, None);
-            fit.check()?;
-            let data_dir = FashionMnist::resolve_dir(data.as_deref());
-            let data = FashionMnist::load(Some(&data_dir)).context("loading Fashion-MNIST")?;
-            if let Some(n) = limit {
-                anyhow::ensure!(
-                    n >= 1 && n <= data.train.len(),
-                    "--limit {n} is outside 1..={} (the training images)",
-                    data.train.len()
-                );
+            let points = grid(&sets)?;
+            let (seeds, named) = train.seeds(None)?;
+            let jobs = jobs::expand(&selected, &points, &seeds, named);
+            train.session(jobs, out)?.run()?;
+        }
+        Command::Calibrate {
+            rows,
+            train,
+            out,
+            dry_run,
+        } => {
+            let grids = calibration_grids(&rows)?;
+            let (seeds, _) = train.seeds(Some("0..3"))?;
+            let mut all = Vec::new();
+            let mut minutes = 0.0;
+            for g in &grids {
+                let jobs = jobs::expand(&[find(g.row)?], &g.overrides()?, &seeds, true);
+                let scale = train.epochs as f64 / calibration::STUDY_EPOCHS as f64;
+                minutes += jobs.len() as f64 * g.minutes_per_run * scale;
+                if dry_run {
+                    outln!(
+                        "{:<9} {} points x {} seeds = {:>3} jobs, about {:.0} min",
+                        g.row,
+                        g.points.len(),
+                        seeds.len(),
+                        jobs.len(),
+                        jobs.len() as f64 * g.minutes_per_run * scale
+                    )?;
+                }
+                all.extend(jobs);
             }
-            let train = match limit {
-                Some(n) => data.train.take(n),
-                None => data.train.clone(),
-            };
-            for (set, name) in [
-                (&train, "training"),
-                (&data.val, "validation"),
-                (&data.test, "test"),
-            ] {
-                anyhow::ensure!(
-                    !set.is_empty(),
-                    "the {name} set in {} is empty",
-                    data_dir.display()
-                );
-            }
-            anyhow::ensure!(
-                batch <= train.len(),
-                "batch size {batch} is larger than the {} training images",
-                train.len()
-            );
-            // Held until the end: one `study run` per folder.
-            let _lock = folder::lock(&out)?;
-            for path in folder::remove_stale_temps(&out)? {
-                errln!("removed {} (its writer is gone)", path.display())?;
-            }
-            let ctx = RunCtx {
-                train: &train,
-                val: &data.val,
-                test: &data.test,
-                data: DataIdentity::of(&train, &data.val, &data.test),
-                fit,
-                limit,
-                out: out.clone(),
-                resume,
-                progress: std::io::stderr().is_terminal(),
-            };
-            // Every variant is checked before the first one trains.
-            let starts = selected
-                .iter()
-                .map(|v| (v.prepare)(v, &ctx).with_context(|| format!("variant {}", v.id)))
-                .collect::<Result<Vec<_>>>()?;
-            for (v, start) in selected.into_iter().zip(starts) {
-                let Some(r) =
-                    (v.run)(v, &ctx, start).with_context(|| format!("variant {}", v.id))?
-                else {
-                    continue;
-                };
-                let last = r.epochs.last().context("no epoch ran")?;
-                let val = |x: Option<f64>| x.unwrap_or(f64::NAN);
+            if dry_run {
                 outln!(
-                    "{:<9} loss {:.4} acc {:.4} val_loss {:.4} val_acc {:.4} test_acc {:.4} train {:.1}s test {:.2}s",
-                    r.id, last.loss, last.accuracy, val(last.val_loss), val(last.val_accuracy),
-                    r.test_accuracy, r.train_seconds, r.test_seconds
+                    "total     {} jobs, about {:.1} h on one 2-core machine (full data)",
+                    all.len(),
+                    minutes / 60.0
                 )?;
+                return Ok(());
             }
-            errln!(
-                "results in {}; peak resident memory {:.0} MiB; `study report --out {}` builds the table and figures",
-                out.display(),
-                peak_rss_mib().unwrap_or(f64::NAN),
-                out.display()
-            )?;
+            train.session(all, out)?.run()?;
         }
         Command::Report { out } => {
             let results = report::load_results(&out)?;
@@ -261,7 +320,7 @@ fn real_main() -> Result<()> {
                 out.display()
             );
             let files = report::write_report(&out, &results)?;
-            outln!("{}", report::markdown_table(&results))?;
+            outln!("{}", report::summary_table(&results))?;
             for path in files.all() {
                 outln!("{}", path.display())?;
             }
@@ -353,6 +412,24 @@ fn limit_threads() -> Result<()> {
             .context("starting the thread pool")?;
     }
     Ok(())
+}
+
+/// The calibration grids of `rows` (none: all eight), in the order given.
+fn calibration_grids(rows: &[String]) -> Result<Vec<&'static calibration::Grid>> {
+    if rows.is_empty() {
+        return Ok(GRIDS.iter().collect());
+    }
+    rows.iter()
+        .map(|row| {
+            calibration::grid(row).with_context(|| {
+                let known: Vec<&str> = GRIDS.iter().map(|g| g.row).collect();
+                format!(
+                    "`{row}` has no calibration grid; rows: {}",
+                    known.join(", ")
+                )
+            })
+        })
+        .collect()
 }
 
 /// The variants named by `ids` (`all` or none: every variant), in the order given.
