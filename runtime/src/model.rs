@@ -26,7 +26,7 @@ use dfdx::prelude::*;
 use crate::data::{Dataset, SampleShape};
 use crate::error::{Error, Result};
 use crate::network::Network;
-use crate::nn::L2Penalty;
+use crate::nn::{L2Penalty, Regularizer, Regularizers};
 
 /// A network `N` declared with `network!`, built on device `D` (the CPU by
 /// default): its parameters in [`Model::module`], a dfdx module.
@@ -71,6 +71,7 @@ where
 pub trait Trainable<N: Network, D: Device<f32>>:
     TensorCollection<f32, D>
     + L2Penalty<f32, D>
+    + Regularizers
     + ModuleMut<
         Tensor<N::BatchedInput, f32, D, OwnedTape<f32, D>>,
         Output = Tensor<N::BatchedOutput, f32, D, OwnedTape<f32, D>>,
@@ -81,6 +82,7 @@ pub trait Trainable<N: Network, D: Device<f32>>:
 impl<N: Network, D: Device<f32>, M> Trainable<N, D> for M where
     M: TensorCollection<f32, D>
         + L2Penalty<f32, D>
+        + Regularizers
         + ModuleMut<
             Tensor<N::BatchedInput, f32, D, OwnedTape<f32, D>>,
             Output = Tensor<N::BatchedOutput, f32, D, OwnedTape<f32, D>>,
@@ -179,6 +181,78 @@ where
                 writer.visited
             )));
         }
+        Ok(())
+    }
+}
+
+impl<N, D> Model<N, D>
+where
+    N: Network + BuildOnDevice<D, f32>,
+    N::Built: Trainable<N, D>,
+    D: Device<f32>,
+{
+    /// Every dropout rate and kernel L2 factor of the network, in layer
+    /// order: `(kind, value)`. Convolution and dense layers without a
+    /// declared `l2` report 0.
+    ///
+    /// ```
+    /// use netdsl_runtime::prelude::*;
+    /// use netdsl_runtime::nn::Regularizer::{DenseL2, Dropout};
+    /// network! { pub Net<4> { dense<8, l2 = 0.01>, relu, dropout<0.5>, dense<3> } }
+    /// let mut model = Model::<Net>::new(&Cpu::seed_from_u64(0))?;
+    /// assert_eq!(model.regularizers(), [(DenseL2, 0.01), (Dropout, 0.5), (DenseL2, 0.0)]);
+    /// // Halve every dropout rate, put λ = 0.001 on every dense kernel:
+    /// model.set_regularizers(|kind, _, value| if kind == Dropout { value / 2.0 } else { 0.001 })?;
+    /// assert_eq!(model.regularizers(), [(DenseL2, 0.001), (Dropout, 0.25), (DenseL2, 0.001)]);
+    /// # Ok::<(), netdsl_runtime::Error>(())
+    /// ```
+    pub fn regularizers(&self) -> Vec<(Regularizer, f32)> {
+        let mut out = Vec::new();
+        self.module.regularizers(&mut out);
+        out
+    }
+
+    /// Changes the regularisers without rebuilding: `f(kind, index among that
+    /// kind (0-based), current value)` returns the new value. They stay as
+    /// set until changed again or the model is rebuilt (a checkpoint holds
+    /// weights only).
+    ///
+    /// # Errors
+    /// [`Error::Config`] when a rate is outside `[0, 1)` or a factor is
+    /// negative or not finite; nothing is changed then.
+    pub fn set_regularizers(
+        &mut self,
+        mut f: impl FnMut(Regularizer, usize, f32) -> f32,
+    ) -> Result<()> {
+        let mut seen = std::collections::HashMap::new();
+        let mut values = Vec::new();
+        for (kind, value) in self.regularizers() {
+            let index = seen.entry(kind).or_insert(0usize);
+            let new = f(kind, *index, value);
+            let ok = match kind {
+                Regularizer::Dropout => (0.0..1.0).contains(&new),
+                Regularizer::ConvL2 | Regularizer::DenseL2 => new.is_finite() && new >= 0.0,
+            };
+            if !ok {
+                let what = match kind {
+                    Regularizer::Dropout => "dropout rate",
+                    Regularizer::ConvL2 => "convolution L2 factor",
+                    Regularizer::DenseL2 => "dense L2 factor",
+                };
+                return Err(Error::Config(format!(
+                    "{what} {new} (number {} of its kind) is outside {}",
+                    *index + 1,
+                    if kind == Regularizer::Dropout {
+                        "[0, 1)"
+                    } else {
+                        "[0, inf)"
+                    }
+                )));
+            }
+            *index += 1;
+            values.push(new);
+        }
+        self.module.set_regularizers(&mut values.into_iter());
         Ok(())
     }
 }
@@ -331,6 +405,77 @@ mod tests {
             err,
             "the data has 4 classes, but network Vec16 has only 3 outputs"
         );
+    }
+
+    network! {
+        Reg<1, 6, 6> {
+            conv<2, 3, l2 = 0.01>, relu, maxpool<2>, dropout<0.25>,
+            flatten, dense<4>, relu, dropout<0.5>, dense<2, l2 = 0.1>,
+        }
+    }
+
+    #[test]
+    fn regularizers_change_at_run_time() {
+        use crate::nn::Regularizer::{ConvL2, DenseL2, Dropout};
+        let mut model = Model::<Reg>::new(&Cpu::seed_from_u64(0)).unwrap();
+        let declared = [
+            (ConvL2, 0.01),
+            (Dropout, 0.25),
+            (DenseL2, 0.0),
+            (Dropout, 0.5),
+            (DenseL2, 0.1),
+        ];
+        assert_eq!(model.regularizers(), declared);
+        let penalty = |m: &Model<Reg>| m.module.l2_penalty().map(|p| p.array());
+        let before = penalty(&model).unwrap();
+        // Dense kernels too, at 0.02; the second dropout off.
+        model
+            .set_regularizers(|kind, i, v| match (kind, i) {
+                (DenseL2, _) => 0.02,
+                (Dropout, 1) => 0.0,
+                _ => v,
+            })
+            .unwrap();
+        assert_eq!(
+            model.regularizers(),
+            [
+                (ConvL2, 0.01),
+                (Dropout, 0.25),
+                (DenseL2, 0.02),
+                (Dropout, 0.0),
+                (DenseL2, 0.02)
+            ]
+        );
+        let sum_sq = |t: &NamedTensor| t.values.iter().map(|v| v * v).sum::<f32>();
+        let tensors = model.tensors().unwrap();
+        let expected =
+            0.01 * sum_sq(&tensors[0]) + 0.02 * (sum_sq(&tensors[2]) + sum_sq(&tensors[4]));
+        let after = penalty(&model).unwrap();
+        assert!(
+            (after - expected).abs() < 1e-5 * expected,
+            "{after} vs {expected}"
+        );
+        assert_ne!(after, before);
+        // A bad value changes nothing.
+        let err = model.set_regularizers(|kind, _, v| if kind == Dropout { 1.0 } else { v });
+        assert!(err
+            .unwrap_err()
+            .to_string()
+            .contains("dropout rate 1 (number 1 of its kind)"));
+        assert!(model.set_regularizers(|_, _, _| f32::NAN).is_err());
+        assert_eq!(model.regularizers()[2], (DenseL2, 0.02));
+        // With every rate at 0, training mode computes what evaluation does.
+        let x: Tensor<(usize, Const<1>, Const<6>, Const<6>), f32, Cpu> =
+            model.device().sample_normal_like(&(3, Const, Const, Const));
+        let eval = model.module.forward(x.clone()).as_vec();
+        let grads = model.module.alloc_grads();
+        let noisy = model.module.forward_mut(x.clone().traced(grads)).as_vec();
+        assert_ne!(noisy, eval, "dropout at 0.25 is active while training");
+        model
+            .set_regularizers(|kind, _, v| if kind == Dropout { 0.0 } else { v })
+            .unwrap();
+        let grads = model.module.alloc_grads();
+        assert_eq!(model.module.forward_mut(x.traced(grads)).as_vec(), eval);
     }
 
     #[test]

@@ -33,6 +33,7 @@ use dfdx::prelude::{
 use rayon::prelude::*;
 
 use super::l2::Penalty;
+use super::l2::{no_regularizer, Regularizer, Regularizers};
 use super::L2Penalty;
 
 /// Builder for [`MaxPool2D`]: the layer has no parameters, so it is its own builder.
@@ -200,6 +201,19 @@ impl<
     fn try_l2_penalty(&self) -> Result<Option<Penalty<E, D>>, D::Err> {
         Ok(None)
     }
+}
+
+impl<
+        const C: usize,
+        const K: usize,
+        const S: usize,
+        const HI: usize,
+        const WI: usize,
+        const HO: usize,
+        const WO: usize,
+    > Regularizers for MaxPool2D<C, K, S, HI, WI, HO, WO>
+{
+    no_regularizer!();
 }
 
 /// A device that can max-pool: `Cpu` with a direct kernel, `Cuda` through

@@ -24,7 +24,7 @@ mod max_pool2d;
 #[cfg(all(test, feature = "cuda"))]
 mod cuda_tests;
 
-pub use l2::{f32_bits, L2Penalty, Penalty};
+pub use l2::{f32_bits, L2Penalty, Penalty, Regularizer, Regularizers};
 
 /// Zero-sized layer descriptions for `dev.build_module::<B, f32>()`.
 pub mod builders {
