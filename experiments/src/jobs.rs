@@ -125,7 +125,8 @@ impl std::str::FromStr for Shard {
         let Some((index, count)) = parsed else {
             bail!("--shard {text}: expected I/N, e.g. 0/4");
         };
-        Shard::new(index, count).with_context(|| format!("--shard {text}"))
+        // clap shows the error's own message only: the cause goes into it.
+        Shard::new(index, count).map_err(|e| anyhow::anyhow!("--shard {text}: {e}"))
     }
 }
 

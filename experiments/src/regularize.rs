@@ -13,8 +13,8 @@
 //! ```
 //!
 //! The runtime's `Model::regularizers` and `Model::set_regularizers` read and
-//! set them; until that API is on main, overrides of these keys are refused
-//! with "not yet supported" ([`apply`]).
+//! set them; a model built without overrides keeps the declared values, the
+//! same bits.
 
 use anyhow::{bail, ensure, Result};
 use netdsl_runtime::dfdx::prelude::*;
@@ -23,13 +23,7 @@ use netdsl_runtime::network::Network;
 
 use crate::overrides::{Key, Overrides};
 
-/// What a regulariser is (the runtime's `netdsl_runtime::nn::Regularizer`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Regularizer {
-    Dropout,
-    ConvL2,
-    DenseL2,
-}
+pub use netdsl_runtime::nn::Regularizer;
 
 /// The values `overrides` give a network whose declared regularisers are
 /// `declared` (in layer order), or an error naming what does not fit
@@ -120,17 +114,17 @@ pub fn new_values(
 
 /// Sets `overrides`' dropout rates and L2 factors on a model; nothing to do
 /// when they change none.
-pub fn apply<N>(_model: &mut Model<N>, overrides: &Overrides, _variant: &str) -> Result<()>
+pub fn apply<N>(model: &mut Model<N>, overrides: &Overrides, variant: &str) -> Result<()>
 where
     N: Network + BuildOnDevice<Cpu, f32>,
     N::Built: Trainable<N, Cpu>,
 {
-    if let Some(key) = overrides.keys().find(|k| k.is_regularizer()) {
-        bail!(
-            "--set {key}: changing dropout rates and L2 factors is not yet supported \
-             (it needs the runtime's Model::set_regularizers)"
-        );
+    if !overrides.touches_regularizers() {
+        return Ok(());
     }
+    let values = new_values(&model.regularizers(), overrides, variant)?;
+    let mut next = values.into_iter();
+    model.set_regularizers(|_, _, current| next.next().unwrap_or(current))?;
     Ok(())
 }
 
@@ -157,6 +151,35 @@ mod tests {
         (Dropout, 0.5),
         (DenseL2, 0.0),
     ];
+
+    #[test]
+    fn apply_sets_them_on_a_built_model() {
+        use crate::variants::{Cnn3b, Dnn2Do};
+        let mut dnn = Model::<Dnn2Do>::new(&Cpu::seed_from_u64(0)).unwrap();
+        apply(&mut dnn, &point(&[("dropout.1", "0.1")]), "dnn2-do").unwrap();
+        let rates: Vec<f32> = dnn
+            .regularizers()
+            .iter()
+            .filter(|(k, _)| *k == Dropout)
+            .map(|(_, v)| *v)
+            .collect();
+        assert_eq!(rates, [0.5, 0.1]);
+        let mut cnn = Model::<Cnn3b>::new(&Cpu::seed_from_u64(0)).unwrap();
+        let declared = cnn.regularizers();
+        apply(&mut cnn, &Overrides::default(), "cnn3b").unwrap();
+        assert_eq!(cnn.regularizers(), declared);
+        let both = point(&[("l2", "0.03"), ("l2_on", "conv+dense")]);
+        apply(&mut cnn, &both, "cnn3b").unwrap();
+        assert_eq!(
+            cnn.regularizers(),
+            [
+                (ConvL2, 0.03),
+                (ConvL2, 0.03),
+                (DenseL2, 0.03),
+                (DenseL2, 0.03)
+            ]
+        );
+    }
 
     #[test]
     fn no_overrides_keep_the_declared_values() {

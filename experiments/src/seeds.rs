@@ -101,8 +101,11 @@ pub fn group(results: &[RunResult]) -> Vec<Group<'_>> {
 /// A final-epoch metric of a run.
 pub type Metric = fn(&RunResult) -> Option<f64>;
 
+/// The study's value of a metric.
+pub type StudyValue = fn(&StudyRow) -> f64;
+
 /// The final-epoch metrics of the study's table, with their names.
-pub const STUDY_METRICS: [(&str, Metric, fn(&StudyRow) -> f64); 4] = [
+pub const STUDY_METRICS: [(&str, Metric, StudyValue); 4] = [
     ("loss", |r| Some(r.epochs.last()?.loss), |s| s.loss),
     (
         "accuracy",

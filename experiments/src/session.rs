@@ -47,15 +47,12 @@ impl Session {
         fit.check()?;
         let total = self.jobs.len();
         let jobs = match self.shard {
-            Some(shard) => {
-                let mine = shard.select(self.jobs.clone());
-                errln!("shard {shard}: {} of {total} jobs", mine.len())?;
-                mine
-            }
+            Some(shard) => shard.select(self.jobs.clone()),
             None => self.jobs.clone(),
         };
         if jobs.is_empty() {
-            errln!("nothing to run")?;
+            let shard = self.shard.map(|s| s.to_string()).unwrap_or_default();
+            errln!("shard {shard}: none of the {total} jobs; nothing to run")?;
             return Ok(());
         }
         let data_dir = FashionMnist::resolve_dir(self.data.as_deref());
@@ -128,6 +125,9 @@ impl Session {
             .iter()
             .map(|job| (job.variant.prepare)(job, &ctx).with_context(|| job_name(job)))
             .collect::<Result<Vec<_>>>()?;
+        if let Some(shard) = self.shard {
+            errln!("shard {shard}: {} of {total} jobs", jobs.len())?;
+        }
         for (job, start) in jobs.iter().zip(starts) {
             let Some(r) = (job.variant.run)(job, &ctx, start).with_context(|| job_name(job))?
             else {
