@@ -583,7 +583,6 @@ pub fn write_report(dir: &Path, results: &[RunResult]) -> Result<ReportFiles> {
     let confusion_dir = dir.join("confusion");
     let bands_dir = dir.join("bands");
     create(dir)?;
-    create(&curves_dir)?;
     remove_stale_temps_of(dir, &REPORT_FILES)?;
     for folder in [&curves_dir, &confusion_dir, &bands_dir] {
         remove_stale_temps(folder)?;
@@ -632,6 +631,9 @@ pub fn write_report(dir: &Path, results: &[RunResult]) -> Result<ReportFiles> {
     write_atomic_with(&files.overview, |tmp| {
         plot::compare(tmp, "All variants", &overview_runs(&groups, &means))
     })?;
+    if !files.curves.is_empty() {
+        create(&curves_dir)?;
+    }
     for (g, path) in single.iter().zip(&files.curves) {
         let r = g.runs[0];
         let title = if r.description.is_empty() {

@@ -303,8 +303,6 @@ pub fn band_curves(title: &str, panels: [BandPanel<'_>; 2]) -> String {
             let y = area.py(study);
             svg.line((area.left, y), (area.left + area.width, y), GREY, 2.0, true);
         }
-        // Legend, top right inside the panel.
-        let (lx, ly) = (area.left + area.width - 250.0, area.top + 14.0);
         let n = panel.val.iter().flatten().map(|s| s.n).max().unwrap_or(0);
         let mut entries = vec![
             (BLUE, false, "train: mean, 95% band".to_string()),
@@ -321,6 +319,39 @@ pub fn band_curves(title: &str, panels: [BandPanel<'_>; 2]) -> String {
                 format!("study: final val_{} {study:.4}", panel.metric),
             ));
         }
+        // The legend goes in the corner that covers the fewest drawn values.
+        let legend_h = 18.0 * entries.len() as f64 + 6.0;
+        let drawn: Vec<(f64, f64)> = [panel.train, panel.val]
+            .into_iter()
+            .flat_map(|series| series.iter().enumerate())
+            .filter_map(|(e, s)| Some(((e + 1) as f64, (*s)?)))
+            .flat_map(|(e, s)| {
+                let (lo, hi) = s.interval.unwrap_or((s.mean, s.mean));
+                [(e, lo), (e, s.mean), (e, hi)]
+            })
+            .chain(panel.study.map(|v| (epochs as f64, v)))
+            .map(|p| area.at(p))
+            .collect();
+        let bottom = area.top + area.height - legend_h + 6.0;
+        let corners = [
+            (area.left + area.width - 250.0, area.top + 14.0),
+            (area.left + area.width - 250.0, bottom),
+            (area.left + 18.0, bottom),
+            (area.left + 18.0, area.top + 14.0),
+        ];
+        let covered = |&(x, y): &(f64, f64)| {
+            drawn
+                .iter()
+                .filter(|(px, py)| {
+                    (x - 12.0..x + 256.0).contains(px) && (y - 16.0..y + legend_h).contains(py)
+                })
+                .count()
+        };
+        let (lx, ly) = corners
+            .iter()
+            .copied()
+            .min_by_key(covered)
+            .unwrap_or(corners[0]);
         svg.polygon(
             &[
                 (lx - 8.0, ly - 12.0),
@@ -417,7 +448,14 @@ pub fn calibration(rows: &[CalibrationRow<'_>]) -> String {
             };
             svg.text((px, bottom + 32.0), &format!("{d}{mark}"), 11.0, "middle");
             if p.nearest {
-                svg.line((px, area.top), (px, bottom), GREEN, 3.0, false);
+                let half = area.width / k as f64 * 0.4;
+                let slot = [
+                    (px - half, area.top),
+                    (px + half, area.top),
+                    (px + half, bottom),
+                    (px - half, bottom),
+                ];
+                svg.polygon(&slot, GREEN, 0.15);
             }
         }
         for (study, color) in [(row.study.0, BLUE), (row.study.1, ORANGE)] {

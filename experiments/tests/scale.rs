@@ -409,14 +409,14 @@ fn calibrate_plans_and_runs_its_grids() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(text.lines().count(), 9, "{text}");
     assert!(
-        text.contains("dnn1-do   6 points x 3 seeds =  18 jobs"),
+        text.contains("dnn1-do   8 points x 3 seeds =  24 jobs"),
         "{text}"
     );
     assert!(
         text.lines()
             .last()
             .unwrap()
-            .starts_with("total     132 jobs, about "),
+            .starts_with("total     144 jobs, about "),
         "{text}"
     );
     let e = one_line_error(study().args(["calibrate", "cnn3a"]).output().unwrap());
@@ -428,7 +428,7 @@ fn calibrate_plans_and_runs_its_grids() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     ok(study_in(d, &["calibrate", "dnn1-do", "--seeds", "0,1"]));
-    assert_eq!(json_files(d).len(), 12);
+    assert_eq!(json_files(d).len(), 16);
     assert!(d.join("dnn1-do@dropout=0.05.s1.json").exists());
     ok(study_in(d, &["report"]));
     let md = fs::read_to_string(d.join("calibration.md")).unwrap();
