@@ -474,7 +474,8 @@ fn grouped_report(groups: &[Group<'_>]) -> String {
     for g in groups {
         let name = figure_name(&g.name);
         let _ = write!(out, "\n### `{}` (n = {})", g.name, g.n());
-        if !g.runs[0].description.is_empty() {
+        // A sweep point is not the variant its description describes.
+        if !g.runs[0].description.is_empty() && g.overrides.is_empty() {
             let _ = write!(out, ": {}", g.runs[0].description);
         }
         if g.n() > 1 {
@@ -636,7 +637,7 @@ pub fn write_report(dir: &Path, results: &[RunResult]) -> Result<ReportFiles> {
     }
     for (g, path) in single.iter().zip(&files.curves) {
         let r = g.runs[0];
-        let title = if r.description.is_empty() {
+        let title = if r.description.is_empty() || !g.overrides.is_empty() {
             g.name.clone()
         } else {
             format!("{}: {}", g.name, r.description)
