@@ -436,7 +436,13 @@ pub fn calibration(rows: &[CalibrationRow<'_>]) -> String {
         for (j, (x, label)) in labels.iter().enumerate() {
             let px = area.px(*x);
             let bottom = area.top + area.height;
-            svg.text((px, bottom + 16.0), label, 11.0, "middle");
+            // Two settings a line, so that long points stay in their slot.
+            let parts: Vec<&str> = label.split(',').collect();
+            let lines: Vec<String> = parts.chunks(2).map(|c| c.join(",")).collect();
+            for (l, line) in lines.iter().enumerate() {
+                svg.text((px, bottom + 16.0 + 13.0 * l as f64), line, 11.0, "middle");
+            }
+            let below = bottom + 19.0 + 13.0 * lines.len() as f64;
             let p = &row.points[j];
             let d = p
                 .distance
@@ -446,7 +452,7 @@ pub fn calibration(rows: &[CalibrationRow<'_>]) -> String {
                 (false, false) => " (not eligible)",
                 (false, true) => "",
             };
-            svg.text((px, bottom + 32.0), &format!("{d}{mark}"), 11.0, "middle");
+            svg.text((px, below), &format!("{d}{mark}"), 11.0, "middle");
             if p.nearest {
                 let half = area.width / k as f64 * 0.4;
                 let slot = [
