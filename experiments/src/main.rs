@@ -4,35 +4,47 @@
 //! ```text
 //! study list                          # the variants
 //! study summary [ID...] [--json]      # Keras-like model summaries
-//! study run [ID... | all] [--epochs 20] [--batch 100] [--seed 0] [--limit N] [--data DIR] [--out results]
-//! study report [--out results]        # results.md, results.csv, curves/*.png from <out>/*.json
+//! study run [ID... | all] [--epochs 20] [--batch 100] [--seed 0 | --seeds 0..5] [--set KEY=V1,V2,...]...
+//!           [--limit N] [--data DIR] [--out results] [--resume] [--shard I/N]
+//! study sweep ID... --set KEY=V1,V2,... [--set ...] [run options]   # a grid of overrides
+//! study calibrate [ROW...] [--seeds 0..3] [--out results/calibration] [--dry-run] [run options]
+//! study report [--out results]        # results.md, results.csv, curves/*.png from <out>/*.json;
+//!                                     # over seeds: seeds.md, seeds.csv, bands/*.svg; calibration.md
 //! study bench [ID...] [--steps 50]    # seconds per training epoch and per test evaluation,
 //!                                     # and (stderr) their ratio to the recorded peers
 //! ```
 //!
-//! Progress goes to stderr, results to stdout.
+//! Progress goes to stderr, results to stdout. Every error is one line on
+//! stderr and exit code 1, a closed or full stdout or stderr included (no
+//! panic). `study run` checks everything it can before the first epoch
+//! (data, output folder, checkpoints to resume) and holds a lock on its
+//! output folder; see the README's "Reliability" section.
 
-mod peers;
-mod run;
-mod variants;
+// The doc comments below are clap's help text, where `<out>/<id>.json` names
+// a path, not an HTML tag.
+#![allow(rustdoc::invalid_html_tags)]
 
 use std::io::Write;
+use std::num::NonZeroUsize;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use clap::{Parser, Subcommand};
-use netdsl_runtime::bench::peak_rss_mib;
+use clap::{Args, Parser, Subcommand};
+use netdsl_experiments::bench::{peak_rss_mib, BATCH};
+use netdsl_experiments::calibration::{self, GRIDS};
+use netdsl_experiments::console::{error_line, StreamError};
+use netdsl_experiments::jobs::{self, Shard};
+use netdsl_experiments::overrides::{grid, SetArg};
+use netdsl_experiments::run::BenchCtx;
+use netdsl_experiments::session::Session;
+use netdsl_experiments::variants::{find, Variant, VARIANTS};
+use netdsl_experiments::{errln, outln, peers, report};
 use netdsl_runtime::data::FashionMnist;
-use netdsl_runtime::report;
-use netdsl_runtime::train::TrainConfig;
-
-use run::{BenchCtx, RunCtx};
 
 /// Each CNN step allocates tens of MB; glibc's malloc returns them to the OS
 /// and faults them back in every step, mimalloc keeps them.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-use variants::{find, Variant, VARIANTS};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -57,27 +69,55 @@ enum Command {
         json: bool,
     },
     /// Train and evaluate variants; writes <out>/<id>.json and <out>/<id>.safetensors.
+    ///
+    /// One `study run` at a time per output folder (<out>/.study.lock), except
+    /// the shards of one (--shard, Slurm arrays), which lock each job instead. Without
+    /// --resume every job starts over, and an earlier <stem>.json and
+    /// <stem>.safetensors are moved aside to <stem>.json.prev and <stem>.safetensors.prev.
     Run {
         /// Variant ids, or `all`.
         #[arg(default_value = "all")]
         ids: Vec<String>,
-        #[arg(long, default_value_t = 20)]
-        epochs: usize,
-        #[arg(long, default_value_t = 100)]
-        batch: usize,
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
-        /// Train on the first N training images only (validation and test stay whole).
-        #[arg(long)]
-        limit: Option<usize>,
-        /// Fashion-MNIST directory (default: $FASHION_MNIST_DIR, then /usr/share/datasets/fashion-mnist).
-        #[arg(long)]
-        data: Option<PathBuf>,
+        /// Override a setting, one run per value (see `study sweep --help`).
+        #[arg(long = "set", value_name = "KEY=V1,V2,...")]
+        sets: Vec<SetArg>,
+        #[command(flatten)]
+        train: TrainArgs,
         #[arg(long, default_value = "results")]
         out: PathBuf,
-        /// Continue unfinished variants from their last checkpoint; skip finished ones.
+    },
+    /// Run a grid of settings without rebuilding: one job per combination of
+    /// the --set values (and per seed), each in <out>/<id>@<key=value,...>[.s<seed>].json.
+    ///
+    /// Keys: lr; dropout (every rate), dropout.K (the K-th dropout layer, from 0),
+    /// dropout_scale; l2 (the factor), l2_on (conv, dense, conv+dense, none); aug (every
+    /// augmentation range times a factor), aug.rotation (degrees), aug.shift, aug.zoom,
+    /// aug.noise, aug.flip (cnn3c and cnn3c-do only).
+    Sweep {
+        /// Variant ids.
+        #[arg(required = true)]
+        ids: Vec<String>,
+        /// A key and its values: `--set dropout=0.1,0.2,0.3`; several --set make a grid.
+        #[arg(long = "set", value_name = "KEY=V1,V2,...", required = true)]
+        sets: Vec<SetArg>,
+        #[command(flatten)]
+        train: TrainArgs,
+        #[arg(long, default_value = "results")]
+        out: PathBuf,
+    },
+    /// Run the calibration grids of the eight rows that differ from the study
+    /// (experiments/src/calibration.rs); `study report --out <out>` then writes
+    /// <out>/calibration.md. Seeds default to 0..3.
+    Calibrate {
+        /// Rows (variant ids with a grid); all eight when none.
+        rows: Vec<String>,
+        #[command(flatten)]
+        train: TrainArgs,
+        #[arg(long, default_value = "results/calibration")]
+        out: PathBuf,
+        /// Print the jobs and their estimated time; run nothing.
         #[arg(long)]
-        resume: bool,
+        dry_run: bool,
     },
     /// Merge <out>/*.json into results.md, results.csv and figures.
     Report {
@@ -99,33 +139,100 @@ enum Command {
     },
 }
 
-/// `println!` that returns an error instead of panicking when stdout is
-/// closed (`study bench | head -1`).
-macro_rules! out {
-    ($($arg:tt)*) => {
-        writeln!(std::io::stdout(), $($arg)*)
-    };
+/// How `study run`, `sweep` and `calibrate` train, and which share of their jobs.
+#[derive(Args, Debug)]
+struct TrainArgs {
+    #[arg(long, default_value_t = 20)]
+    epochs: usize,
+    #[arg(long, default_value_t = 100)]
+    batch: usize,
+    /// One seed; the files are <id>.json.
+    #[arg(long, default_value_t = 0, conflicts_with = "seeds")]
+    seed: u64,
+    /// Several seeds, one job each: `0,1,2`, `0..5` (0 to 4), `0..=4`; the files are
+    /// <id>.s<seed>.json, and `study report` gives means and 95% intervals.
+    #[arg(long, value_name = "LIST")]
+    seeds: Option<String>,
+    /// Train on the first N training images only (validation and test stay whole).
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Fashion-MNIST directory (default: $FASHION_MNIST_DIR, then /usr/share/datasets/fashion-mnist).
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Skip jobs whose <stem>.json is this run's finished result; continue the
+    /// others from a checkpoint of the same run (same settings and data; --epochs
+    /// may differ but not be below the epochs it holds), else start them over.
+    #[arg(long)]
+    resume: bool,
+    /// Run only part I of N of the jobs (job k when k mod N = I), sharing the output
+    /// folder with the other parts; default: Slurm's SLURM_ARRAY_TASK_ID of
+    /// SLURM_ARRAY_TASK_COUNT when set.
+    #[arg(long, value_name = "I/N")]
+    shard: Option<Shard>,
 }
 
-fn main() {
-    if let Err(e) = real_main() {
-        let broken_pipe = e
-            .downcast_ref::<std::io::Error>()
-            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe);
-        if broken_pipe {
-            return; // the reader has gone: nothing left to say
+impl TrainArgs {
+    /// The seeds (`--seeds`, else `default`, else `--seed`) and whether they name the files.
+    fn seeds(&self, default: Option<&str>) -> Result<(Vec<u64>, bool)> {
+        match self.seeds.as_deref().or(default) {
+            Some(list) => Ok((jobs::parse_seeds(list)?, true)),
+            None => Ok((vec![self.seed], false)),
         }
-        eprintln!("error: {e:#}");
-        std::process::exit(1);
+    }
+
+    /// The session of `jobs` into `out`; the shard from --shard or Slurm's variables.
+    fn session(self, jobs: Vec<jobs::Job>, out: PathBuf) -> Result<Session> {
+        let shard = match self.shard {
+            Some(shard) => Some(shard),
+            None => Shard::from_slurm(|name| std::env::var(name).ok())?,
+        };
+        Ok(Session {
+            jobs,
+            shard,
+            epochs: self.epochs,
+            batch: self.batch,
+            limit: self.limit,
+            data: self.data,
+            out,
+            resume: self.resume,
+        })
     }
 }
 
+/// Errors end the program with exit code 1 and one line on stderr; when
+/// stderr itself cannot be written, or stdout's reader has gone (`study list
+/// | head -1`), with exit code 1 and nothing more to say.
+fn main() {
+    let code = match real_main() {
+        Ok(()) => 0,
+        Err(e) => {
+            let stream = e.chain().find_map(|c| c.downcast_ref::<StreamError>());
+            let unsayable = stream.is_some_and(|s| {
+                s.stream == "stderr" || s.source.kind() == std::io::ErrorKind::BrokenPipe
+            });
+            if !unsayable {
+                let _ = writeln!(std::io::stderr(), "error: {}", error_line(&e));
+            }
+            1
+        }
+    };
+    std::process::exit(code);
+}
+
 fn real_main() -> Result<()> {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // Help, version and usage errors; clap ignores a failed write, we do not.
+        Err(e) => match e.print() {
+            Ok(()) => std::process::exit(e.exit_code()),
+            Err(_) => std::process::exit(1),
+        },
+    };
+    limit_threads()?;
     match cli.command {
         Command::List => {
             for v in VARIANTS {
-                out!(
+                outln!(
                     "{:<9} {:>8}  {:<38} study: {}",
                     v.id,
                     report::thousands(v.params),
@@ -144,63 +251,66 @@ fn real_main() -> Result<()> {
                         serde_json::json!({ "id": v.id, "params": s.params, "layers": s.layers, "summary": s })
                     })
                     .collect();
-                out!("{}", serde_json::to_string_pretty(&all)?)?;
+                outln!("{}", serde_json::to_string_pretty(&all)?)?;
             } else {
                 for v in selected {
-                    out!("{} ({})\n{}", v.id, v.description, (v.summary)())?;
+                    outln!("{} ({})\n{}", v.id, v.description, (v.summary)())?;
                 }
             }
         }
         Command::Run {
             ids,
-            epochs,
-            batch,
-            seed,
-            limit,
-            data,
+            sets,
+            train,
             out,
-            resume,
+        }
+        | Command::Sweep {
+            ids,
+            sets,
+            train,
+            out,
         } => {
             let selected = select(&ids)?;
-            let config = TrainConfig {
-                epochs,
-                batch,
-                seed,
-                ..TrainConfig::default()
-            };
-            config.check(usize::MAX)?;
-            let data = FashionMnist::load(data.as_deref()).context("loading Fashion-MNIST")?;
-            if let Some(n) = limit {
-                anyhow::ensure!(
-                    n >= 1 && n <= data.train.len(),
-                    "--limit {n} is outside 1..={} (the training images)",
-                    data.train.len()
-                );
+            let points = grid(&sets)?;
+            let (seeds, named) = train.seeds(None)?;
+            let jobs = jobs::expand(&selected, &points, &seeds, named);
+            train.session(jobs, out)?.run()?;
+        }
+        Command::Calibrate {
+            rows,
+            train,
+            out,
+            dry_run,
+        } => {
+            let grids = calibration_grids(&rows)?;
+            let (seeds, _) = train.seeds(Some("0..3"))?;
+            let mut all = Vec::new();
+            let mut minutes = 0.0;
+            for g in &grids {
+                let jobs = jobs::expand(&[find(g.row)?], &g.overrides()?, &seeds, true);
+                let scale = train.epochs as f64 / calibration::STUDY_EPOCHS as f64;
+                minutes += jobs.len() as f64 * g.minutes_per_run * scale;
+                if dry_run {
+                    outln!(
+                        "{:<9} {} points x {} seeds = {:>3} jobs, about {:.0} min",
+                        g.row,
+                        g.points.len(),
+                        seeds.len(),
+                        jobs.len(),
+                        jobs.len() as f64 * g.minutes_per_run * scale
+                    )?;
+                }
+                all.extend(jobs);
             }
-            let ctx = RunCtx {
-                data: &data,
-                config,
-                limit,
-                out: out.clone(),
-                resume,
-            };
-            for v in selected {
-                let Some(r) = (v.run)(v, &ctx).with_context(|| format!("variant {}", v.id))? else {
-                    continue;
-                };
-                let last = r.epochs.last().context("no epoch ran")?;
-                out!(
-                    "{:<9} loss {:.4} acc {:.4} val_loss {:.4} val_acc {:.4} test_acc {:.4} train {:.1}s test {:.2}s",
-                    r.id, last.loss, last.accuracy, last.val_loss, last.val_accuracy,
-                    r.test_accuracy, r.train_seconds, r.test_seconds
+            if dry_run {
+                outln!(
+                    "total     {} jobs, about {:.1} h on one 2-core machine (full data)",
+                    all.len(),
+                    minutes / 60.0
                 )?;
+                return Ok(());
             }
-            eprintln!(
-                "results in {}; peak resident memory {:.0} MiB; `study report --out {}` builds the table and figures",
-                out.display(),
-                peak_rss_mib().unwrap_or(f64::NAN),
-                out.display()
-            );
+            train.session(all, out)?.run()?;
         }
         Command::Report { out } => {
             let results = report::load_results(&out)?;
@@ -210,9 +320,9 @@ fn real_main() -> Result<()> {
                 out.display()
             );
             let files = report::write_report(&out, &results)?;
-            out!("{}", report::markdown_table(&results))?;
+            outln!("{}", report::summary_table(&results))?;
             for path in files.all() {
-                out!("{}", path.display())?;
+                outln!("{}", path.display())?;
             }
         }
         Command::Bench {
@@ -227,9 +337,12 @@ fn real_main() -> Result<()> {
             );
             let selected = select(&ids)?;
             let data = FashionMnist::load(data.as_deref()).context("loading Fashion-MNIST")?;
+            // `steps * BATCH` overflows for absurd --steps: compare with the quotient instead.
+            let max_steps = data.train.len() / BATCH;
             anyhow::ensure!(
-                steps * 100 <= data.train.len(),
-                "--steps {steps} needs more than the training set"
+                steps <= max_steps,
+                "--steps {steps} is more than the {max_steps} batches of {BATCH} in the {} training images",
+                data.train.len()
             );
             let ctx = BenchCtx {
                 data: &data,
@@ -239,7 +352,7 @@ fn real_main() -> Result<()> {
             let mut plain_cnn3a = None; // for cnn3c's cost of augmentation
             for v in selected {
                 let b = (v.bench)(v, &ctx).with_context(|| format!("variant {}", v.id))?;
-                out!(
+                outln!(
                     "{} train_epoch_s={:.3} eval_test_s={:.3}",
                     v.id,
                     b.train_epoch_s,
@@ -247,23 +360,76 @@ fn real_main() -> Result<()> {
                 )?;
                 // The ratios to the recorded peers go to stderr: stdout stays `key=value` lines.
                 if let Some(line) = peers::comparison(v.id, b.train_epoch_s, b.eval_test_s) {
-                    eprintln!("{line}");
+                    errln!("{line}")?;
                 }
                 match (v.id, plain_cnn3a) {
                     ("cnn3a", _) => plain_cnn3a = Some(b.train_epoch_s),
                     ("cnn3c", Some(plain)) => {
-                        eprintln!(
+                        errln!(
                             "  cnn3c: epoch {:.2}x cnn3a's (augmentation)",
                             b.train_epoch_s / plain
-                        )
+                        )?;
                     }
                     _ => {}
                 }
             }
-            out!("peak_rss_mib={:.0}", peak_rss_mib().unwrap_or(f64::NAN))?;
+            outln!("peak_rss_mib={:.0}", peak_rss_mib().unwrap_or(f64::NAN))?;
         }
     }
     Ok(())
+}
+
+/// Threads per core beyond which `RAYON_NUM_THREADS` is cut back: the
+/// kernels gain nothing past one thread per core, and 99,999 threads ran for
+/// minutes without a line of output.
+const MAX_THREADS_PER_CORE: usize = 4;
+
+/// Caps rayon's thread count, which `RAYON_NUM_THREADS` (or the older
+/// `RAYON_RS_NUM_CPUS`) sets, at `MAX_THREADS_PER_CORE` x the available
+/// cores, with a warning. Results do not depend on the thread count.
+fn limit_threads() -> Result<()> {
+    // The variable rayon reads: the first that parses to a positive count.
+    let asked = ["RAYON_NUM_THREADS", "RAYON_RS_NUM_CPUS"]
+        .into_iter()
+        .find_map(|name| {
+            let value = std::env::var(name).ok()?;
+            let n = value.trim().parse::<usize>().ok().filter(|&n| n > 0)?;
+            Some((name, n))
+        });
+    let Some((name, asked)) = asked else {
+        return Ok(());
+    };
+    let cores = std::thread::available_parallelism().map_or(1, NonZeroUsize::get);
+    let max = cores.saturating_mul(MAX_THREADS_PER_CORE);
+    if asked > max {
+        errln!(
+            "warning: {name}={asked} is more than {MAX_THREADS_PER_CORE} threads for each of the \
+             {cores} available cores; using {max}"
+        )?;
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(max)
+            .build_global()
+            .context("starting the thread pool")?;
+    }
+    Ok(())
+}
+
+/// The calibration grids of `rows` (none: all eight), in the order given.
+fn calibration_grids(rows: &[String]) -> Result<Vec<&'static calibration::Grid>> {
+    if rows.is_empty() {
+        return Ok(GRIDS.iter().collect());
+    }
+    rows.iter()
+        .map(|row| {
+            calibration::grid(row).with_context(|| {
+                let known: Vec<&str> = GRIDS.iter().map(|g| g.row).collect();
+                format!(
+                    "`{row}` has no calibration grid; rows: {}",
+                    known.join(", ")
+                )
+            })
+        })
+        .collect()
 }
 
 /// The variants named by `ids` (`all` or none: every variant), in the order given.

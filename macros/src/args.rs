@@ -8,6 +8,7 @@ use crate::ast::{Arg, Input, Layer, LayerKind, Network, Value};
 use crate::check::{Float, Spec};
 use crate::errors::{did_you_mean, Errors};
 use crate::shape::{Padding, Shape};
+use quote::quote;
 
 /// Largest accepted size: keeps every product of sizes far from `usize` overflow.
 const MAX_SIZE: u64 = u32::MAX as u64;
@@ -94,16 +95,21 @@ fn signature(kind: LayerKind) -> Signature {
 
 /// Resolve one layer's arguments; `None` after recording at least one error.
 ///
+/// The arguments are read in source order, so a layer's errors come out in
+/// the order they are written.
+///
 /// ```text
 /// conv<32>               // missing kernel size
 /// dense<10, 5>           // extra argument
-/// relu<2>                // takes no arguments
-/// conv<32, 3, strides = 2, stride = 1, stride = 2>   // unknown and duplicate option
+/// maxpool<2, 2>          // extra argument that looks like a stride: write `stride = 2`
+/// relu<2>   relu<>       // takes no arguments
+/// conv<32, 3, strides = 2, padding = 1, stride = 1, stride = 2>   // unknown and duplicate options
 /// ```
 pub fn check_layer_args(errors: &mut Errors, layer: &Layer) -> Option<Spec> {
     let kind = layer.kind;
     let sig = signature(kind);
     let word = kind.word();
+    let errors_before = errors.len();
     let items: &[Arg] = layer.args.as_ref().map_or(&[], |a| &a.items);
     let positional: Vec<&Value> = items
         .iter()
@@ -112,9 +118,19 @@ pub fn check_layer_args(errors: &mut Errors, layer: &Layer) -> Option<Spec> {
             Arg::Option(_) => None,
         })
         .collect();
-    let mut ok = true;
 
-    // Argument count.
+    // `relu<>`: empty brackets on a layer that takes nothing.
+    if let Some(args) = &layer.args {
+        if items.is_empty() && sig.positional.is_empty() && sig.options.is_empty() {
+            let (lt, gt) = (&args.lt, &args.gt);
+            errors.error_spanned(
+                quote!(#lt #gt),
+                format!("`{word}` takes no arguments; write `{word}` without `<>`"),
+            );
+        }
+    }
+
+    // Too few positional arguments: on the whole layer, which starts before its arguments.
     let want = sig.positional.len();
     if positional.len() < want {
         let missing = sig.positional[positional.len()..].join(" and ");
@@ -123,118 +139,145 @@ pub fn check_layer_args(errors: &mut Errors, layer: &Layer) -> Option<Spec> {
             sig.example
         );
         errors.error_spanned(layer, msg);
-        ok = false;
-    } else if positional.len() > want {
-        let msg = if want == 0 {
-            format!("`{word}` takes no arguments; write `{word}`")
-        } else {
-            let takes = sig.positional.join(" and ");
-            format!(
-                "extra argument: `{word}` takes only its {takes}, e.g. `{}`",
-                sig.example
-            )
-        };
-        errors.error_spanned(positional[want], msg);
-        ok = false;
     }
 
-    // Options: known names, each at most once.
+    // Every argument in source order: positional values, then the first extra
+    // one, and options (known names, each at most once).
+    let mut sizes: Vec<Option<usize>> = Vec::new();
+    let mut rate = None;
     let mut stride = None;
     let mut pad = None;
     let mut l2 = None;
     let mut seen: Vec<&syn::Ident> = Vec::new();
+    let mut index = 0;
     for arg in items {
-        let Arg::Option(opt) = arg else { continue };
-        let name = opt.name.to_string();
-        if !sig.options.contains(&name.as_str()) {
-            let msg = if sig.options.is_empty() {
-                format!("unknown option `{name}`: `{word}` takes no options")
-            } else {
-                let list: Vec<String> = sig.options.iter().map(|o| format!("`{o}`")).collect();
-                format!(
-                    "unknown option `{name}` for `{word}`{}; it takes {}",
-                    did_you_mean(&name, sig.options),
-                    list.join(", ")
-                )
-            };
-            errors.error(opt.name.span(), msg);
-            ok = false;
-            continue;
-        }
-        if seen.contains(&&opt.name) {
-            errors.error(
-                opt.name.span(),
-                format!("duplicate option `{name}`; give it once"),
-            );
-            ok = false;
-            continue;
-        }
-        seen.push(&opt.name);
-        match name.as_str() {
-            "stride" => stride = Some(check_size(errors, &opt.value, "stride")),
-            "pad" => pad = Some(check_padding(errors, &opt.value)),
-            "l2" => l2 = Some(check_l2(errors, &opt.value)),
-            _ => unreachable!("options listed in signature()"),
+        match arg {
+            Arg::Positional(value) => {
+                let i = index;
+                index += 1;
+                match sig.positional.get(i) {
+                    Some(&"rate") => rate = check_rate(errors, value),
+                    Some(&"pool size") => sizes.push(check_pool(errors, value)),
+                    Some(what) => sizes.push(check_size(errors, value, what)),
+                    None if i == want => {
+                        let msg = extra_argument(kind, &sig, &positional);
+                        errors.error_spanned(value, msg);
+                    }
+                    None => {} // only the first extra argument is reported
+                }
+            }
+            Arg::Option(opt) => {
+                let name = opt.name.to_string();
+                if !sig.options.contains(&name.as_str()) {
+                    errors.error(opt.name.span(), unknown_option(kind, &sig, &name));
+                } else if seen.contains(&&opt.name) {
+                    errors.error(
+                        opt.name.span(),
+                        format!("duplicate option `{name}`; give it once"),
+                    );
+                } else {
+                    seen.push(&opt.name);
+                    match name.as_str() {
+                        "stride" => stride = check_size(errors, &opt.value, "stride"),
+                        "pad" => pad = check_padding(errors, &opt.value),
+                        "l2" => l2 = check_l2(errors, &opt.value),
+                        _ => unreachable!("options listed in signature()"),
+                    }
+                }
+            }
         }
     }
-    let stride = stride.unwrap_or(Some(0)); // 0: not given
-    let pad = pad.unwrap_or(Some(Padding::Valid));
-    let l2 = match l2 {
-        None => Some(None),
-        Some(f) => f.map(Some),
-    };
+    if errors.len() > errors_before {
+        return None;
+    }
 
-    // Positional values.
-    let sizes: Vec<Option<usize>> = positional
-        .iter()
-        .zip(sig.positional)
-        .map(|(value, what)| match *what {
-            "rate" => None,
-            _ => check_size(errors, value, what),
-        })
-        .collect();
+    // No errors: every argument the layer needs is present and valid.
     let spec = match kind {
         LayerKind::Dense => Spec::Dense {
             units: (*sizes.first()?)?,
-            l2: l2?,
+            l2,
         },
         LayerKind::Conv => Spec::Conv {
             filters: (*sizes.first()?)?,
             kernel: (*sizes.get(1)?)?,
-            stride: match stride? {
-                0 => 1,
-                s => s,
-            },
-            pad: pad?,
-            l2: l2?,
+            stride: stride.unwrap_or(1),
+            pad: pad.unwrap_or(Padding::Valid),
+            l2,
         },
         LayerKind::MaxPool => {
             let kernel = (*sizes.first()?)?;
             Spec::MaxPool {
                 kernel,
-                stride: match stride? {
-                    0 => kernel,
-                    s => s,
-                },
+                stride: stride.unwrap_or(kernel),
             }
         }
-        LayerKind::Dropout => Spec::Dropout {
-            rate: check_rate(errors, positional.first()?)?,
-        },
+        LayerKind::Dropout => Spec::Dropout { rate: rate? },
         LayerKind::Flatten => Spec::Flatten,
         LayerKind::Relu => Spec::Relu,
         LayerKind::Tanh => Spec::Tanh,
         LayerKind::Sigmoid => Spec::Sigmoid,
     };
-    ok.then_some(spec)
+    Some(spec)
+}
+
+/// The message for the first positional argument past a layer's signature.
+/// Where the layer takes a stride, the extra number probably is one (Keras'
+/// `MaxPooling2D(2, 2)`, PyTorch's `Conv2d(1, 32, 3, 2)`): show the option.
+fn extra_argument(kind: LayerKind, sig: &Signature, positional: &[&Value]) -> String {
+    let word = kind.word();
+    let want = sig.positional.len();
+    if want == 0 {
+        return format!("`{word}` takes no arguments; write `{word}`");
+    }
+    let takes = sig.positional.join(" and ");
+    if !sig.options.contains(&"stride") {
+        return format!(
+            "extra argument: `{word}` takes only its {takes}, e.g. `{}`",
+            sig.example
+        );
+    }
+    let sizes: Vec<String> = positional[..want].iter().map(|v| v.text()).collect();
+    format!(
+        "extra argument: `{word}` takes only its {takes}; for a stride write `{word}<{}, stride = {}>`",
+        sizes.join(", "),
+        positional[want].text()
+    )
+}
+
+/// "unknown option `padding` for `conv` (did you mean `pad`?); it takes `stride`, `pad`, `l2`".
+///
+/// Suggests the nearest option by spelling, else one the name starts with
+/// (Keras' `padding`, `strides`; `l2_reg`).
+fn unknown_option(kind: LayerKind, sig: &Signature, name: &str) -> String {
+    let word = kind.word();
+    if sig.options.is_empty() {
+        return format!("unknown option `{name}`: `{word}` takes no options");
+    }
+    let near = match did_you_mean(name, sig.options) {
+        hint if !hint.is_empty() => hint,
+        _ => sig
+            .options
+            .iter()
+            .find(|option| name.starts_with(*option))
+            .map(|option| format!(" (did you mean `{option}`?)"))
+            .unwrap_or_default(),
+    };
+    let list: Vec<String> = sig.options.iter().map(|o| format!("`{o}`")).collect();
+    format!(
+        "unknown option `{name}` for `{word}`{near}; it takes {}",
+        list.join(", ")
+    )
 }
 
 /// A size (units, filters, kernel, stride, input dimension) is an integer >= 1.
 ///
 /// ```text
-/// dense<0>   conv<-32, 3>   dense<12.5>   maxpool<2, stride = 0>
+/// dense<0>   conv<-32, 3>   dense<12.5>   maxpool<2, stride = 0>   dense<"10">
 /// ```
 fn check_size(errors: &mut Errors, value: &Value, what: &str) -> Option<usize> {
+    if !check_no_suffix(errors, value) {
+        return None;
+    }
     let msg = match value {
         Value::Int(None, lit) => match lit.base10_parse::<u64>() {
             Ok(0) => format!("{what} must be at least 1, got 0"),
@@ -250,17 +293,97 @@ fn check_size(errors: &mut Errors, value: &Value, what: &str) -> Option<usize> {
             value.text()
         ),
         Value::Word(word) => format!("{what} must be an integer, got `{word}`"),
+        Value::Str(lit) => {
+            let fix = quoted_number(lit).unwrap_or_else(|| "the number".into());
+            format!(
+                "{what} must be an integer, got the string `{}`; write {fix} without quotes",
+                value.text()
+            )
+        }
+        Value::Tuple(..) => tuple_size(what, value),
     };
     errors.error_spanned(value, msg);
     None
 }
 
+/// The message for a tuple where one size belongs: `conv<8, (3, 3)>`.
+///
+/// Kept in one place because non-square kernels are planned: when `(3, 3)`
+/// becomes a valid kernel size, only the kernel's case changes here.
+fn tuple_size(what: &str, value: &Value) -> String {
+    let hint = match what {
+        "kernel size" => "; non-square kernels are not supported, write one side, e.g. `3`",
+        "pool size" => "; non-square pools are not supported, write one side, e.g. `2`",
+        _ => "",
+    };
+    format!("{what} must be one integer, got `{}`{hint}", value.text())
+}
+
+/// `` `3` `` for the string `"3"` when it holds a plain number.
+fn quoted_number(lit: &syn::LitStr) -> Option<String> {
+    let text = lit.value();
+    text.trim()
+        .parse::<f64>()
+        .is_ok()
+        .then(|| format!("`{}`", text.trim()))
+}
+
+/// The largest `maxpool` window side: the pooling records each maximum's
+/// position in its window in one byte (`runtime/src/nn/max_pool2d.rs`, `K * K
+/// <= 256`). A fused `conv, relu, maxpool` block allows one less (its byte
+/// also marks outputs the ReLU cut), so `expand.rs` leaves a pool of 16 unfused.
+pub const MAX_POOL: usize = 16;
+
+/// A pool size is a size of at most [`MAX_POOL`].
+///
+/// ```text
+/// maxpool<17>
+/// ```
+fn check_pool(errors: &mut Errors, value: &Value) -> Option<usize> {
+    let pool = check_size(errors, value, "pool size")?;
+    if pool > MAX_POOL {
+        errors.error_spanned(
+            value,
+            format!(
+                "pool size {pool} is larger than {MAX_POOL}, the largest `maxpool` supports; \
+                 use a pool of at most {MAX_POOL}, or several pools"
+            ),
+        );
+        return None;
+    }
+    Some(pool)
+}
+
+/// Numbers are written without a type suffix: `5x3` is not a 5x3 kernel (rustc
+/// reads it as `5` with the suffix `x3`), `3units` is not a unit count.
+///
+/// ```text
+/// conv<32, 5x3>   dense<3units>   dropout<0.5f32>
+/// ```
+fn check_no_suffix(errors: &mut Errors, value: &Value) -> bool {
+    let Some(suffix) = value.suffix() else {
+        return true;
+    };
+    let text = value.text();
+    let number = text.strip_suffix(suffix).unwrap_or(&text);
+    errors.error_spanned(
+        value,
+        format!(
+            "unexpected suffix `{suffix}` on `{text}`; write the number alone, e.g. `{number}`"
+        ),
+    );
+    false
+}
+
 /// `pad = valid | same | P` with P >= 0.
 ///
 /// ```text
-/// conv<32, 3, pad = full>
+/// conv<32, 3, pad = full>   conv<32, 3, pad = "same">
 /// ```
 fn check_padding(errors: &mut Errors, value: &Value) -> Option<Padding> {
+    if !check_no_suffix(errors, value) {
+        return None;
+    }
     let msg = match value {
         Value::Word(word) if word == "same" => return Some(Padding::Same),
         Value::Word(word) if word == "valid" => return Some(Padding::Valid),
@@ -272,6 +395,10 @@ fn check_padding(errors: &mut Errors, value: &Value) -> Option<Padding> {
         Value::Word(word) => format!(
             "unknown padding `{word}`{}; use `same`, `valid` or a number of pixels",
             did_you_mean(&word.to_string(), &["same", "valid"])
+        ),
+        Value::Str(lit) if matches!(lit.value().as_str(), "same" | "valid") => format!(
+            "padding is a word, not a string: write `{}` without quotes",
+            lit.value()
         ),
         _ => format!(
             "padding must be `same`, `valid` or a number of pixels >= 0, got `{}`",
@@ -288,6 +415,16 @@ fn real(value: &Value) -> Result<Float, String> {
         Value::Int(_, lit) => lit.base10_parse::<f64>(),
         Value::Float(_, lit) => lit.base10_parse::<f64>(),
         Value::Word(word) => return Err(format!("expected a number, got `{word}`")),
+        Value::Str(lit) => {
+            let fix = quoted_number(lit).unwrap_or_else(|| "the number".into());
+            return Err(format!(
+                "expected a number, got the string `{}`; write {fix} without quotes",
+                value.text()
+            ));
+        }
+        Value::Tuple(..) => {
+            return Err(format!("expected one number, got `{}`", value.text()));
+        }
     };
     let magnitude = parsed.map_err(|err| err.to_string())?;
     let negative = matches!(value, Value::Int(Some(_), _) | Value::Float(Some(_), _));
@@ -297,44 +434,56 @@ fn real(value: &Value) -> Result<Float, String> {
     })
 }
 
-/// `l2 = λ` with λ >= 0 and finite.
+/// `l2 = λ` with λ >= 0 and finite as `f32` (the factor is stored as `f32` bits).
 ///
 /// ```text
-/// dense<10, l2 = -0.1>
+/// dense<10, l2 = -0.1>   dense<10, l2 = 1e39>
 /// ```
 fn check_l2(errors: &mut Errors, value: &Value) -> Option<Float> {
-    match real(value) {
-        Ok(f) if f.value >= 0.0 && f.value.is_finite() && (f.value as f32).is_finite() => {
-            return Some(f)
-        }
-        Ok(f) => errors.error_spanned(
-            value,
-            format!(
-                "l2 factor must be >= 0, got `{}`; Keras' usual value is `1e-3`",
-                f.text
-            ),
-        ),
-        Err(msg) => errors.error_spanned(value, msg),
+    if !check_no_suffix(errors, value) {
+        return None;
     }
+    let msg = match real(value) {
+        Ok(f) if f.value < 0.0 => format!(
+            "l2 factor must be >= 0, got `{}`; Keras' usual value is `1e-3`",
+            f.text
+        ),
+        Ok(f) if !(f.value as f32).is_finite() => format!(
+            "l2 factor `{}` is too large for f32 (at most {:e}); Keras' usual value is `1e-3`",
+            f.text,
+            f32::MAX
+        ),
+        Ok(f) => return Some(f),
+        Err(msg) => msg,
+    };
+    errors.error_spanned(value, msg);
     None
 }
 
-/// `dropout<P>` with 0 <= P < 1 (1 would drop everything).
+/// `dropout<P>` with 0 <= P < 1 (1 would drop everything), also once rounded
+/// to `f32` (the rate is stored as `f32` bits: `0.99999999` is `1.0`).
 ///
 /// ```text
-/// dropout<1.5>   dropout<1>   dropout<-0.1>
+/// dropout<1.5>   dropout<1>   dropout<-0.1>   dropout<0.99999999>
 /// ```
 fn check_rate(errors: &mut Errors, value: &Value) -> Option<Float> {
-    match real(value) {
-        Ok(f) if (0.0..1.0).contains(&f.value) => return Some(f),
-        Ok(f) => errors.error_spanned(
-            value,
-            format!(
-                "dropout rate must be in [0, 1), got `{}`; it is the fraction of values dropped, e.g. `0.5`",
-                f.text
-            ),
-        ),
-        Err(msg) => errors.error_spanned(value, format!("dropout rate: {msg}")),
+    if !check_no_suffix(errors, value) {
+        return None;
     }
+    let msg = match real(value) {
+        Ok(f) if !(0.0..1.0).contains(&f.value) => format!(
+            "dropout rate must be in [0, 1), got `{}`; it is the fraction of values dropped, e.g. `0.5`",
+            f.text
+        ),
+        Ok(f) if f.value as f32 >= 1.0 => format!(
+            "dropout rate `{}` rounds to 1 as f32, which would drop everything; \
+             the largest rate below 1 is `{}`",
+            f.text,
+            1.0 - f32::EPSILON / 2.0
+        ),
+        Ok(f) => return Some(f),
+        Err(msg) => format!("dropout rate: {msg}"),
+    };
+    errors.error_spanned(value, msg);
     None
 }

@@ -12,6 +12,7 @@
 //!     arg       := value                          // positional: sizes, rate
 //!                | IDENT '=' value                // option: stride = 2, pad = same, l2 = 1e-3
 //!     value     := '-'? INT | '-'? FLOAT | IDENT
+//!                | STRING | '(' value (',' value)* ','? ')'   // parsed only to be rejected with a hint
 //! ```
 //!
 //! The parser accepts any value in any argument slot, and any option name:
@@ -23,7 +24,10 @@
 use proc_macro2::{Span, TokenStream};
 use quote::ToTokens;
 use syn::parse::{Parse, ParseStream, Parser};
-use syn::{braced, Attribute, Ident, LitFloat, LitInt, Token, Visibility};
+use syn::punctuated::Punctuated;
+use syn::{
+    braced, parenthesized, token, Attribute, Ident, LitFloat, LitInt, LitStr, Token, Visibility,
+};
 
 /// DSL words, declared as keywords so `lookahead1` lists them in errors.
 pub mod kw {
@@ -102,11 +106,17 @@ pub struct Opt {
 }
 
 /// A number or a word, as written.
+///
+/// `Str` (`pad = "same"`) and `Tuple` (`conv<8, (3, 3)>`) are never valid
+/// today; they are parsed so that the checker can say what to write instead,
+/// together with the other argument errors.
 #[derive(Clone)]
 pub enum Value {
     Int(Option<Token![-]>, LitInt),
     Float(Option<Token![-]>, LitFloat),
     Word(Ident),
+    Str(LitStr),
+    Tuple(token::Paren, Punctuated<Value, Token![,]>),
 }
 
 impl LayerKind {
@@ -179,7 +189,7 @@ impl Parse for Input {
                 "expected the input shape after the network name, e.g. `<1, 28, 28>` or `<784>`",
             ));
         }
-        let (lt, dims, gt) = parse_angle_list(input, Value::parse)?;
+        let (lt, dims, gt) = parse_angle_list(input, "the input shape", Value::parse)?;
         Ok(Input { lt, dims, gt })
     }
 }
@@ -208,7 +218,8 @@ impl Parse for Layer {
         };
         let name: Ident = input.parse()?;
         let args = if input.peek(Token![<]) {
-            let (lt, items, gt) = parse_angle_list(input, Arg::parse)?;
+            let what = format!("the arguments of `{}`", kind.word());
+            let (lt, items, gt) = parse_angle_list(input, &what, Arg::parse)?;
             Some(Args { lt, items, gt })
         } else {
             None
@@ -258,18 +269,30 @@ fn alias(word: &str) -> Option<Alias> {
     Some(Alias::Layer(layer))
 }
 
-/// `'<' item (',' item)* ','? '>'`.
+/// `'<' item (',' item)* ','? '>'`; `what` names the list in the "unclosed" error.
+///
+/// `<` is not a delimiter for rustc, so an unclosed one (`conv<8, 3, flatten }`)
+/// runs into the end of the braces, whose span is the whole call: report it at the `<`.
 fn parse_angle_list<T>(
     input: ParseStream,
+    what: &str,
     item: fn(ParseStream) -> syn::Result<T>,
 ) -> syn::Result<(Token![<], Vec<T>, Token![>])> {
     let lt: Token![<] = input.parse()?;
+    let unclosed = || syn::Error::new(lt.span, format!("unclosed `<`: write `>` after {what}"));
     let mut items = Vec::new();
     loop {
+        if input.is_empty() {
+            return Err(unclosed());
+        }
         if input.peek(Token![>]) {
             break;
         }
-        items.push(item(input)?);
+        // An item cut off by the end of the input (`stride =`) is the same mistake.
+        items.push(item(input).map_err(|err| if input.is_empty() { unclosed() } else { err })?);
+        if input.is_empty() {
+            return Err(unclosed());
+        }
         if input.peek(Token![>]) {
             break;
         }
@@ -298,6 +321,18 @@ impl Parse for Arg {
 
 impl Parse for Value {
     fn parse(input: ParseStream) -> syn::Result<Self> {
+        // Peeked outside the lookahead, so "expected one of" lists only what is valid.
+        if input.peek(LitStr) {
+            return Ok(Value::Str(input.parse()?));
+        }
+        if input.peek(token::Paren) {
+            let content;
+            let paren = parenthesized!(content in input);
+            return Ok(Value::Tuple(
+                paren,
+                content.parse_terminated(Value::parse, Token![,])?,
+            ));
+        }
         let neg: Option<Token![-]> = input.parse()?;
         let lookahead = input.lookahead1();
         if lookahead.peek(LitInt) {
@@ -323,13 +358,28 @@ impl Arg {
 }
 
 impl Value {
-    /// The value as written: `-3`, `1e-3`, `same`.
+    /// The value as written: `-3`, `1e-3`, `same`, `"same"`, `(3, 3)`.
     pub fn text(&self) -> String {
         match self {
             Value::Int(neg, lit) => format!("{}{}", sign(neg), lit),
             Value::Float(neg, lit) => format!("{}{}", sign(neg), lit),
             Value::Word(word) => word.to_string(),
+            Value::Str(lit) => lit.token().to_string(),
+            Value::Tuple(_, items) => {
+                let items: Vec<String> = items.iter().map(Value::text).collect();
+                format!("({})", items.join(", "))
+            }
         }
+    }
+
+    /// The literal's suffix (`x3` in `5x3`, `f32` in `0.5f32`), if it has one.
+    pub fn suffix(&self) -> Option<&str> {
+        let suffix = match self {
+            Value::Int(_, lit) => lit.suffix(),
+            Value::Float(_, lit) => lit.suffix(),
+            Value::Word(_) | Value::Str(_) | Value::Tuple(..) => "",
+        };
+        (!suffix.is_empty()).then_some(suffix)
     }
 }
 
@@ -353,6 +403,8 @@ impl ToTokens for Value {
                 lit.to_tokens(tokens);
             }
             Value::Word(word) => word.to_tokens(tokens),
+            Value::Str(lit) => lit.to_tokens(tokens),
+            Value::Tuple(paren, items) => paren.surround(tokens, |tokens| items.to_tokens(tokens)),
         }
     }
 }
@@ -472,6 +524,43 @@ mod tests {
         assert_eq!(nets.networks[0].name, "N");
         let err = nets.networks[0].layers.as_ref().err().unwrap().to_string();
         assert_eq!(err, "expected `,` or `>`");
+    }
+
+    #[test]
+    fn unclosed_angle_bracket_is_reported_at_the_lt() {
+        let nets = parse(quote!(N<1, 28, 28> { conv<8, 3, flatten })).unwrap();
+        let err = nets.networks[0].layers.as_ref().err().unwrap().to_string();
+        assert_eq!(err, "unclosed `<`: write `>` after the arguments of `conv`");
+        let nets = parse(quote!(N<784> { dense<10, l2 = })).unwrap();
+        let err = nets.networks[0].layers.as_ref().err().unwrap().to_string();
+        assert_eq!(
+            err,
+            "unclosed `<`: write `>` after the arguments of `dense`"
+        );
+        let err = parse(quote!(N < 784)).err().unwrap().to_string();
+        assert_eq!(err, "unclosed `<`: write `>` after the input shape");
+    }
+
+    #[test]
+    fn keeps_strings_tuples_and_suffixes_for_the_checker() {
+        let nets = parse(quote!(N<784> { conv<8, (3, 3), pad = "same">, dense<3units> })).unwrap();
+        let layers = nets.networks[0].layers.as_ref().unwrap();
+        let texts: Vec<String> = layers[0]
+            .args
+            .as_ref()
+            .unwrap()
+            .items
+            .iter()
+            .map(|arg| match arg {
+                Arg::Positional(value) => value.text(),
+                Arg::Option(opt) => opt.value.text(),
+            })
+            .collect();
+        assert_eq!(texts, ["8", "(3, 3)", "\"same\""]);
+        let Arg::Positional(units) = &layers[1].args.as_ref().unwrap().items[0] else {
+            panic!("expected a positional argument")
+        };
+        assert_eq!(units.suffix(), Some("units"));
     }
 
     #[test]

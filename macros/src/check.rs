@@ -15,6 +15,7 @@ use crate::args;
 use crate::ast::{Arg, Input, Layer, LayerKind, Network, Value};
 use crate::errors::Errors;
 use crate::shape::{Op, Padding, Shape, ShapeError};
+use syn::ext::IdentExt;
 
 /// A network whose arguments and shapes are all valid.
 pub struct Checked<'a> {
@@ -90,29 +91,28 @@ pub fn check(net: &Network) -> syn::Result<Checked<'_>> {
 
     // Pass 2: shapes, stopping at the first impossible layer.
     let mut shape = input;
-    let mut checked = Vec::with_capacity(layers.len());
+    let mut checked: Vec<CheckedLayer> = Vec::with_capacity(layers.len());
     let mut params = 0usize;
     for (layer, spec) in layers.iter().zip(specs) {
         let op = spec.op();
-        let after = match checked.last() {
-            Some(prev) => format!("after `{}`", describe(prev)),
-            None => format!("at the input {}", input_text(&net.input)),
+        let seen = Seen {
+            after: match checked.last() {
+                Some(prev) => format!("after `{}`", describe(prev)),
+                None => format!("at the input {}", input_text(&net.input)),
+            },
+            input: input_text(&net.input),
+            flattened: checked.iter().any(|l| l.spec == Spec::Flatten),
         };
         let output = match op.output(shape) {
             Ok(output) => output,
-            Err(err) => return Err(shape_error(layer, &spec, shape, &after, err)),
+            Err(err) => return Err(shape_error(layer, &spec, shape, &seen, err)),
         };
-        let layer_params = op.params(shape).and_then(|p| {
-            params = params.checked_add(p)?;
-            Some(p)
-        });
-        let Some(layer_params) = layer_params else {
-            let msg = format!(
-                "`{}` has more parameters than fit in usize",
-                describe_spec(&spec)
-            );
-            return Err(syn::Error::new_spanned(layer, msg));
-        };
+        let layer_params = op
+            .params(shape)
+            .ok_or_else(|| params_overflow(layer, &spec, shape, None))?;
+        params = params
+            .checked_add(layer_params)
+            .ok_or_else(|| params_overflow(layer, &spec, shape, Some(params)))?;
         checked.push(CheckedLayer {
             ast: layer,
             spec,
@@ -128,6 +128,38 @@ pub fn check(net: &Network) -> syn::Result<Checked<'_>> {
         layers: checked,
         params,
     })
+}
+
+/// The expansion's own identifiers (`__Layers`, `__E`, `__D`, `__batch`) start
+/// with this; a network name may not, so that no name a user writes collides
+/// with one (`impl<E, D> BuildOnDevice<D, E> for D` would not compile).
+pub const RESERVED_PREFIX: &str = "__";
+
+/// A network's name is new in its `network!` call and not reserved. A failed
+/// name gets no fallback definition (the first declaration keeps the name; a
+/// reserved one cannot be defined), so this is one error on the name.
+///
+/// ```text
+/// network! { Net<784> { dense<10> }  Net<784> { dense<5> } }   // declared twice
+/// network! { __E<784> { dense<10> } }                         // reserved
+/// ```
+pub fn check_name(earlier: &[Network], net: &Network) -> syn::Result<()> {
+    let name = net.name.unraw();
+    if name.to_string().starts_with(RESERVED_PREFIX) {
+        let msg = format!(
+            "network names starting with `{RESERVED_PREFIX}` are reserved for the code \
+             `network!` generates; rename `{name}`"
+        );
+        return Err(syn::Error::new(net.name.span(), msg));
+    }
+    if earlier.iter().any(|other| other.name.unraw() == name) {
+        let msg = format!(
+            "network `{name}` is declared twice in this `network!`; rename one \
+             (for `#[cfg]` alternatives, use one `network!` per declaration)"
+        );
+        return Err(syn::Error::new(net.name.span(), msg));
+    }
+    Ok(())
 }
 
 impl Spec {
@@ -198,23 +230,36 @@ pub fn describe_spec(spec: &Spec) -> String {
 // Pass 2: shapes
 // ---------------------------------------------------------------------------
 
+/// What came before a layer, for its shape errors.
+struct Seen {
+    /// "after `maxpool<2>`" or "at the input <1, 28, 28>".
+    after: String,
+    /// The input shape as written, `<784>`.
+    input: String,
+    /// Whether a `flatten` came before (else a vector is the input itself).
+    flattened: bool,
+}
+
 /// The message for a layer that cannot take `input`, on the token at fault.
 ///
 /// ```text
 /// Bad<1, 28, 28> { conv<8, 3>, dense<10> }          // dense after an image
 /// Bad<784> { conv<8, 3> }                           // conv after a vector
+/// Bad<784> { dense<10>, maxpool<2> }                // a vector input never becomes an image
 /// Bad<1, 28, 28> { flatten, maxpool<2> }            // spatial layer after flatten
+/// Bad<784> { relu, flatten }                        // flatten of a vector input
 /// Bad<1, 4, 4> { conv<8, 5> }                       // kernel larger than input
 /// ```
 fn shape_error(
     layer: &Layer,
     spec: &Spec,
     input: Shape,
-    after: &str,
+    seen: &Seen,
     err: ShapeError,
 ) -> syn::Error {
     let word = layer.kind.word();
     let here = layer.name.span();
+    let after = &seen.after;
     match err {
         ShapeError::NeedsFlat => syn::Error::new(
             here,
@@ -223,14 +268,28 @@ fn shape_error(
             ),
         ),
         ShapeError::NeedsImage => {
-            let fix = if after.contains("`flatten`") && layer.kind == LayerKind::Flatten {
-                "remove the second `flatten`".to_string()
-            } else if after.contains("`flatten`") || after.contains("`dense") {
-                format!("move `{word}` before `flatten`")
-            } else if after.starts_with("at the input") {
-                "declare the input as an image, e.g. `<1, 28, 28>`".to_string()
-            } else {
-                format!("move `{word}` before `flatten`")
+            // A vector comes either from a `flatten` or from a vector input.
+            let first = after.starts_with("at the input");
+            let fix = match (layer.kind, seen.flattened) {
+                (LayerKind::Flatten, true) => "remove the second `flatten`".to_string(),
+                (_, true) => format!("move `{word}` before `flatten`"),
+                (LayerKind::Flatten, false) if first => {
+                    "remove `flatten`, or declare the input as an image, e.g. `<1, 28, 28>`"
+                        .to_string()
+                }
+                (LayerKind::Flatten, false) => format!(
+                    "the input {} is already a vector: remove `flatten`, \
+                     or declare the input as an image, e.g. `<1, 28, 28>`",
+                    seen.input
+                ),
+                (_, false) if first => {
+                    "declare the input as an image, e.g. `<1, 28, 28>`".to_string()
+                }
+                (_, false) => format!(
+                    "the input {} is a vector, so no layer gets an image: \
+                     declare the input as an image, e.g. `<1, 28, 28>`",
+                    seen.input
+                ),
             };
             syn::Error::new(
                 here,
@@ -282,6 +341,31 @@ fn shape_error(
             format!("`{word}` output size does not fit in usize (input {input} {after})"),
         ),
     }
+}
+
+/// The parameter count does not fit in `usize`: in the layer itself, or in
+/// the running total once this layer is added (`total_before`). Either way
+/// the error is on this layer, the first one that does not fit.
+///
+/// ```text
+/// Bad<4294967295> { dense<4294967295>, dense<4294967295> }   // the total overflows at the second
+/// ```
+fn params_overflow(
+    layer: &Layer,
+    spec: &Spec,
+    input: Shape,
+    total_before: Option<usize>,
+) -> syn::Error {
+    let what = describe_spec(spec);
+    let msg = match total_before {
+        None => format!("`{what}` has more parameters than fit in usize (input {input})"),
+        Some(before) => format!(
+            "the network's parameter count overflows usize at `{what}`: \
+             {before} parameters before it, {} in it",
+            spec.op().params(input).unwrap_or(0)
+        ),
+    };
+    syn::Error::new(layer.name.span(), msg)
 }
 
 /// `<1, 28, 28>` as written.
@@ -393,6 +477,174 @@ mod tests {
             errs[0].ends_with("declare the input as an image, e.g. `<1, 28, 28>`"),
             "{}",
             errs[0]
+        );
+    }
+
+    /// The first line of each error, for compact comparisons.
+    fn errors(tokens: proc_macro2::TokenStream) -> Vec<String> {
+        check_one(tokens).unwrap_err()
+    }
+
+    #[test]
+    fn sizes_the_runtime_cannot_build_are_rejected() {
+        let errs = errors(quote!(N<1, 40, 40> {
+            conv<2, 3>, relu, maxpool<17>, maxpool<16>, dropout<0.99999999>, flatten,
+            dense<10, l2 = 1e39>,
+        }));
+        assert_eq!(errs.len(), 3, "{errs:#?}");
+        assert!(
+            errs[0].starts_with("pool size 17 is larger than 16"),
+            "{}",
+            errs[0]
+        );
+        assert!(
+            errs[1].starts_with("dropout rate `0.99999999` rounds to 1 as f32"),
+            "{}",
+            errs[1]
+        );
+        assert!(
+            errs[1].ends_with("the largest rate below 1 is `0.99999994`"),
+            "{}",
+            errs[1]
+        );
+        assert!(
+            errs[2].starts_with("l2 factor `1e39` is too large for f32"),
+            "{}",
+            errs[2]
+        );
+        // The limits themselves pass.
+        check_one(quote!(N<1, 18, 18> {
+            conv<2, 3>, relu, maxpool<16>, dropout<0.99999994>, flatten, dense<2, l2 = 3e38>,
+        }))
+        .unwrap();
+    }
+
+    #[test]
+    fn literal_suffixes_are_rejected() {
+        let errs = errors(quote!(N<1, 28, 28> {
+            conv<32, 5x3>, flatten, dense<3units>, dropout<0.5f32>, dense<2, l2 = 1e-3f64>,
+        }));
+        assert_eq!(
+            errs,
+            [
+                "unexpected suffix `x3` on `5x3`; write the number alone, e.g. `5`",
+                "unexpected suffix `units` on `3units`; write the number alone, e.g. `3`",
+                "unexpected suffix `f32` on `0.5f32`; write the number alone, e.g. `0.5`",
+                "unexpected suffix `f64` on `1e-3f64`; write the number alone, e.g. `1e-3`",
+            ]
+        );
+    }
+
+    #[test]
+    fn errors_within_a_layer_come_in_source_order() {
+        let errs = errors(quote!(N<1, 28, 28> { conv<0, 3, stride = 0, pad = full, strides = 1> }));
+        let firsts: Vec<&str> = errs
+            .iter()
+            .map(|e| &e[..e.find([',', ';']).unwrap()])
+            .collect();
+        assert_eq!(
+            firsts,
+            [
+                "filters must be at least 1",
+                "stride must be at least 1",
+                "unknown padding `full`",
+                "unknown option `strides` for `conv` (did you mean `stride`?)",
+            ]
+        );
+    }
+
+    #[test]
+    fn argument_hints() {
+        let errs = errors(quote!(N<1, 28, 28> {
+            relu<>, conv<8, 3, padding = same>, conv<32, 3, 2>, maxpool<2, 2>,
+            conv<8, 3, pad = "same">, conv<8, (3, 3)>, flatten, dense<"10">, dense<10, 5>,
+        }));
+        assert_eq!(
+            errs,
+            [
+                "`relu` takes no arguments; write `relu` without `<>`",
+                "unknown option `padding` for `conv` (did you mean `pad`?); it takes `stride`, `pad`, `l2`",
+                "extra argument: `conv` takes only its filters and kernel size; for a stride write `conv<32, 3, stride = 2>`",
+                "extra argument: `maxpool` takes only its pool size; for a stride write `maxpool<2, stride = 2>`",
+                "padding is a word, not a string: write `same` without quotes",
+                "kernel size must be one integer, got `(3, 3)`; non-square kernels are not supported, write one side, e.g. `3`",
+                "units must be an integer, got the string `\"10\"`; write `10` without quotes",
+                "extra argument: `dense` takes only its units, e.g. `dense<128>`",
+            ]
+        );
+    }
+
+    #[test]
+    fn vector_hints_say_where_the_vector_came_from() {
+        let errs = errors(quote!(N<784> { relu, flatten, dense<10> }));
+        assert!(
+            errs[0].ends_with("the input <784> is already a vector: remove `flatten`, or declare the input as an image, e.g. `<1, 28, 28>`"),
+            "{}",
+            errs[0]
+        );
+        let errs = errors(quote!(N<784> { dense<10>, maxpool<2> }));
+        assert!(
+            errs[0].ends_with("the input <784> is a vector, so no layer gets an image: declare the input as an image, e.g. `<1, 28, 28>`"),
+            "{}",
+            errs[0]
+        );
+        let errs = errors(quote!(N<784> { flatten }));
+        assert!(
+            errs[0].ends_with("at the input <784>; remove `flatten`, or declare the input as an image, e.g. `<1, 28, 28>`"),
+            "{}",
+            errs[0]
+        );
+        let errs = errors(quote!(N<1, 28, 28> { flatten, dense<10>, flatten }));
+        assert!(
+            errs[0].ends_with("remove the second `flatten`"),
+            "{}",
+            errs[0]
+        );
+        let errs = errors(quote!(N<1, 28, 28> { flatten, dense<10>, conv<2, 2> }));
+        assert!(
+            errs[0].ends_with("move `conv` before `flatten`"),
+            "{}",
+            errs[0]
+        );
+    }
+
+    #[test]
+    fn parameter_overflow_is_blamed_where_it_happens() {
+        // Each dense alone fits in usize; the total overflows at the second.
+        let errs = errors(quote!(N<4294967295> {
+            dense<4294967295>, relu, dense<4294967295>, dense<10>,
+        }));
+        assert_eq!(
+            errs,
+            [
+                "the network's parameter count overflows usize at `dense<4294967295>`: \
+              18446744069414584320 parameters before it, 18446744069414584320 in it"
+            ]
+        );
+    }
+
+    #[test]
+    fn names_are_new_and_not_reserved() {
+        let nets: Networks = syn::parse2(quote! {
+            Net<784> { dense<10> }
+            Other<784> { dense<10> }
+            r#Net<784> { dense<5> }
+            __D<784> { dense<10> }
+        })
+        .unwrap();
+        let [net, other, again, reserved] = &nets.networks[..] else {
+            panic!("four networks")
+        };
+        assert!(check_name(&[], net).is_ok());
+        assert!(check_name(std::slice::from_ref(net), other).is_ok());
+        let err = check_name(&nets.networks[..2], again)
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("network `Net` is declared twice"), "{err}");
+        let err = check_name(&[], reserved).unwrap_err().to_string();
+        assert!(
+            err.starts_with("network names starting with `__` are reserved"),
+            "{err}"
         );
     }
 

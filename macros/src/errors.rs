@@ -30,6 +30,11 @@ impl Errors {
         self.errors.push(syn::Error::new_spanned(tokens, msg));
     }
 
+    /// How many errors have been recorded (to tell whether a check added one).
+    pub fn len(&self) -> usize {
+        self.errors.len()
+    }
+
     /// `Err` with every collected error combined, or `Ok` when there are none.
     pub fn propagate(&mut self) -> syn::Result<()> {
         let mut iter = std::mem::take(&mut self.errors).into_iter();

@@ -4,39 +4,98 @@
 //!
 //! ```text
 //! pub struct Cnn3a;
+//! #[allow(deprecated)] // and the network's `#[cfg]`s
 //! const _: () = {
 //!     // `conv, relu[, maxpool]` runs fused into one layer; nested by 6
-//!     type Layers = (ConvBlock<1, 32, 3, 1, 0, 0, 28, 28, 26, 26, 2, 2, 13, 13, 0, false>, ..);
-//!     impl<E: Dtype, D: Device<E>> BuildOnDevice<D, E> for Cnn3a where Layers: BuildOnDevice<D, E> {
-//!         type Built = <Layers as BuildOnDevice<D, E>>::Built;
+//!     type __Layers = (ConvBlock<1, 32, 3, 1, 0, 0, 28, 28, 26, 26, 2, 2, 13, 13, 0, false>, ..);
+//!     impl<__E: Dtype, __D: Device<__E>> BuildOnDevice<__D, __E> for Cnn3a where __Layers: .. {
+//!         type Built = <__Layers as BuildOnDevice<__D, __E>>::Built;
 //!     }
 //!     impl Cnn3a { pub const PARAMS: usize = ..; pub fn summary() -> Summary { .. } }
 //!     impl Network for Cnn3a { .. }
 //! };
 //! ```
 //!
-//! Every path starts with `::netdsl_runtime`, so the expansion never depends on
-//! the user's imports. Each layer type is spanned at its layer word, so a type
-//! error about a layer points at that layer.
+//! Every path starts with `::netdsl_runtime` or `::core` (primitives too:
+//! `::core::primitive::usize`), so the expansion never depends on the user's
+//! imports or names. The expansion's own names (`__Layers`, `__E`, `__D`,
+//! `__batch`) start with `__`, which network names may not (`check_name`).
+//! Each layer type is spanned at its layer word, so a type error about a layer
+//! points at that layer.
 
+use crate::args::MAX_POOL;
 use crate::ast::{Network, Networks};
-use crate::check::{check, describe, Checked, CheckedLayer, Spec};
+use crate::check::{check, check_name, describe, Checked, CheckedLayer, Spec};
 use crate::shape::{conv_dim, Shape};
 use proc_macro2::{Literal, TokenStream};
-use quote::{format_ident, quote, quote_spanned};
+use quote::{format_ident, quote, quote_spanned, ToTokens};
+use syn::ext::IdentExt;
+use syn::punctuated::Punctuated;
+use syn::{Attribute, Token};
 
 /// dfdx implements modules for tuples of 1 to 6 elements.
 const MAX_TUPLE: usize = 6;
 
-/// Expand every network of one invocation; a failed one becomes `compile_error!` plus a fallback.
+/// The largest pool fused into a `ConvBlock`: its pooling marks outputs the
+/// ReLU cut with the byte 255, so `POOL * POOL < 255` (`runtime/src/nn/conv_block.rs`).
+/// A larger pool (up to [`MAX_POOL`]) stays a separate `MaxPool2D` layer.
+const MAX_FUSED_POOL: usize = MAX_POOL - 1;
+
+/// What every network derives; a user's `#[derive]` of these is dropped.
+const DERIVED: [&str; 4] = ["Clone", "Copy", "Debug", "Default"];
+
+/// Expand every network of one invocation; a failed one becomes `compile_error!`
+/// plus a fallback, a failed name (declared twice, reserved) only the error.
 pub fn networks(input: &Networks) -> TokenStream {
     input
         .networks
         .iter()
-        .map(|net| match check(net) {
-            Ok(checked) => expand_network(&checked),
-            Err(err) => expand_fallback(net, err),
+        .enumerate()
+        .map(|(i, net)| {
+            if let Err(err) = check_name(&input.networks[..i], net) {
+                return err.into_compile_error();
+            }
+            match check(net) {
+                Ok(checked) => expand_network(&checked),
+                Err(err) => expand_fallback(net, err),
+            }
         })
+        .collect()
+}
+
+/// The user's attributes for the struct, with `Clone`, `Copy`, `Debug` and
+/// `Default` removed from its `#[derive]`s: the expansion derives them itself,
+/// and deriving one twice would be E0119 over the whole call. Other derives stay.
+fn expand_attrs(attrs: &[Attribute]) -> Vec<TokenStream> {
+    let derived = |path: &syn::Path| {
+        path.segments
+            .last()
+            .is_some_and(|last| DERIVED.iter().any(|d| last.ident == d))
+    };
+    attrs
+        .iter()
+        .filter_map(|attr| {
+            let paths = attr
+                .path()
+                .is_ident("derive")
+                .then(|| attr.parse_args_with(Punctuated::<syn::Path, Token![,]>::parse_terminated))
+                .and_then(Result::ok);
+            let Some(paths) = paths.filter(|paths| paths.iter().any(derived)) else {
+                return Some(attr.to_token_stream());
+            };
+            let kept: Vec<&syn::Path> = paths.iter().filter(|path| !derived(path)).collect();
+            let derive = attr.path();
+            (!kept.is_empty()).then(|| quote!(#[#derive(#(#kept),*)]))
+        })
+        .collect()
+}
+
+/// The network's `#[cfg(..)]` attributes, repeated on everything it expands
+/// to, so a configured-out network leaves nothing behind.
+fn cfgs(attrs: &[Attribute]) -> Vec<&Attribute> {
+    attrs
+        .iter()
+        .filter(|attr| attr.path().is_ident("cfg"))
         .collect()
 }
 
@@ -44,9 +103,10 @@ pub fn networks(input: &Networks) -> TokenStream {
 fn expand_network(checked: &Checked) -> TokenStream {
     let net = checked.net;
     let name = &net.name;
-    let attrs = &net.attrs;
+    let attrs = expand_attrs(&net.attrs);
+    let cfgs = cfgs(&net.attrs);
     let vis = &net.vis;
-    let name_str = name.to_string();
+    let name_str = name.unraw().to_string();
     let output = checked.layers.last().map_or(checked.input, |l| l.output);
     let params = Literal::usize_unsuffixed(checked.params);
     let layers = nest(expand_layers(&checked.layers));
@@ -60,9 +120,9 @@ fn expand_network(checked: &Checked) -> TokenStream {
     let params_doc = format!(" Trainable parameters: {}.", thousands(checked.params));
     let input_ty = shape_type(checked.input, None);
     let output_ty = shape_type(output, None);
-    let batch = format_ident!("batch");
-    let batched_input_ty = shape_type(checked.input, Some(quote!(usize)));
-    let batched_output_ty = shape_type(output, Some(quote!(usize)));
+    let batch = format_ident!("__batch");
+    let batched_input_ty = shape_type(checked.input, Some(quote!(::core::primitive::usize)));
+    let batched_output_ty = shape_type(output, Some(quote!(::core::primitive::usize)));
     let batched_input = shape_value(checked.input, &batch);
     let batched_output = shape_value(output, &batch);
 
@@ -73,21 +133,23 @@ fn expand_network(checked: &Checked) -> TokenStream {
         #[derive(::core::clone::Clone, ::core::marker::Copy, ::core::fmt::Debug, ::core::default::Default)]
         #vis struct #name;
 
+        #(#cfgs)*
+        #[allow(deprecated)] // a `#[deprecated]` network: its own impls do not warn
         const _: () = {
-            type Layers = #layers;
+            type __Layers = #layers;
 
-            impl<E, D> ::netdsl_runtime::__private::dfdx::nn::BuildOnDevice<D, E> for #name
+            impl<__E, __D> ::netdsl_runtime::__private::dfdx::nn::BuildOnDevice<__D, __E> for #name
             where
-                E: ::netdsl_runtime::__private::dfdx::shapes::Dtype,
-                D: ::netdsl_runtime::__private::dfdx::tensor_ops::Device<E>,
-                Layers: ::netdsl_runtime::__private::dfdx::nn::BuildOnDevice<D, E>,
+                __E: ::netdsl_runtime::__private::dfdx::shapes::Dtype,
+                __D: ::netdsl_runtime::__private::dfdx::tensor_ops::Device<__E>,
+                __Layers: ::netdsl_runtime::__private::dfdx::nn::BuildOnDevice<__D, __E>,
             {
-                type Built = <Layers as ::netdsl_runtime::__private::dfdx::nn::BuildOnDevice<D, E>>::Built;
+                type Built = <__Layers as ::netdsl_runtime::__private::dfdx::nn::BuildOnDevice<__D, __E>>::Built;
             }
 
             impl #name {
                 #[doc = #params_doc]
-                pub const PARAMS: usize = #params;
+                pub const PARAMS: ::core::primitive::usize = #params;
 
                 /// Keras-like summary: layers, output shapes, parameters.
                 pub fn summary() -> ::netdsl_runtime::network::Summary {
@@ -96,16 +158,16 @@ fn expand_network(checked: &Checked) -> TokenStream {
             }
 
             impl ::netdsl_runtime::network::Network for #name {
-                const NAME: &'static str = #name_str;
-                const PARAMS: usize = #params;
+                const NAME: &'static ::core::primitive::str = #name_str;
+                const PARAMS: ::core::primitive::usize = #params;
                 type Input = #input_ty;
                 type Output = #output_ty;
                 type BatchedInput = #batched_input_ty;
                 type BatchedOutput = #batched_output_ty;
-                fn batched_input(#batch: usize) -> Self::BatchedInput {
+                fn batched_input(#batch: ::core::primitive::usize) -> Self::BatchedInput {
                     #batched_input
                 }
-                fn batched_output(#batch: usize) -> Self::BatchedOutput {
+                fn batched_output(#batch: ::core::primitive::usize) -> Self::BatchedOutput {
                     #batched_output
                 }
                 fn summary() -> ::netdsl_runtime::network::Summary {
@@ -118,16 +180,17 @@ fn expand_network(checked: &Checked) -> TokenStream {
 
 /// The layers' builder types, each `conv, relu[, maxpool]` run fused into one
 /// `ConvBlock` (the same function, computed without its intermediate tensors);
-/// a block that is the network's first layer computes no input gradient.
+/// a block that is the network's first layer computes no input gradient. A
+/// pool larger than [`MAX_FUSED_POOL`] follows its block as its own layer.
 fn expand_layers(layers: &[CheckedLayer]) -> Vec<TokenStream> {
     let mut out = Vec::with_capacity(layers.len());
     let mut i = 0;
     while i < layers.len() {
         let relu_next = matches!(layers.get(i + 1).map(|l| &l.spec), Some(Spec::Relu));
         if matches!(layers[i].spec, Spec::Conv { .. }) && relu_next {
-            let pool = layers
-                .get(i + 2)
-                .filter(|l| matches!(l.spec, Spec::MaxPool { .. }));
+            let pool = layers.get(i + 2).filter(
+                |l| matches!(l.spec, Spec::MaxPool { kernel, .. } if kernel <= MAX_FUSED_POOL),
+            );
             if let Some(block) = expand_block(&layers[i], pool, i == 0) {
                 out.push(block);
                 i += if pool.is_some() { 3 } else { 2 };
@@ -318,9 +381,11 @@ fn thousands(n: usize) -> String {
 fn expand_fallback(net: &Network, err: syn::Error) -> TokenStream {
     let errors = err.into_compile_error();
     let name = &net.name;
-    let attrs = &net.attrs;
+    let attrs = expand_attrs(&net.attrs);
+    let cfgs = cfgs(&net.attrs);
     let vis = &net.vis;
-    let msg = format!("network `{name}` failed to compile");
+    let name_str = name.unraw().to_string();
+    let msg = format!("network `{name_str}` failed to compile");
     quote! {
         #errors
 
@@ -328,34 +393,36 @@ fn expand_fallback(net: &Network, err: syn::Error) -> TokenStream {
         #[derive(::core::clone::Clone, ::core::marker::Copy, ::core::fmt::Debug, ::core::default::Default)]
         #vis struct #name;
 
+        #(#cfgs)*
+        #[allow(deprecated)]
         const _: () = {
-            impl<E, D> ::netdsl_runtime::__private::dfdx::nn::BuildOnDevice<D, E> for #name
+            impl<__E, __D> ::netdsl_runtime::__private::dfdx::nn::BuildOnDevice<__D, __E> for #name
             where
-                E: ::netdsl_runtime::__private::dfdx::shapes::Dtype,
-                D: ::netdsl_runtime::__private::dfdx::tensor_ops::Device<E>,
+                __E: ::netdsl_runtime::__private::dfdx::shapes::Dtype,
+                __D: ::netdsl_runtime::__private::dfdx::tensor_ops::Device<__E>,
             {
                 type Built = ();
             }
 
             impl #name {
-                pub const PARAMS: usize = 0;
+                pub const PARAMS: ::core::primitive::usize = 0;
                 pub fn summary() -> ::netdsl_runtime::network::Summary {
                     ::core::panic!(#msg)
                 }
             }
 
             impl ::netdsl_runtime::network::Network for #name {
-                const NAME: &'static str = ::core::stringify!(#name);
-                const PARAMS: usize = 0;
-                type Input = (usize,);
-                type Output = (usize,);
-                type BatchedInput = (usize,);
-                type BatchedOutput = (usize,);
-                fn batched_input(batch: usize) -> Self::BatchedInput {
-                    (batch,)
+                const NAME: &'static ::core::primitive::str = #name_str;
+                const PARAMS: ::core::primitive::usize = 0;
+                type Input = (::core::primitive::usize,);
+                type Output = (::core::primitive::usize,);
+                type BatchedInput = (::core::primitive::usize,);
+                type BatchedOutput = (::core::primitive::usize,);
+                fn batched_input(__batch: ::core::primitive::usize) -> Self::BatchedInput {
+                    (__batch,)
                 }
-                fn batched_output(batch: usize) -> Self::BatchedOutput {
-                    (batch,)
+                fn batched_output(__batch: ::core::primitive::usize) -> Self::BatchedOutput {
+                    (__batch,)
                 }
                 fn summary() -> ::netdsl_runtime::network::Summary {
                     ::core::panic!(#msg)
@@ -411,6 +478,32 @@ mod tests {
                 conv<64, 3, l2 = 1e-3>, relu, maxpool<2>,
                 flatten, dense<128, l2 = 1e-3>, relu, dropout<0.5>, dense<10>,
             }
+        }));
+    }
+
+    /// `#[cfg]` on everything the network expands to.
+    #[test]
+    fn expansion_cfg() {
+        let expanded = expand(quote! {
+            #[cfg(feature = "small")]
+            pub Small<784> { dense<10> }
+        });
+        let cfg = "#[cfg(feature = \"small\")]\n";
+        assert_eq!(expanded.matches(cfg).count(), 2, "{expanded}");
+        // The attributes after the struct are the impls' `const _` block's.
+        let (_, impls) = expanded.split_once("pub struct Small;\n").unwrap();
+        assert!(impls.starts_with(cfg), "{expanded}");
+    }
+
+    /// `#[cfg]` on everything, the user's derives without the expansion's own,
+    /// and a pool too large to fuse after its `conv, relu` block.
+    #[test]
+    fn expansion_attributes() {
+        insta::assert_snapshot!(expand(quote! {
+            #[cfg(feature = "small")]
+            #[derive(Clone, Default, PartialEq)]
+            #[deprecated]
+            pub Small<1, 18, 18> { conv<2, 3>, relu, maxpool<16>, flatten, dense<3> }
         }));
     }
 

@@ -22,6 +22,37 @@ pub enum Error {
     /// A training setting that cannot work.
     #[error("invalid setting: {0}")]
     Config(String),
+    /// In-memory data that does not form a data set (lengths, shape, classes).
+    #[error("invalid data: {0}")]
+    Data(String),
+    /// A label outside `0..classes`, in memory.
+    #[error("label {label} at index {index} is not below the {classes} classes")]
+    LabelOutOfRange {
+        index: usize,
+        label: usize,
+        classes: usize,
+    },
+    /// Data whose samples are not the shape the network takes.
+    #[error(
+        "network {network} takes samples of shape {expected}, but the data's are {found}{hint}"
+    )]
+    ShapeMismatch {
+        network: &'static str,
+        expected: String,
+        found: String,
+        /// A fix where one is known, e.g. "; flatten the data with `Dataset::flatten`".
+        hint: &'static str,
+    },
+    /// More classes in the data than outputs in the network.
+    #[error("the data has {classes} classes, but network {network} has only {outputs} outputs")]
+    TooManyClasses {
+        network: &'static str,
+        classes: usize,
+        outputs: usize,
+    },
+    /// A checkpoint file that is not a valid checkpoint, or not of this model.
+    #[error("checkpoint {path}: {reason}")]
+    Checkpoint { path: PathBuf, reason: String },
     /// An error from dfdx's device (allocation, safetensors I/O).
     #[error("device error: {0}")]
     Device(String),
@@ -100,13 +131,13 @@ pub enum Error {
         labels_path: PathBuf,
         labels: usize,
     },
-    /// A label outside `0..classes`.
-    #[error("label {label} above {max} at index {index} in {path}")]
+    /// A label file holds a label outside `0..classes`.
+    #[error("label {label} at index {index} in {path} is not below the {classes} classes")]
     BadLabel {
         path: PathBuf,
         index: usize,
         label: u8,
-        max: u8,
+        classes: usize,
     },
 }
 
@@ -117,3 +148,8 @@ pub const INSTALL_HINT: &str =
 
 /// `Result` with the runtime's [`Error`].
 pub type Result<T> = std::result::Result<T, Error>;
+
+/// An error of dfdx's device, as [`Error::Device`].
+pub(crate) fn device_err(e: impl std::fmt::Debug) -> Error {
+    Error::Device(format!("{e:?}"))
+}

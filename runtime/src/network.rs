@@ -51,6 +51,7 @@ pub struct Summary {
     pub name: String,
     /// Keras notation with the batch as `None`: `"(None, 1, 28, 28)"`.
     pub input_shape: String,
+    /// One row per layer, in order.
     pub layers: Vec<LayerSummary>,
     /// Total trainable parameters.
     pub params: usize,
@@ -63,6 +64,7 @@ pub struct LayerSummary {
     pub layer: String,
     /// `"(None, 64, 14, 14)"`.
     pub output_shape: String,
+    /// Trainable parameters of the layer.
     pub params: usize,
 }
 

@@ -1,4 +1,16 @@
-//! Figures as PNG: learning curves per variant, an overview of all variants, confusion matrices.
+//! Figures as PNG of any run: learning curves, a comparison of several runs,
+//! a confusion matrix sized by the network's outputs (with class names when
+//! the data has them).
+//!
+//! ```no_run
+//! # use netdsl_runtime::prelude::*;
+//! # use std::path::Path;
+//! # fn f(history: &History, eval: &Evaluation, test: &Dataset) -> netdsl_runtime::Result<()> {
+//! use netdsl_runtime::plot;
+//! plot::learning_curves(Path::new("curves.png"), "my net", &history.epochs, None)?;
+//! plot::confusion(Path::new("confusion.png"), "my net: test", &eval.confusion, test.class_names())?;
+//! # Ok(()) }
+//! ```
 //!
 //! Drawn with plotters' bitmap backend into a buffer and encoded with the `png` crate. Text uses
 //! DejaVu Sans embedded in the binary (`runtime/assets/`, Bitstream Vera license beside it),
@@ -19,21 +31,17 @@ use plotters::style::register_font;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use crate::error::{Error, Result};
-use crate::metrics::{EpochMetrics, RunResult};
-use crate::report;
+use crate::metrics::EpochMetrics;
 
 mod text;
 use text::TextBackend;
 
-/// Size in pixels of `curves/<id>.png` (two panels side by side).
+/// Size in pixels of [`learning_curves`] (two panels side by side).
 pub const CURVES_SIZE: (u32, u32) = (1200, 480);
-/// Size in pixels of `overview.png` (curves, legend, bars).
-pub const OVERVIEW_SIZE: (u32, u32) = (1500, 640);
-/// Size in pixels of `confusion/<id>.png`.
+/// Size in pixels of [`compare`] (curves, legend, bars).
+pub const COMPARE_SIZE: (u32, u32) = (1500, 640);
+/// Size in pixels of [`confusion`].
 pub const CONFUSION_SIZE: (u32, u32) = (760, 700);
-
-/// Fashion-MNIST's class names, by label.
-pub use crate::data::CLASS_NAMES;
 
 /// DejaVu Sans 2.37 (Debian fonts-dejavu-core); see assets/DejaVuSans-LICENSE.txt.
 static FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
@@ -151,11 +159,14 @@ fn value_range(values: impl IntoIterator<Item = f64>, clamp_unit: bool) -> std::
     }
 }
 
-/// `(epoch, value)` points of one metric, non-finite values left out.
-fn points(epochs: &[EpochMetrics], metric: fn(&EpochMetrics) -> f64) -> Vec<(i32, f64)> {
+/// One metric of an epoch, `None` where the epoch has none (no validation).
+type Metric = fn(&EpochMetrics) -> Option<f64>;
+
+/// `(epoch, value)` points of one metric, missing and non-finite values left out.
+fn points(epochs: &[EpochMetrics], metric: Metric) -> Vec<(i32, f64)> {
     epochs
         .iter()
-        .map(|e| (i32::try_from(e.epoch).unwrap_or(i32::MAX), metric(e)))
+        .filter_map(|e| Some((i32::try_from(e.epoch).unwrap_or(i32::MAX), metric(e)?)))
         .filter(|(_, v)| v.is_finite())
         .collect()
 }
@@ -197,17 +208,34 @@ fn legend_corner(lines: &[Vec<(f64, f64)>]) -> SeriesLabelPosition {
     best.0
 }
 
-/// One learning-curve panel: a metric, train vs validation, by epoch, with the study's final
-/// validation value (if any) as a dashed grey line.
+/// A reference to draw into learning curves: final validation values of another
+/// run (e.g. a published result), as dashed grey lines labelled
+/// "`label`: final val_loss 0.3426".
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reference<'a> {
+    /// Names the reference in the legend, e.g. `"study"`.
+    pub label: &'a str,
+    /// Final validation loss.
+    pub val_loss: f64,
+    /// Final validation accuracy.
+    pub val_accuracy: f64,
+}
+
+/// One learning-curve panel: a metric, train vs validation, by epoch, with a
+/// reference value (if any) as a dashed grey line.
 fn curve_panel(
     area: &Area<'_>,
     name: &str,
     epochs: &[EpochMetrics],
-    [train, val]: [fn(&EpochMetrics) -> f64; 2],
-    study: Option<f64>,
+    [train, val]: [Metric; 2],
+    reference: Option<(&str, f64)>,
 ) -> DrawResult {
     let is_accuracy = name == "accuracy";
-    let values = epochs.iter().flat_map(|e| [train(e), val(e)]).chain(study);
+    let values = epochs
+        .iter()
+        .flat_map(|e| [train(e), val(e)])
+        .flatten()
+        .chain(reference.map(|r| r.1));
     let (x_range, y_range) = (epoch_range(epochs.len()), value_range(values, is_accuracy));
     let mut chart = ChartBuilder::on(area)
         .caption(name, font(20))
@@ -238,12 +266,12 @@ fn curve_panel(
         chart.draw_series(line.iter().map(|&p| Circle::new(p, 3, color.filled())))?;
         drawn.push(line);
     }
-    if let Some(study) = study.filter(|v| v.is_finite()) {
-        let ends = [(x_range.start, study), (x_range.end, study)];
+    if let Some((label, value)) = reference.filter(|r| r.1.is_finite()) {
+        let ends = [(x_range.start, value), (x_range.end, value)];
         let style = GREY.stroke_width(2);
         chart
             .draw_series(DashedLineSeries::new(ends, 8, 5, style))?
-            .label(format!("study: final val_{name} {study:.4}"))
+            .label(format!("{label}: final val_{name} {value:.4}"))
             .legend(move |(x, y)| DashedPathElement::new([(x, y), (x + 24, y)], 8, 5, style));
         drawn.push(ends.to_vec());
     }
@@ -270,57 +298,44 @@ fn curve_panel(
     Ok(())
 }
 
-/// Title line of a run's figures: "cnn3a: description".
-fn title(result: &RunResult) -> String {
-    if result.description.is_empty() {
-        result.id.clone()
-    } else {
-        format!("{}: {}", result.id, result.description)
-    }
-}
-
-/// Learning curves of one run: loss (left) and accuracy (right), train vs validation by epoch;
-/// for a study variant, the study's final validation loss and accuracy as dashed grey lines.
-pub fn learning_curves(path: &Path, result: &RunResult) -> Result<()> {
-    let study = report::study_row(&result.id);
+/// Learning curves of one run: loss (left) and accuracy (right), train vs
+/// validation by epoch (validation where the epochs have it), under `title`;
+/// a `reference`'s final validation loss and accuracy as dashed grey lines.
+pub fn learning_curves(
+    path: &Path,
+    title: &str,
+    epochs: &[EpochMetrics],
+    reference: Option<&Reference<'_>>,
+) -> Result<()> {
     render(path, CURVES_SIZE, |root| {
-        let root = root.titled(&title(result), font(22))?;
+        let root = root.titled(title, font(22))?;
         let (left, right) = root.split_horizontally(CURVES_SIZE.0 / 2);
-        let epochs = &result.epochs;
-        let loss: [fn(&EpochMetrics) -> f64; 2] = [|e| e.loss, |e| e.val_loss];
-        let accuracy: [fn(&EpochMetrics) -> f64; 2] = [|e| e.accuracy, |e| e.val_accuracy];
-        curve_panel(&left, "loss", epochs, loss, study.map(|s| s.val_loss))?;
-        curve_panel(
-            &right,
-            "accuracy",
-            epochs,
-            accuracy,
-            study.map(|s| s.val_accuracy),
-        )
+        let loss: [Metric; 2] = [|e| Some(e.loss), |e| e.val_loss];
+        let accuracy: [Metric; 2] = [|e| Some(e.accuracy), |e| e.val_accuracy];
+        let at = |value: fn(&Reference) -> f64| reference.map(|r| (r.label, value(r)));
+        curve_panel(&left, "loss", epochs, loss, at(|r| r.val_loss))?;
+        curve_panel(&right, "accuracy", epochs, accuracy, at(|r| r.val_accuracy))
     })
 }
 
-/// Colour and dash of a variant in the overview: one colour per architecture (the id
-/// without `-do`), dashed lines for the dropout twins.
-fn variant_style(id: &str, architectures: &[&str]) -> (RGBColor, bool) {
-    let (base, dropout) = match id.strip_suffix("-do") {
-        Some(base) => (base, true),
-        None => (id, false),
-    };
-    let index = architectures.iter().position(|a| *a == base).unwrap_or(0);
-    (PALETTE[index % PALETTE.len()], dropout)
+/// One run in a [`compare`] figure.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Run<'a> {
+    /// The run's name in the legend and on its bar.
+    pub name: &'a str,
+    /// Its epochs (the validation accuracy is drawn).
+    pub epochs: &'a [EpochMetrics],
+    /// Drawn as a bar when finite.
+    pub test_accuracy: f64,
+    /// Index into a 8-colour palette (runs of one family share a colour).
+    pub color: usize,
+    /// Dashed line and lighter bar (e.g. a variant of the family's plain run).
+    pub dashed: bool,
 }
 
-/// Architectures (ids without `-do`) in first-seen order.
-fn architectures(results: &[RunResult]) -> Vec<&str> {
-    let mut out: Vec<&str> = Vec::new();
-    for r in results {
-        let base = r.id.strip_suffix("-do").unwrap_or(&r.id);
-        if !out.contains(&base) {
-            out.push(base);
-        }
-    }
-    out
+/// A run's colour and dash.
+fn style(run: &Run<'_>) -> (RGBColor, bool) {
+    (PALETTE[run.color % PALETTE.len()], run.dashed)
 }
 
 /// A short horizontal line in a variant's style, `(x, y)` its left end in pixels.
@@ -334,12 +349,12 @@ fn legend_line(area: &Area<'_>, (x, y): (i32, i32), color: RGBColor, dashed: boo
     Ok(())
 }
 
-/// Validation accuracy by epoch, one line per variant.
-fn overview_curves(area: &Area<'_>, results: &[RunResult], archs: &[&str]) -> DrawResult {
-    let epochs = results.iter().map(|r| r.epochs.len()).max().unwrap_or(0);
-    let values = results
+/// Validation accuracy by epoch, one line per run.
+fn compare_curves(area: &Area<'_>, runs: &[Run<'_>]) -> DrawResult {
+    let epochs = runs.iter().map(|r| r.epochs.len()).max().unwrap_or(0);
+    let values = runs
         .iter()
-        .flat_map(|r| r.epochs.iter().map(|e| e.val_accuracy));
+        .flat_map(|r| r.epochs.iter().filter_map(|e| e.val_accuracy));
     let mut chart = ChartBuilder::on(area)
         .caption("validation accuracy by epoch", font(20))
         .margin(12)
@@ -359,9 +374,9 @@ fn overview_curves(area: &Area<'_>, results: &[RunResult], archs: &[&str]) -> Dr
         .label_style(font(14))
         .axis_desc_style(font(15))
         .draw()?;
-    for r in results {
-        let (color, dashed) = variant_style(&r.id, archs);
-        let line = points(&r.epochs, |e| e.val_accuracy);
+    for r in runs {
+        let (color, dashed) = style(r);
+        let line = points(r.epochs, |e| e.val_accuracy);
         let style = color.stroke_width(2);
         if dashed {
             chart.draw_series(DashedLineSeries::new(line.iter().copied(), 6, 4, style))?;
@@ -373,14 +388,14 @@ fn overview_curves(area: &Area<'_>, results: &[RunResult], archs: &[&str]) -> Dr
     Ok(())
 }
 
-/// The legend column of the overview: one line per variant, top to bottom.
-fn overview_legend(area: &Area<'_>, results: &[RunResult], archs: &[&str]) -> DrawResult {
+/// The legend column of the comparison: one line per run, top to bottom.
+fn compare_legend(area: &Area<'_>, runs: &[Run<'_>]) -> DrawResult {
     let mut y = 70;
-    for r in results {
-        let (color, dashed) = variant_style(&r.id, archs);
+    for r in runs {
+        let (color, dashed) = style(r);
         legend_line(area, (4, y), color, dashed)?;
         area.draw(&Text::new(
-            r.id.clone(),
+            r.name.to_string(),
             (42, y),
             font(15).pos(Pos::new(HPos::Left, VPos::Center)),
         ))?;
@@ -389,11 +404,11 @@ fn overview_legend(area: &Area<'_>, results: &[RunResult], archs: &[&str]) -> Dr
     Ok(())
 }
 
-/// Test accuracy as horizontal bars, the first variant at the top.
-fn overview_bars(area: &Area<'_>, results: &[RunResult], archs: &[&str]) -> DrawResult {
-    let n = i32::try_from(results.len().max(1)).unwrap_or(i32::MAX);
-    // Row i (from the bottom) shows results[n - 1 - i].
-    let at = |i: i32| results.get(usize::try_from(n - 1 - i).ok()?);
+/// Test accuracy as horizontal bars, the first run at the top.
+fn compare_bars(area: &Area<'_>, runs: &[Run<'_>]) -> DrawResult {
+    let n = i32::try_from(runs.len().max(1)).unwrap_or(i32::MAX);
+    // Row i (from the bottom) shows runs[n - 1 - i].
+    let at = |i: i32| runs.get(usize::try_from(n - 1 - i).ok()?);
     let mut chart = ChartBuilder::on(area)
         .caption("test accuracy", font(20))
         .margin(12)
@@ -401,7 +416,7 @@ fn overview_bars(area: &Area<'_>, results: &[RunResult], archs: &[&str]) -> Draw
         .y_label_area_size(90)
         .build_cartesian_2d(0.0..1.0, (0..n - 1).into_segmented())?;
     let label = |v: &SegmentValue<i32>| match v {
-        SegmentValue::CenterOf(i) => at(*i).map_or_else(String::new, |r| r.id.clone()),
+        SegmentValue::CenterOf(i) => at(*i).map_or_else(String::new, |r| r.name.to_string()),
         _ => String::new(),
     };
     chart
@@ -411,7 +426,7 @@ fn overview_bars(area: &Area<'_>, results: &[RunResult], archs: &[&str]) -> Draw
         .light_line_style(GRID_LIGHT)
         .bold_line_style(GRID_BOLD)
         .x_labels(11)
-        .y_labels(results.len().max(1))
+        .y_labels(runs.len().max(1))
         .x_label_formatter(&|v| format!("{v:.1}"))
         .y_label_formatter(&label)
         .x_desc("test accuracy")
@@ -423,7 +438,7 @@ fn overview_bars(area: &Area<'_>, results: &[RunResult], archs: &[&str]) -> Draw
         if !r.test_accuracy.is_finite() {
             continue;
         }
-        let (color, dashed) = variant_style(&r.id, archs);
+        let (color, dashed) = style(r);
         let fill = if dashed {
             color.mix(0.55)
         } else {
@@ -453,24 +468,23 @@ fn overview_bars(area: &Area<'_>, results: &[RunResult], archs: &[&str]) -> Draw
     Ok(())
 }
 
-/// All variants at a glance: validation accuracy by epoch (dropout twins dashed, in their
-/// architecture's colour), a legend, and test accuracy as bars.
-pub fn overview(path: &Path, results: &[RunResult]) -> Result<()> {
-    render(path, OVERVIEW_SIZE, |root| {
-        let root = root.titled("All variants", font(24))?;
-        let archs = architectures(results);
+/// Several runs at a glance, under `title`: validation accuracy by epoch
+/// (one line per run, in its colour and dash), a legend, and test accuracy as bars.
+pub fn compare(path: &Path, title: &str, runs: &[Run<'_>]) -> Result<()> {
+    render(path, COMPARE_SIZE, |root| {
+        let root = root.titled(title, font(24))?;
         let (curves, rest) = root.split_horizontally(820);
         let (legend, bars) = rest.split_horizontally(120);
-        overview_curves(&curves, results, &archs)?;
-        overview_legend(&legend, results, &archs)?;
-        overview_bars(&bars, results, &archs)
+        compare_curves(&curves, runs)?;
+        compare_legend(&legend, runs)?;
+        compare_bars(&bars, runs)
     })
 }
 
-/// Whether a run has a square, non-empty confusion matrix to draw.
-pub fn has_confusion(result: &RunResult) -> bool {
-    let n = result.confusion.len();
-    n > 0 && result.confusion.iter().all(|row| row.len() == n)
+/// Whether `confusion` is a square, non-empty matrix that can be drawn.
+pub fn is_square(confusion: &[Vec<u64>]) -> bool {
+    let n = confusion.len();
+    n > 0 && confusion.iter().all(|row| row.len() == n)
 }
 
 /// Colour of a cell holding `share` (0..=1) of its row: white to dark blue, on a square-root
@@ -481,23 +495,37 @@ fn heat(share: f64) -> RGBColor {
     RGBColor(mix(8), mix(48), mix(107))
 }
 
-/// The test-set confusion matrix: rows are true classes, columns predicted ones; each cell
-/// shows its count, coloured by its share of the row (the class's recall on the diagonal).
-/// Classes are Fashion-MNIST's when the matrix is 10x10, numbered otherwise.
-pub fn confusion(path: &Path, result: &RunResult) -> Result<()> {
+/// A confusion matrix under `title`: rows are true classes, columns predicted
+/// ones; each cell shows its count, coloured by its share of the row (the
+/// class's recall on the diagonal). Rows are labelled "name (c)" when
+/// `class_names` are given, numbered otherwise.
+///
+/// # Errors
+/// [`Error::Plot`] when the matrix is not square and non-empty.
+pub fn confusion(
+    path: &Path,
+    title: &str,
+    confusion: &[Vec<u64>],
+    class_names: Option<&[String]>,
+) -> Result<()> {
+    if !is_square(confusion) {
+        return Err(Error::Plot {
+            path: path.to_path_buf(),
+            message: "the confusion matrix is not square".into(),
+        });
+    }
     render(path, CONFUSION_SIZE, |root| {
-        let caption = format!("{}: test confusion matrix", result.id);
-        let root = root.titled(&caption, font(22))?;
-        let m = &result.confusion;
+        let root = root.titled(title, font(22))?;
+        let m = confusion;
         let n = i32::try_from(m.len().max(1)).unwrap_or(i32::MAX);
         // Class c is drawn in row n - 1 - c so that class 0 is at the top.
         let class_of = |v: &SegmentValue<i32>| match v {
             SegmentValue::CenterOf(i) => usize::try_from(n - 1 - i).ok(),
             _ => None,
         };
-        let name = |c: usize| match (m.len(), CLASS_NAMES.get(c)) {
-            (10, Some(name)) => format!("{name} ({c})"),
-            _ => c.to_string(),
+        let name = |c: usize| match class_names.and_then(|n| n.get(c)) {
+            Some(name) => format!("{name} ({c})"),
+            None => c.to_string(),
         };
         let y_label = |v: &SegmentValue<i32>| class_of(v).map_or_else(String::new, name);
         let x_label = |v: &SegmentValue<i32>| match v {
@@ -564,10 +592,18 @@ mod tests {
     }
 
     #[test]
-    fn dropout_twins_share_a_colour() {
-        let archs = ["dnn1", "cnn3a"];
-        assert_eq!(variant_style("cnn3a", &archs), (PALETTE[1], false));
-        assert_eq!(variant_style("cnn3a-do", &archs), (PALETTE[1], true));
+    fn confusion_must_be_square() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.png");
+        assert!(confusion(&path, "t", &[vec![1, 2]], None).is_err());
+        confusion(
+            &path,
+            "t",
+            &[vec![3, 1, 0], vec![0, 2, 2], vec![1, 0, 5]],
+            None,
+        )
+        .unwrap();
+        assert!(std::fs::metadata(&path).unwrap().len() > 1000);
     }
 
     #[test]

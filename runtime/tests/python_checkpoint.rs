@@ -7,38 +7,27 @@
 mod common;
 
 use common::HandCnn3a;
-use netdsl_runtime::__private::dfdx::prelude::*;
-use netdsl_runtime::checkpoint::{self, CheckpointMeta};
-use netdsl_runtime::data::FashionMnist;
-use netdsl_runtime::network::Network;
-use netdsl_runtime::train::{TrainConfig, Trainer};
+use netdsl_runtime::dfdx::nn::Module;
+use netdsl_runtime::prelude::*;
 
 #[test]
 fn numpy_forward_from_checkpoint_matches_rust_logits() {
     let data = FashionMnist::load(None).expect("Fashion-MNIST");
     let dev = Cpu::seed_from_u64(1);
-    let mut model = dev.build_module::<HandCnn3a, f32>();
+    let mut model = Model::<HandCnn3a>::new(&dev).unwrap();
     // A few training steps, so the weights are not just their initialisation.
-    let config = TrainConfig {
+    let fit = Fit {
         epochs: 1,
-        ..TrainConfig::default()
+        batch: 100,
+        ..Fit::default()
     };
-    let mut trainer = Trainer::<HandCnn3a, _, _>::new(dev.clone(), config);
-    let quiet = indicatif::ProgressBar::hidden();
-    trainer
-        .train_epoch(&mut model, &data.train.take(500), 1, &quiet)
+    model
+        .fit(&data.train.take(500), Validation::None, &fit)
         .unwrap();
 
     let dir = tempfile::tempdir().unwrap();
     let ckpt = dir.path().join("cnn3a.safetensors");
-    let meta = CheckpointMeta {
-        network: HandCnn3a::NAME.into(),
-        params: HandCnn3a::PARAMS,
-        epoch: 1,
-        adam_step: trainer.optimizer.step,
-        history: vec![],
-    };
-    checkpoint::save(&ckpt, &model, &trainer.optimizer, &meta).unwrap();
+    model.save(&ckpt).unwrap();
 
     let n = 8;
     let idx: Vec<usize> = (0..n).collect();
@@ -48,6 +37,7 @@ fn numpy_forward_from_checkpoint_matches_rust_logits() {
     let inputs = dir.path().join("inputs.f32");
     std::fs::write(&inputs, bytes).unwrap();
     let logits = model
+        .module
         .forward(dev.tensor_from_vec(x, HandCnn3a::batched_input(n)))
         .as_vec();
 

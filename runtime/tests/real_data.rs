@@ -13,10 +13,8 @@
 mod common;
 
 use common::HandCnn3a;
-use netdsl_runtime::__private::dfdx::prelude::*;
-use netdsl_runtime::data::FashionMnist;
-use netdsl_runtime::eval::evaluate;
-use netdsl_runtime::train::{TrainConfig, Trainer};
+use netdsl_runtime::dfdx::nn::NumParams;
+use netdsl_runtime::prelude::*;
 
 #[test]
 fn cnn3a_reaches_80_percent_after_one_epoch_on_10k_real_images() {
@@ -29,18 +27,16 @@ fn cnn3a_reaches_80_percent_after_one_epoch_on_10k_real_images() {
     let train = data.train.take(10_000);
 
     let dev = Cpu::seed_from_u64(0);
-    let mut model = dev.build_module::<HandCnn3a, f32>();
-    assert_eq!(model.num_trainable_params(), 225_034);
-    let config = TrainConfig {
+    let mut model = Model::<HandCnn3a>::new(&dev).unwrap();
+    assert_eq!(model.module.num_trainable_params(), 225_034);
+    let fit = Fit {
         epochs: 1,
         batch: 16,
-        ..TrainConfig::default()
+        ..Fit::default()
     };
-    let mut trainer = Trainer::<HandCnn3a, _, _>::new(dev.clone(), config);
-    let epoch = trainer
-        .train_epoch(&mut model, &train, 1, &indicatif::ProgressBar::hidden())
-        .unwrap();
-    let test = evaluate::<HandCnn3a, _, _>(&model, &dev, &data.test, 500).unwrap();
+    let mut trainer = Trainer::new(fit).unwrap();
+    let epoch = trainer.train_epoch(&mut model, &train, 1, &mut ()).unwrap();
+    let test = model.evaluate(&data.test).unwrap();
     eprintln!(
         "train loss {:.4} acc {:.4} ({:.1}s); test loss {:.4} acc {:.4}",
         epoch.loss, epoch.accuracy, epoch.seconds, test.loss, test.accuracy

@@ -3,55 +3,21 @@
 //! two runs with the same seed agree bit for bit.
 //!
 //! Uses the first 2,000 real Fashion-MNIST training images.
+//! Run: `cargo test -p netdsl-runtime --test resume`.
 
-use dfdx::prelude::*;
-use netdsl_runtime::__private::dfdx;
-use netdsl_runtime::checkpoint::{self, CheckpointMeta};
-use netdsl_runtime::data::FashionMnist;
-use netdsl_runtime::metrics::EpochMetrics;
-use netdsl_runtime::network::{Network, Summary};
-use netdsl_runtime::nn::builders::{Dense, Dropout, ReLU};
-use netdsl_runtime::train::{TrainConfig, Trainer};
-use netdsl_runtime::Error;
+use std::path::{Path, PathBuf};
 
-type Layers = (
-    Dense<784, 32>,
-    ReLU,
-    Dropout<{ 0.5f32.to_bits() }>,
-    Dense<32, 10>,
-);
+use netdsl_runtime::checkpoint::{load_training, save_training};
+use netdsl_runtime::prelude::*;
 
-struct SmallDnn;
-
-impl<D: Device<f32>> BuildOnDevice<D, f32> for SmallDnn
-where
-    Layers: BuildOnDevice<D, f32>,
-{
-    type Built = <Layers as BuildOnDevice<D, f32>>::Built;
+network! {
+    /// A small dense network with dropout.
+    SmallDnn<784> { dense<32>, relu, dropout<0.5>, dense<10> }
 }
 
-impl Network for SmallDnn {
-    const NAME: &'static str = "SmallDnn";
-    const PARAMS: usize = 784 * 32 + 32 + 32 * 10 + 10;
-    type Input = Rank1<784>;
-    type Output = Rank1<10>;
-    type BatchedInput = (usize, Const<784>);
-    type BatchedOutput = (usize, Const<10>);
-    fn batched_input(batch: usize) -> Self::BatchedInput {
-        (batch, Const)
-    }
-    fn batched_output(batch: usize) -> Self::BatchedOutput {
-        (batch, Const)
-    }
-    fn summary() -> Summary {
-        Summary::new("SmallDnn", "(None, 784)", &[])
-    }
-}
-
-type Model = <SmallDnn as BuildOnDevice<Cpu, f32>>::Built;
-
-fn without_seconds(h: &[EpochMetrics]) -> Vec<EpochMetrics> {
-    h.iter()
+fn without_seconds(h: &History) -> Vec<EpochMetrics> {
+    h.epochs
+        .iter()
         .map(|e| EpochMetrics {
             seconds: 0.0,
             ..e.clone()
@@ -59,63 +25,67 @@ fn without_seconds(h: &[EpochMetrics]) -> Vec<EpochMetrics> {
         .collect()
 }
 
-fn weights(m: &Model) -> Vec<f32> {
-    [
-        m.0.weight.as_vec(),
-        m.0.bias.as_vec(),
-        m.3.weight.as_vec(),
-        m.3.bias.as_vec(),
-    ]
-    .concat()
+fn weights(m: &Model<SmallDnn>) -> Vec<Vec<f32>> {
+    m.tensors().unwrap().into_iter().map(|t| t.values).collect()
+}
+
+/// Checkpoints after every epoch; "crashes" after checkpointing epoch `stop_after`.
+struct Checkpointer {
+    path: PathBuf,
+    stop_after: Option<usize>,
+    /// The optimizer's step count and the history at the last checkpoint.
+    saved: Option<(u64, History)>,
+}
+
+impl Observer<SmallDnn, Cpu> for Checkpointer {
+    fn on_epoch_end(
+        &mut self,
+        end: &EpochEnd<'_, SmallDnn, Cpu>,
+    ) -> netdsl_runtime::Result<Control> {
+        let none = serde_json::Value::Null;
+        save_training(&self.path, end.model, end.optimizer, end.history, &none)?;
+        self.saved = Some((end.optimizer.step, end.history.clone()));
+        if Some(end.history.epochs.len()) == self.stop_after {
+            return Err(Error::Config("simulated crash".into()));
+        }
+        Ok(Control::Continue)
+    }
+}
+
+fn fit() -> Fit {
+    Fit {
+        epochs: 3,
+        batch: 100,
+        seed: 7,
+        ..Fit::default()
+    }
 }
 
 /// Trains 3 epochs; with `stop_after = Some(k)` the run "crashes" after
 /// checkpointing epoch k and is resumed from the checkpoint by a new trainer.
-fn train(
-    data: &FashionMnist,
-    dir: &std::path::Path,
-    stop_after: Option<usize>,
-) -> (Vec<EpochMetrics>, Vec<f32>) {
-    let train = data.train.take(2_000);
-    let val = data.val.take(500);
-    let config = TrainConfig {
-        epochs: 3,
-        seed: 7,
-        ..TrainConfig::default()
-    };
+fn train(data: &FashionMnist, dir: &Path, stop_after: Option<usize>) -> (History, Vec<Vec<f32>>) {
+    let train = data.train.take(2_000).flatten();
+    let val = data.val.take(500).flatten();
     let path = dir.join("small.safetensors");
-    let save = |model: &Model, adam: &netdsl_runtime::optim::Adam, history: &[EpochMetrics]| {
-        let meta = CheckpointMeta {
-            network: SmallDnn::NAME.into(),
-            params: SmallDnn::PARAMS,
-            epoch: history.len(),
-            adam_step: adam.step,
-            history: history.to_vec(),
-        };
-        checkpoint::save(&path, model, adam, &meta)?;
-        if Some(history.len()) == stop_after {
-            return Err(Error::Config("simulated crash".into()));
-        }
-        Ok(())
-    };
     let dev = Cpu::seed_from_u64(7);
-    let mut model = dev.build_module::<SmallDnn, f32>();
-    let mut trainer = Trainer::<SmallDnn, _, _>::new(dev.clone(), config.clone());
-    match trainer.fit(&mut model, &train, &val, Vec::new(), save) {
+    let mut model = Model::<SmallDnn>::new(&dev).unwrap();
+    let mut observer = Checkpointer {
+        path: path.clone(),
+        stop_after,
+        saved: None,
+    };
+    match model.fit_with(&train, &val, &fit(), &mut observer) {
         Ok(history) => return (history, weights(&model)),
         Err(e) => assert!(e.to_string().contains("simulated crash"), "{e}"),
     }
     // A new process: fresh device, model and trainer, then the checkpoint.
     let dev = Cpu::seed_from_u64(7);
-    let mut model = dev.build_module::<SmallDnn, f32>();
-    let mut trainer = Trainer::<SmallDnn, _, _>::new(dev.clone(), config);
-    let (adam, meta) =
-        checkpoint::load::<SmallDnn, _, _>(&path, &mut model, trainer.config.adam()).unwrap();
-    assert_eq!(meta.epoch, stop_after.unwrap());
-    trainer.optimizer = adam;
-    let history = trainer
-        .fit(&mut model, &train, &val, meta.history, |_, _, _| Ok(()))
-        .unwrap();
+    let mut model = Model::<SmallDnn>::new(&dev).unwrap();
+    let (mut trainer, meta) = load_training(&path, &mut model, fit()).unwrap();
+    let training = meta.training.unwrap();
+    assert_eq!(training.history.epochs.len(), stop_after.unwrap());
+    assert_eq!(Some((training.step, training.history)), observer.saved);
+    let history = trainer.fit(&mut model, &train, &val, &mut ()).unwrap();
     (history, weights(&model))
 }
 
@@ -134,68 +104,71 @@ fn resumed_run_equals_uninterrupted_run_bit_for_bit() {
     let (h_resumed, w_resumed) = train(&data, dir.path(), Some(1));
     assert_eq!(without_seconds(&h_full), without_seconds(&h_resumed));
     assert_eq!(w_full, w_resumed);
-    assert!(h_full[2].val_accuracy > 0.6, "{:?}", h_full);
+    let last = h_full.last().unwrap();
+    assert!(last.val_accuracy.unwrap() > 0.6, "{h_full:?}");
 }
 
 #[test]
-fn checkpoint_of_another_network_is_refused() {
-    struct Other;
-    impl Network for Other {
-        const NAME: &'static str = "Other";
-        const PARAMS: usize = 1;
-        type Input = Rank1<784>;
-        type Output = Rank1<10>;
-        type BatchedInput = (usize, Const<784>);
-        type BatchedOutput = (usize, Const<10>);
-        fn batched_input(b: usize) -> Self::BatchedInput {
-            (b, Const)
-        }
-        fn batched_output(b: usize) -> Self::BatchedOutput {
-            (b, Const)
-        }
-        fn summary() -> Summary {
-            Summary::new("Other", "(None, 784)", &[])
-        }
-    }
+fn training_checkpoint_needs_the_same_optimizer_and_network() {
+    network! { Other<784> { dense<10> } }
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("c.safetensors");
     let dev = Cpu::default();
-    let mut model = dev.build_module::<SmallDnn, f32>();
-    let adam = netdsl_runtime::optim::Adam::new(Default::default());
-    let meta = CheckpointMeta {
-        network: "SmallDnn".into(),
-        params: SmallDnn::PARAMS,
-        epoch: 0,
-        adam_step: 0,
-        history: vec![],
-    };
-    checkpoint::save(&path, &model, &adam, &meta).unwrap();
-    let err = checkpoint::load::<Other, _, _>(&path, &mut model, Default::default()).unwrap_err();
+    let model = Model::<SmallDnn>::new(&dev).unwrap();
+    let trainer = Trainer::<SmallDnn, Cpu>::new(fit()).unwrap();
+    let note = serde_json::json!({"note": "test"});
+    save_training(&path, &model, trainer.optimizer(), trainer.history(), &note).unwrap();
+
+    let mut other = Model::<Other>::new(&dev).unwrap();
+    let err = load_training(&path, &mut other, fit()).unwrap_err();
     assert!(err.to_string().contains("is of network SmallDnn"), "{err}");
+
+    let mut same = Model::<SmallDnn>::new(&dev).unwrap();
+    let sgd = Fit {
+        optimizer: Optimizer::sgd(0.1),
+        ..fit()
+    };
+    let err = load_training(&path, &mut same, sgd).unwrap_err();
+    assert!(err.to_string().contains("is not the requested"), "{err}");
+    let short = Fit { epochs: 0, ..fit() };
+    assert!(load_training(&path, &mut same, short).is_err());
+    let (_, meta) = load_training(&path, &mut same, fit()).unwrap();
+    assert_eq!(meta.extra["note"], "test");
+
+    // A weights-only file cannot resume training.
+    model.save(&path).unwrap();
+    let err = load_training(&path, &mut same, fit()).unwrap_err();
+    assert!(err.to_string().contains("no training state"), "{err}");
 }
 
 #[test]
 fn non_finite_loss_stops_with_epoch_and_batch() {
     let data = FashionMnist::load(None).expect("Fashion-MNIST");
     let dev = Cpu::seed_from_u64(0);
-    let mut model = dev.build_module::<SmallDnn, f32>();
-    let config = TrainConfig {
+    let mut model = Model::<SmallDnn>::new(&dev).unwrap();
+    let fit = Fit {
         epochs: 2,
-        learning_rate: 1e30,
-        ..TrainConfig::default()
+        batch: 100,
+        optimizer: Optimizer::adam(1e30),
+        ..Fit::default()
     };
-    let mut trainer = Trainer::<SmallDnn, _, _>::new(dev, config);
-    let mut saved = 0;
-    let err = trainer
-        .fit(
-            &mut model,
-            &data.train.take(1_000),
-            &data.val.take(100),
-            Vec::new(),
-            |_, _, _| {
-                saved += 1;
-                Ok(())
-            },
+    struct Count(usize);
+    impl Observer<SmallDnn, Cpu> for Count {
+        fn on_epoch_end(
+            &mut self,
+            _: &EpochEnd<'_, SmallDnn, Cpu>,
+        ) -> netdsl_runtime::Result<Control> {
+            self.0 += 1;
+            Ok(Control::Continue)
+        }
+    }
+    let mut saved = Count(0);
+    let err = model
+        .fit_with(
+            &data.train.take(1_000).flatten(),
+            &data.val.take(100).flatten(),
+            &fit,
+            &mut saved,
         )
         .unwrap_err();
     match err {
@@ -205,5 +178,5 @@ fn non_finite_loss_stops_with_epoch_and_batch() {
         }
         other => panic!("expected NonFiniteLoss, got {other}"),
     }
-    assert_eq!(saved, 0, "no checkpoint after a failed epoch");
+    assert_eq!(saved.0, 0, "no epoch end after a failed epoch");
 }

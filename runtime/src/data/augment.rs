@@ -1,25 +1,28 @@
 //! On-the-fly image augmentation: a seeded random affine transform (rotation,
 //! shift, zoom) with bilinear sampling and zero fill, a horizontal flip with
-//! probability 1/2, and additive Gaussian noise clamped to `[0, 1]`.
+//! probability 1/2, and additive Gaussian noise, optionally clamped.
 //!
-//! It works on a formed batch (`f32` in `[0, 1]`, see `Dataset::batch_into`),
-//! in place and in parallel over the batch's images (rayon). Image `i` of a
-//! batch draws from its own random stream, ChaCha8 seeded with `seed` on
-//! stream `i`, so the result depends only on `(settings, seed, images)`, never
-//! on the number of threads or on how rayon splits the work. Each image draws
-//! the same five numbers in the same order (angle, shift x, shift y, zoom,
-//! flip) whatever the settings, then its noise.
+//! It works on a formed batch of `f32` images of any channel count (see
+//! `Dataset::batch_into`), in place and in parallel over the batch's images
+//! (rayon). Every channel of an image gets the same geometric transform.
+//! Image `i` of a batch draws from its own random stream, ChaCha8 seeded with
+//! `seed` on stream `i`, so the result depends only on `(settings, seed,
+//! images)`, never on the number of threads or on how rayon splits the work.
+//! Each image draws the same five numbers in the same order (angle, shift x,
+//! shift y, zoom, flip) whatever the settings, then its noise, channel after
+//! channel.
 //!
-//! Cost (the `augment_batch_timing` test prints it): a batch of 100 28x28
-//! images with [`Augment::study`] takes about 0.76 ms on one core of this
-//! machine (0.45 ms geometry, 0.32 ms noise) and about half that on two, next
-//! to roughly 20 ms for a CNN training step, where Keras' `ImageDataGenerator`
-//! cost the study 9.3x its training time.
+//! Cost (the `augment_batch_timing` test prints it): a batch of 100 1x28x28
+//! images with rotation ±10°, shift and zoom ±10 %, flips and noise σ = 0.05
+//! takes about 0.76 ms on one core of this machine (0.45 ms geometry, 0.32 ms
+//! noise) and about half that on two, next to roughly 20 ms for a CNN
+//! training step.
 //!
 //! ```
 //! use netdsl_runtime::data::Augment;
-//! let mut batch = vec![0.5f32; 2 * 28 * 28];
-//! Augment::study().apply(&mut batch, 28, 28, 42);
+//! let aug = Augment { rotation_deg: 10.0, flip: true, noise_std: 0.05, clamp: Some([0.0, 1.0]), ..Augment::default() };
+//! let mut batch = vec![0.5f32; 2 * 3 * 16 * 16]; // two 3x16x16 images
+//! aug.apply(&mut batch, (3, 16, 16), 42);
 //! assert!(batch.iter().all(|&p| (0.0..=1.0).contains(&p)));
 //! ```
 
@@ -37,7 +40,8 @@ use serde::{Deserialize, Serialize};
 /// centre; Keras `ImageDataGenerator(rotation_range, width_shift_range,
 /// height_shift_range, zoom_range)`, with one zoom factor for both axes and zero
 /// fill instead of Keras' default nearest), mirror left-right with probability
-/// 1/2 when `flip`, then add `N(0, noise_std²)` to every pixel and clamp to `[0, 1]`.
+/// 1/2 when `flip`, then add `N(0, noise_std²)` to every value and, when
+/// `clamp` is set, clamp it to `[lo, hi]` (e.g. `[0, 1]` for pixels scaled from `u8`).
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Augment {
@@ -49,30 +53,13 @@ pub struct Augment {
     pub zoom: f32,
     /// Mirror left-right with probability 1/2.
     pub flip: bool,
-    /// Standard deviation of the additive Gaussian noise (pixels are in `[0, 1]`).
+    /// Standard deviation of the additive Gaussian noise.
     pub noise_std: f32,
+    /// Range every value is clamped to after the noise (`[lo, hi]`), if any.
+    pub clamp: Option<[f32; 2]>,
 }
 
 impl Augment {
-    /// The settings the study's augmented variants (`cnn3c`, `cnn3c-do`) use:
-    /// rotation ±10°, shift ±10% (±2.8 px), zoom ±10%, flips, noise σ = 0.05.
-    ///
-    /// Why these: Fashion-MNIST photos are centred, upright and size-normalised,
-    /// so only small geometric changes keep an image looking like the data set
-    /// (10° and 10% are the common `ImageDataGenerator` settings); every class
-    /// is left-right symmetric in meaning (a mirrored sneaker is a sneaker), so
-    /// flips are free variety; σ = 0.05 is noise about 1/20 of the pixel range,
-    /// visible but far below the contrast of the garments' edges.
-    pub fn study() -> Augment {
-        Augment {
-            rotation_deg: 10.0,
-            shift: 0.1,
-            zoom: 0.1,
-            flip: true,
-            noise_std: 0.05,
-        }
-    }
-
     /// True when [`Augment::apply`] leaves every image unchanged.
     pub fn is_identity(&self) -> bool {
         self.rotation_deg == 0.0
@@ -86,29 +73,33 @@ impl Augment {
     /// in `(self, images, seed)`, independent of the thread count.
     ///
     /// # Shapes
-    /// `images`: `[B, rows * cols]`, row-major, values in `[0, 1]`; a trailing
-    /// partial image (when `images.len()` is not a multiple of `rows * cols`) is left alone.
-    pub fn apply(&self, images: &mut [f32], rows: usize, cols: usize, seed: u64) {
-        let pixels = rows * cols;
+    /// `images`: `[B, C, H, W]` for `(C, H, W) = shape`, row-major; a trailing
+    /// partial image (when `images.len()` is not a multiple of `C * H * W`) is left alone.
+    pub fn apply(&self, images: &mut [f32], shape: (usize, usize, usize), seed: u64) {
+        let (channels, rows, cols) = shape;
+        let plane = rows * cols;
+        let len = channels * plane;
         debug_assert_eq!(
-            images.len() % pixels.max(1),
+            images.len() % len.max(1),
             0,
-            "batch is not a whole number of {rows}x{cols} images"
+            "batch is not a whole number of {channels}x{rows}x{cols} images"
         );
-        if self.is_identity() || pixels == 0 {
+        if self.is_identity() || len == 0 {
             return;
         }
-        images
-            .par_chunks_exact_mut(pixels)
-            .enumerate()
-            .for_each_init(Vec::new, |scratch, (i, image)| {
+        images.par_chunks_exact_mut(len).enumerate().for_each_init(
+            Vec::new,
+            |scratch, (i, image)| {
                 let mut rng = image_rng(seed, i);
                 let transform = self.draw(&mut rng, rows, cols);
-                transform.apply(image, rows, cols, scratch);
-                if self.noise_std > 0.0 {
-                    add_noise(image, self.noise_std, &mut rng);
+                for channel in image.chunks_exact_mut(plane) {
+                    transform.apply(channel, rows, cols, scratch);
                 }
-            });
+                if self.noise_std > 0.0 {
+                    add_noise(image, self.noise_std, self.clamp, &mut rng);
+                }
+            },
+        );
     }
 
     /// Draws one image's transform: always five numbers, in a fixed order.
@@ -136,11 +127,14 @@ fn image_rng(seed: u64, i: usize) -> ChaCha8Rng {
     rng
 }
 
-/// `x <- clamp(x + std * N(0, 1), 0, 1)` for every pixel.
-fn add_noise(image: &mut [f32], std: f32, rng: &mut ChaCha8Rng) {
+/// `x <- x + std * N(0, 1)` for every value, then clamped to `[lo, hi]` when given.
+fn add_noise(image: &mut [f32], std: f32, clamp: Option<[f32; 2]>, rng: &mut ChaCha8Rng) {
     for p in image {
         let z: f32 = rng.sample(StandardNormal);
-        *p = (*p + std * z).clamp(0.0, 1.0);
+        *p += std * z;
+        if let Some([lo, hi]) = clamp {
+            *p = p.clamp(lo, hi);
+        }
     }
 }
 
@@ -150,10 +144,15 @@ fn add_noise(image: &mut [f32], std: f32, rng: &mut ChaCha8Rng) {
 /// down), then mirrored left-right when `flip`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Transform {
+    /// Rotation in degrees, counter-clockwise as displayed.
     pub angle_deg: f32,
+    /// Shift right, in pixels.
     pub shift_x: f32,
+    /// Shift down, in pixels.
     pub shift_y: f32,
+    /// Scale factor (above 1 enlarges).
     pub scale: f32,
+    /// Mirror left-right after the affine part.
     pub flip: bool,
 }
 
@@ -240,6 +239,49 @@ mod tests {
 
     const N: usize = 28;
 
+    /// Common `ImageDataGenerator`-like settings: ±10°, ±10 %, flips, noise 0.05 in [0, 1].
+    fn typical() -> Augment {
+        Augment {
+            rotation_deg: 10.0,
+            shift: 0.1,
+            zoom: 0.1,
+            flip: true,
+            noise_std: 0.05,
+            clamp: Some([0.0, 1.0]),
+        }
+    }
+
+    #[test]
+    fn channels_share_one_transform() {
+        let aug = Augment {
+            noise_std: 0.0,
+            ..typical()
+        };
+        let one = batch(2);
+        // Two 3-channel images whose channels are copies of the 1-channel ones.
+        let mut three: Vec<f32> = one.chunks(N * N).flat_map(|c| c.repeat(3)).collect();
+        let mut single = one.clone();
+        aug.apply(&mut single, (1, N, N), 8);
+        aug.apply(&mut three, (3, N, N), 8);
+        for (img, expected) in three.chunks(3 * N * N).zip(single.chunks(N * N)) {
+            for channel in img.chunks(N * N) {
+                assert_eq!(channel, expected);
+            }
+        }
+        assert_ne!(single, one);
+    }
+
+    #[test]
+    fn noise_without_clamp_leaves_the_range() {
+        let aug = Augment {
+            noise_std: 0.5,
+            ..Augment::default()
+        };
+        let mut images = vec![1.0f32; 4 * N * N];
+        aug.apply(&mut images, (2, N, N), 0);
+        assert!(images.iter().any(|&p| p > 1.0) && images.iter().any(|&p| p < 1.0));
+    }
+
     /// `b` pseudo-random 28x28 images in [0, 1] (no zero border, so shifts show).
     fn batch(b: usize) -> Vec<f32> {
         let mut rng = ChaCha8Rng::seed_from_u64(99);
@@ -258,9 +300,9 @@ mod tests {
     fn default_is_identity() {
         let original = batch(3);
         let mut images = original.clone();
-        Augment::default().apply(&mut images, N, N, 1);
+        Augment::default().apply(&mut images, (1, N, N), 1);
         assert_eq!(images, original);
-        assert!(Augment::default().is_identity() && !Augment::study().is_identity());
+        assert!(Augment::default().is_identity() && !typical().is_identity());
     }
 
     #[test]
@@ -278,10 +320,10 @@ mod tests {
 
     #[test]
     fn same_seed_same_result_for_any_thread_count() {
-        let aug = Augment::study();
+        let aug = typical();
         let run = |threads: usize, seed: u64| {
             let mut images = batch(100);
-            in_pool(threads, || aug.apply(&mut images, N, N, seed));
+            in_pool(threads, || aug.apply(&mut images, (1, N, N), seed));
             images
         };
         let one = run(1, 5);
@@ -293,11 +335,11 @@ mod tests {
 
     #[test]
     fn image_result_does_not_depend_on_batch_neighbours() {
-        let aug = Augment::study();
+        let aug = typical();
         let mut full = batch(4);
         let mut first_two = full[..2 * N * N].to_vec();
-        aug.apply(&mut full, N, N, 3);
-        aug.apply(&mut first_two, N, N, 3);
+        aug.apply(&mut full, (1, N, N), 3);
+        aug.apply(&mut first_two, (1, N, N), 3);
         assert_eq!(&full[..2 * N * N], &first_two[..]);
     }
 
@@ -353,7 +395,7 @@ mod tests {
         };
         let original = batch(200);
         let mut images = original.clone();
-        aug.apply(&mut images, N, N, 0);
+        aug.apply(&mut images, (1, N, N), 0);
         let mut flipped = 0;
         for (a, b) in original.chunks(N * N).zip(images.chunks(N * N)) {
             let mirrored: Vec<f32> = a
@@ -409,7 +451,7 @@ mod tests {
             ..Augment::default()
         };
         let mut images = vec![0.5; 100 * N * N];
-        aug.apply(&mut images, N, N, 11);
+        aug.apply(&mut images, (1, N, N), 11);
         let n = images.len() as f64;
         let mean = images.iter().map(|&p| p as f64).sum::<f64>() / n;
         let std = (images
@@ -424,24 +466,21 @@ mod tests {
         );
 
         let mut extremes: Vec<f32> = (0..N * N).map(|i| (i % 2) as f32).collect();
-        Augment::study().apply(&mut extremes, N, N, 0);
+        typical().apply(&mut extremes, (1, N, N), 0);
         assert!(extremes.iter().all(|p| (0.0..=1.0).contains(p)));
         let mut strong = batch(10);
         Augment {
             noise_std: 10.0,
-            ..Augment::study()
+            ..typical()
         }
-        .apply(&mut strong, N, N, 0);
+        .apply(&mut strong, (1, N, N), 0);
         assert!(strong.iter().all(|p| (0.0..=1.0).contains(p)));
     }
 
     #[test]
     fn serde_round_trip_and_defaults() {
-        let json = serde_json::to_string(&Augment::study()).unwrap();
-        assert_eq!(
-            serde_json::from_str::<Augment>(&json).unwrap(),
-            Augment::study()
-        );
+        let json = serde_json::to_string(&typical()).unwrap();
+        assert_eq!(serde_json::from_str::<Augment>(&json).unwrap(), typical());
         assert_eq!(
             serde_json::from_str::<Augment>("{}").unwrap(),
             Augment::default()
@@ -450,23 +489,23 @@ mod tests {
 
     /// Prints the cost of one augmented batch of 100 (not a pass/fail timing):
     /// the fastest and the median of many runs, since the machine is shared;
-    /// for the study preset and for its geometric and noise parts alone.
+    /// for the typical settings and for its geometric and noise parts alone.
     #[test]
     fn augment_batch_timing() {
-        let study = Augment::study();
+        let typical = typical();
         let parts = [
-            ("study", study),
+            ("typical", typical),
             (
                 "geometry only",
                 Augment {
                     noise_std: 0.0,
-                    ..study
+                    ..typical
                 },
             ),
             (
                 "noise only",
                 Augment {
-                    noise_std: study.noise_std,
+                    noise_std: typical.noise_std,
                     ..Augment::default()
                 },
             ),
@@ -475,11 +514,11 @@ mod tests {
             for threads in [1, 2] {
                 let mut images = batch(100);
                 let mut times = in_pool(threads, || {
-                    aug.apply(&mut images, N, N, 0); // warm up the pool
+                    aug.apply(&mut images, (1, N, N), 0); // warm up the pool
                     (0..300)
                         .map(|r| {
                             let t = Instant::now();
-                            aug.apply(&mut images, N, N, r);
+                            aug.apply(&mut images, (1, N, N), r);
                             t.elapsed().as_secs_f64() * 1e3
                         })
                         .collect::<Vec<f64>>()

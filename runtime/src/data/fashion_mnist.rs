@@ -16,7 +16,7 @@
 //! `model.fit(..., validation_split=1/12)` holds back (it slices the tail of the
 //! arrays before shuffling), which is what the study ran, and the rows the peer
 //! benchmarks in `shared/peers` used. The file order is already well mixed
-//! (each class has 450..=527 of the last 5,000). [`Split::Seeded`] instead draws
+//! (each class has 450..=527 of the last 5,000). [`Split::Stratified`] instead draws
 //! a stratified random validation set: per class, a share proportional to its
 //! size (500 each for Fashion-MNIST), chosen by a seeded shuffle. The 10,000
 //! test images are the test set, untouched.
@@ -31,12 +31,8 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
-use rand::seq::SliceRandom;
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
-
-use super::dataset::Dataset;
-use super::idx::{read_idx_images, read_idx_labels};
+use super::dataset::{Dataset, SampleShape, Split};
+use super::idx::read_idx;
 use crate::error::{Error, Result};
 
 /// Where the Debian package `dataset-fashion-mnist` installs the files.
@@ -45,6 +41,7 @@ pub const DEFAULT_DIR: &str = "/usr/share/datasets/fashion-mnist";
 pub const DIR_ENV: &str = "FASHION_MNIST_DIR";
 /// Image height and width.
 pub const ROWS: usize = 28;
+/// Image width.
 pub const COLS: usize = 28;
 /// Number of classes; labels are `0..CLASSES`.
 pub const CLASSES: usize = 10;
@@ -71,18 +68,7 @@ const TRAIN_LABELS: &str = "train-labels-idx1-ubyte";
 const TEST_IMAGES: &str = "t10k-images-idx3-ubyte";
 const TEST_LABELS: &str = "t10k-labels-idx1-ubyte";
 
-/// How the validation set is taken from the training file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Split {
-    /// The last twelfth, in file order (Keras `validation_split`; the default).
-    #[default]
-    Last,
-    /// A stratified random twelfth: per class a proportional share, drawn by a
-    /// shuffle seeded with this value. Both parts keep file order.
-    Seeded(u64),
-}
-
-/// The three sets of Fashion-MNIST.
+/// The three sets of Fashion-MNIST: 1x28x28 `u8` images in 10 named classes.
 #[derive(Debug, Clone)]
 pub struct FashionMnist {
     /// 55,000 training images.
@@ -109,7 +95,7 @@ impl FashionMnist {
             || read_set(&dir, TRAIN_IMAGES, TRAIN_LABELS),
             || read_set(&dir, TEST_IMAGES, TEST_LABELS),
         );
-        let (train, val) = split_owned(full?, split);
+        let (train, val) = full?.split(1.0 / VAL_DENOMINATOR as f64, split)?;
         Ok(FashionMnist {
             train,
             val,
@@ -170,102 +156,19 @@ fn find_file(dir: &Path, stem: &str) -> Result<PathBuf> {
 fn read_set(dir: &Path, images_stem: &str, labels_stem: &str) -> Result<Dataset> {
     let images_path = find_file(dir, images_stem)?;
     let labels_path = find_file(dir, labels_stem)?;
-    let images = read_idx_images(&images_path)?;
-    if (images.rows, images.cols) != (ROWS, COLS) {
-        return Err(Error::BadDims {
-            path: images_path,
-            rows: images.rows,
-            cols: images.cols,
-            expected_rows: ROWS,
-            expected_cols: COLS,
-        });
-    }
-    let labels = read_idx_labels(&labels_path)?;
-    if labels.len() != images.count {
-        return Err(Error::CountMismatch {
-            images_path,
-            images: images.count,
-            labels_path,
-            labels: labels.len(),
-        });
-    }
-    if let Some(index) = labels.iter().position(|&y| usize::from(y) >= CLASSES) {
-        return Err(Error::BadLabel {
-            path: labels_path,
-            index,
-            label: labels[index],
-            max: (CLASSES - 1) as u8,
-        });
-    }
-    Ok(Dataset {
-        images: images.pixels,
-        labels,
-        rows: ROWS,
-        cols: COLS,
-    })
-}
-
-/// Splits `full` into (train, validation), validation being `len / 12` images.
-pub fn split_validation(full: &Dataset, split: Split) -> (Dataset, Dataset) {
-    split_owned(full.clone(), split)
-}
-
-/// [`split_validation`] taking ownership: [`Split::Last`] then copies only the
-/// validation tail.
-fn split_owned(mut full: Dataset, split: Split) -> (Dataset, Dataset) {
-    let n = full.len();
-    let n_val = n / VAL_DENOMINATOR;
-    match split {
-        Split::Last => {
-            let n_train = n - n_val;
-            let val = Dataset {
-                images: full.images.split_off(n_train * full.pixels()),
-                labels: full.labels.split_off(n_train),
-                rows: full.rows,
-                cols: full.cols,
-            };
-            (full, val)
-        }
-        Split::Seeded(seed) => {
-            let mut is_val = vec![false; n];
-            for i in stratified_sample(&full.labels, n_val, seed) {
-                is_val[i] = true;
-            }
-            let (val_idx, train_idx): (Vec<usize>, Vec<usize>) = (0..n).partition(|&i| is_val[i]);
-            (full.select(&train_idx), full.select(&val_idx))
+    let data = read_idx(&images_path, &labels_path, Some(CLASSES))?;
+    if let SampleShape::Image { height, width, .. } = data.shape() {
+        if (height, width) != (ROWS, COLS) {
+            return Err(Error::BadDims {
+                path: images_path,
+                rows: height,
+                cols: width,
+                expected_rows: ROWS,
+                expected_cols: COLS,
+            });
         }
     }
-}
-
-/// `k` indices of `labels`, each class contributing its proportional share
-/// (largest remainders round the shares to a total of exactly `k`), drawn by a
-/// ChaCha8 shuffle seeded with `seed`, one class after another in label order.
-fn stratified_sample(labels: &[u8], k: usize, seed: u64) -> Vec<usize> {
-    let n = labels.len();
-    let mut by_class: Vec<Vec<usize>> = vec![Vec::new(); 256];
-    for (i, &y) in labels.iter().enumerate() {
-        by_class[usize::from(y)].push(i);
-    }
-    // Share of class c: k * n_c / n, floored, plus one for the largest remainders.
-    // (u128: k * n_c cannot overflow.)
-    let share = |c: usize| (k as u128 * by_class[c].len() as u128, n.max(1) as u128);
-    let mut shares: Vec<usize> = (0..by_class.len())
-        .map(|c| (share(c).0 / share(c).1) as usize)
-        .collect();
-    let mut order: Vec<usize> = (0..by_class.len()).collect();
-    // Largest remainder first; ties by class index so the result is fixed.
-    order.sort_by_key(|&c| (std::cmp::Reverse(share(c).0 % share(c).1), c));
-    let missing = k - shares.iter().sum::<usize>();
-    for &c in order.iter().take(missing) {
-        shares[c] += 1;
-    }
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let mut picked = Vec::with_capacity(k);
-    for (class, share) in by_class.iter_mut().zip(shares) {
-        class.shuffle(&mut rng);
-        picked.extend_from_slice(&class[..share]);
-    }
-    picked
+    data.with_class_names(CLASS_NAMES)
 }
 
 #[cfg(test)]
@@ -277,68 +180,12 @@ mod tests {
         FashionMnist::resolve_dir(None)
     }
 
-    /// A data set of `n` images whose label is `i % 10` and first pixel `i % 256`.
-    fn synthetic(n: usize) -> Dataset {
-        let mut images = vec![0u8; n * 4];
-        for i in 0..n {
-            images[i * 4] = (i % 256) as u8;
-        }
-        Dataset {
-            images,
-            labels: (0..n).map(|i| (i % 10) as u8).collect(),
-            rows: 2,
-            cols: 2,
-        }
-    }
-
     #[test]
     fn resolve_dir_prefers_explicit() {
         assert_eq!(
             FashionMnist::resolve_dir(Some(Path::new("/x"))),
             PathBuf::from("/x")
         );
-    }
-
-    #[test]
-    fn last_split_holds_back_the_tail() {
-        let full = synthetic(120);
-        let (train, val) = split_validation(&full, Split::Last);
-        assert_eq!((train.len(), val.len()), (110, 10));
-        assert_eq!(train, full.take(110));
-        assert_eq!(val.image(0)[0], 110);
-    }
-
-    #[test]
-    fn seeded_split_is_stratified_disjoint_and_reproducible() {
-        let full = synthetic(1200);
-        let (train, val) = split_validation(&full, Split::Seeded(7));
-        assert_eq!((train.len(), val.len()), (1100, 100));
-        assert_eq!(val.class_counts(10), vec![10; 10]);
-        assert_eq!(split_validation(&full, Split::Seeded(7)).1, val);
-        assert_ne!(split_validation(&full, Split::Seeded(8)).1, val);
-        // Every image lands in exactly one part (first pixels identify i mod 256 and
-        // labels i mod 10, so compare the multiset of (pixel, label) pairs).
-        let key = |d: &Dataset| -> Vec<(u8, u8)> {
-            (0..d.len()).map(|i| (d.image(i)[0], d.label(i))).collect()
-        };
-        let mut all = key(&train);
-        all.extend(key(&val));
-        all.sort_unstable();
-        let mut expected = key(&full);
-        expected.sort_unstable();
-        assert_eq!(all, expected);
-    }
-
-    #[test]
-    fn stratified_sample_rounds_to_exact_total() {
-        // Classes of sizes 5, 3, 2: shares of 4 are 2, 1.2, 0.8 -> 2, 1, 1.
-        let labels = [0, 0, 0, 0, 0, 1, 1, 1, 2, 2];
-        let picked = stratified_sample(&labels, 4, 0);
-        let mut per_class = [0; 3];
-        for &i in &picked {
-            per_class[usize::from(labels[i])] += 1;
-        }
-        assert_eq!(per_class, [2, 1, 1]);
     }
 
     #[test]
@@ -448,8 +295,9 @@ mod tests {
                 (data.train.len(), data.val.len(), data.test.len()),
                 (22, 2, 5)
             );
-            assert_eq!(data.val.labels, vec![2, 3]);
-            assert_eq!(data.test.image(4), &[9; 784][..]);
+            assert_eq!(data.val.labels(), &[2, 3]);
+            assert_eq!(data.test.sample(4), vec![9.0 / 255.0; 784]);
+            assert_eq!(data.test.class_names().unwrap()[9], "Ankle boot");
         }
     }
 
@@ -512,8 +360,7 @@ mod tests {
         });
         let err = load_err(&dir, "t10k-labels-idx1-ubyte.gz");
         assert!(
-            err.to_string()
-                .starts_with("label 10 above 9 at index 1 in "),
+            err.to_string().starts_with("label 10 at index 1 in "),
             "{err}"
         );
     }
@@ -548,17 +395,17 @@ mod tests {
             (55_000, 5_000, 10_000)
         );
         for d in [&data.train, &data.val, &data.test] {
-            assert_eq!((d.rows, d.cols, d.images.len()), (28, 28, d.len() * 784));
+            assert_eq!((d.shape().to_string(), d.classes()), ("1x28x28".into(), 10));
         }
-        assert_eq!(data.test.class_counts(CLASSES), vec![1000; CLASSES]);
-        let train_counts = data.train.class_counts(CLASSES);
-        let val_counts = data.val.class_counts(CLASSES);
+        assert_eq!(data.test.class_counts(), vec![1000; CLASSES]);
+        let train_counts = data.train.class_counts();
+        let val_counts = data.val.class_counts();
         for c in 0..CLASSES {
             assert_eq!(train_counts[c] + val_counts[c], 6000);
         }
         // The seeded split keeps 500 of each class.
-        let seeded = FashionMnist::load_with(Some(&dir), Split::Seeded(0)).unwrap();
-        assert_eq!(seeded.val.class_counts(CLASSES), vec![500; CLASSES]);
+        let seeded = FashionMnist::load_with(Some(&dir), Split::Stratified { seed: 0 }).unwrap();
+        assert_eq!(seeded.val.class_counts(), vec![500; CLASSES]);
         assert_eq!(seeded.test, data.test);
     }
 }

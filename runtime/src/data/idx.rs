@@ -31,6 +31,7 @@ use std::path::Path;
 
 use flate2::bufread::GzDecoder;
 
+use super::dataset::Dataset;
 use crate::error::{Error, Result};
 
 /// Magic number of an IDX image file: unsigned bytes (0x08), 3 dimensions.
@@ -51,8 +52,11 @@ const GZIP_CAPACITY_RATIO: u64 = 4;
 pub struct IdxImages {
     /// `count * rows * cols` pixels, image after image, row-major.
     pub pixels: Vec<u8>,
+    /// Number of images.
     pub count: usize,
+    /// Height of each image.
     pub rows: usize,
+    /// Width of each image.
     pub cols: usize,
 }
 
@@ -77,6 +81,54 @@ pub fn parse_idx_images(path: &Path, bytes: &[u8]) -> Result<IdxImages> {
 /// [`read_idx_labels`] on bytes already in memory; `path` only names them in errors.
 pub fn parse_idx_labels(path: &Path, bytes: &[u8]) -> Result<Vec<u8>> {
     decode(path, bytes, bytes.len() as u64, Kind::Labels).map(|idx| idx.data)
+}
+
+/// Reads an MNIST-format pair of IDX files (images, labels; plain or gzip)
+/// into a [`Dataset`] of 1 x rows x cols `u8` images.
+///
+/// With `classes`, every label must be below it; without, the class count is
+/// the largest label plus one.
+///
+/// ```no_run
+/// use netdsl_runtime::data::read_idx;
+/// # use std::path::Path;
+/// let dir = Path::new("/usr/share/datasets/fashion-mnist");
+/// let test = read_idx(&dir.join("t10k-images-idx3-ubyte.gz"), &dir.join("t10k-labels-idx1-ubyte.gz"), Some(10))?;
+/// assert_eq!((test.len(), test.shape().to_string()), (10_000, "1x28x28".to_string()));
+/// # Ok::<(), netdsl_runtime::Error>(())
+/// ```
+///
+/// # Errors
+/// Every error of [`read_idx_images`] and [`read_idx_labels`], plus
+/// [`Error::CountMismatch`] and [`Error::BadLabel`].
+pub fn read_idx(images_path: &Path, labels_path: &Path, classes: Option<usize>) -> Result<Dataset> {
+    let images = read_idx_images(images_path)?;
+    let labels = read_idx_labels(labels_path)?;
+    if labels.len() != images.count {
+        return Err(Error::CountMismatch {
+            images_path: images_path.to_owned(),
+            images: images.count,
+            labels_path: labels_path.to_owned(),
+            labels: labels.len(),
+        });
+    }
+    let max = labels.iter().copied().max().map_or(0, usize::from);
+    let classes = classes.unwrap_or(max + 1);
+    if let Some(index) = labels.iter().position(|&y| usize::from(y) >= classes) {
+        return Err(Error::BadLabel {
+            path: labels_path.to_owned(),
+            index,
+            label: labels[index],
+            classes,
+        });
+    }
+    let labels = labels.into_iter().map(u32::from).collect();
+    Dataset::new(
+        images.pixels,
+        labels,
+        (1, images.rows, images.cols),
+        classes,
+    )
 }
 
 /// Which of the two IDX layouts a file must have.

@@ -33,7 +33,7 @@ use dfdx::prelude::{Const, Device, Dim, HasShape, OwnedTape, Rank0, Rank1, Rank4
 use dfdx::shapes::Dtype;
 use rand::distributions::{uniform::SampleUniform, Uniform};
 
-use super::l2::{try_l2_term, L2Penalty};
+use super::l2::{one_regularizer, try_l2_term, L2Penalty, Regularizer, Regularizers};
 
 pub mod builder {
     /// A 2-D convolution (NCHW), built by `dev.build_module::<Conv2D<..>, f32>()`.
@@ -259,6 +259,8 @@ pub struct Conv2D<
 > {
     pub weight: Tensor<Rank4<O, I, K, K>, E, D>,
     pub bias: Tensor<Rank1<O>, E, D>,
+    /// The kernel's L2 factor λ, `L2` unless changed at run time (0: none).
+    pub l2: f32,
 }
 
 impl<
@@ -367,7 +369,11 @@ impl<
                     TensorOptions::reset_to_zeros(),
                 ),
             ),
-            |(weight, bias)| Conv2D { weight, bias },
+            |(weight, bias)| Conv2D {
+                weight,
+                bias,
+                l2: f32::from_bits(L2),
+            },
         )
     }
 }
@@ -444,10 +450,29 @@ impl<
         D: Device<E>,
     > L2Penalty<E, D> for Conv2D<I, O, K, S, PH, PW, H, W, HO, WO, L2, E, D>
 {
-    /// λ·Σw² over the kernel (never the bias), `None` when `L2 == 0`.
+    /// λ·Σw² over the kernel (never the bias), `None` when λ is 0.
     fn try_l2_penalty(&self) -> Result<Option<Tensor<Rank0, E, D, OwnedTape<E, D>>>, D::Err> {
-        try_l2_term(&self.weight, L2)
+        try_l2_term(&self.weight, self.l2)
     }
+}
+
+impl<
+        const I: usize,
+        const O: usize,
+        const K: usize,
+        const S: usize,
+        const PH: usize,
+        const PW: usize,
+        const H: usize,
+        const W: usize,
+        const HO: usize,
+        const WO: usize,
+        const L2: u32,
+        E: Dtype,
+        D: dfdx::tensor::Storage<E>,
+    > Regularizers for Conv2D<I, O, K, S, PH, PW, H, W, HO, WO, L2, E, D>
+{
+    one_regularizer!(Regularizer::ConvL2, l2);
 }
 
 macro_rules! device_conv2d {

@@ -21,7 +21,7 @@ use dfdx::shapes::Dtype;
 use rand::distributions::uniform::SampleUniform;
 
 use super::conv2d::{glorot_uniform, Conv2D as Conv, Conv2DKernel, Conv2DOp, Fusion, Images};
-use super::l2::{try_l2_term, L2Penalty};
+use super::l2::{one_regularizer, try_l2_term, L2Penalty, Regularizer, Regularizers};
 
 pub mod builder {
     /// `conv -> relu -> maxpool` (NCHW) as one layer, built by
@@ -86,6 +86,8 @@ pub struct ConvBlock<
 > {
     pub weight: Tensor<Rank4<O, I, K, K>, E, D>,
     pub bias: Tensor<Rank1<O>, E, D>,
+    /// The kernel's L2 factor λ, `L2` unless changed at run time (0: none).
+    pub l2: f32,
 }
 
 /// Writes the block's sixteen const generics once for every impl:
@@ -188,7 +190,11 @@ block_impl!([E: Dtype + SampleUniform, D: Device<E>] TensorCollection<E, D> for 
                     TensorOptions::reset_to_zeros(),
                 ),
             ),
-            |(weight, bias)| ConvBlock { weight, bias },
+            |(weight, bias)| ConvBlock {
+                weight,
+                bias,
+                l2: f32::from_bits(L2),
+            },
         )
     }
 });
@@ -214,10 +220,14 @@ block_impl!([B: Dim, E: Dtype, D: Conv2DKernel<E>, T: Tape<E, D>]
 });
 
 block_impl!([E: Dtype, D: Device<E>] L2Penalty<E, D> for block!(E, D) {
-    /// λ·Σw² over the kernel (never the bias), `None` when `L2 == 0`.
+    /// λ·Σw² over the kernel (never the bias), `None` when λ is 0.
     fn try_l2_penalty(&self) -> Result<Option<Tensor<Rank0, E, D, OwnedTape<E, D>>>, D::Err> {
-        try_l2_term(&self.weight, L2)
+        try_l2_term(&self.weight, self.l2)
     }
+});
+
+block_impl!([E: Dtype, D: dfdx::tensor::Storage<E>] Regularizers for block!(E, D) {
+    one_regularizer!(Regularizer::ConvL2, l2);
 });
 
 #[cfg(test)]

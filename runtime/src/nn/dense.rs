@@ -31,7 +31,7 @@ use dfdx::prelude::{
 };
 use rand::distributions::{uniform::SampleUniform, Uniform};
 
-use super::l2::{try_l2_term, Penalty};
+use super::l2::{one_regularizer, try_l2_term, Penalty, Regularizer, Regularizers};
 use super::L2Penalty;
 
 /// The zero-sized description of a [`Dense`](super::Dense) layer.
@@ -72,6 +72,8 @@ pub struct Dense<const IN: usize, const OUT: usize, E: Dtype, D: Storage<E>, con
     pub weight: Tensor<Rank2<OUT, IN>, E, D>,
     /// The bias, `[OUT]`; zero initialised.
     pub bias: Tensor<Rank1<OUT>, E, D>,
+    /// The kernel's L2 factor λ, `L2` unless changed at run time (0: none).
+    pub l2: f32,
 }
 
 impl<const I: usize, const O: usize, E: Dtype, D: Storage<E>, const L2: u32> NonMutableModule
@@ -112,7 +114,11 @@ where
                     TensorOptions::reset_to_zeros(),
                 ),
             ),
-            |(weight, bias)| Dense { weight, bias },
+            |(weight, bias)| Dense {
+                weight,
+                bias,
+                l2: f32::from_bits(L2),
+            },
         )
     }
 }
@@ -175,10 +181,16 @@ where
 impl<const I: usize, const O: usize, E: Dtype, D: Device<E>, const L2: u32> L2Penalty<E, D>
     for Dense<I, O, E, D, L2>
 {
-    /// λ·Σw² over the kernel (never the bias); `None` when `L2 == 0`.
+    /// λ·Σw² over the kernel (never the bias); `None` when λ is 0.
     fn try_l2_penalty(&self) -> Result<Option<Penalty<E, D>>, D::Err> {
-        try_l2_term(&self.weight, L2)
+        try_l2_term(&self.weight, self.l2)
     }
+}
+
+impl<const I: usize, const O: usize, E: Dtype, D: Storage<E>, const L2: u32> Regularizers
+    for Dense<I, O, E, D, L2>
+{
+    one_regularizer!(Regularizer::DenseL2, l2);
 }
 
 #[cfg(test)]

@@ -30,7 +30,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha12Rng;
 use rayon::prelude::*;
 
-use super::l2::Penalty;
+use super::l2::{one_regularizer, Penalty, Regularizer, Regularizers};
 use super::recycle::Recycled;
 use super::simd::{self, Isa};
 use super::L2Penalty;
@@ -49,8 +49,18 @@ pub mod builder {
 /// # Shapes
 /// - input: any shape `S`, any batch
 /// - output: `S`
-#[derive(Debug, Default, Clone, Copy)]
-pub struct Dropout<const RATE: u32>;
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Dropout<const RATE: u32> {
+    /// The drop probability while training: `RATE` unless changed at run
+    /// time (see [`Regularizers`]).
+    pub rate: f32,
+}
+
+impl<const RATE: u32> Default for Dropout<RATE> {
+    fn default() -> Self {
+        Dropout { rate: Self::RATE }
+    }
+}
 
 impl<const RATE: u32> Dropout<RATE> {
     /// The drop probability, checked to lie in `[0, 1)` at build time.
@@ -87,7 +97,7 @@ impl<const RATE: u32, S: Shape, E: Dtype, D: DropoutKernel<E>>
         &mut self,
         x: Tensor<S, E, D, OwnedTape<E, D>>,
     ) -> Result<Self::Output, D::Err> {
-        let rate = Self::RATE;
+        let rate = self.rate;
         if rate == 0.0 {
             return Ok(x);
         }
@@ -209,6 +219,10 @@ impl<const RATE: u32, E: Dtype, D: Device<E>> L2Penalty<E, D> for Dropout<RATE> 
     }
 }
 
+impl<const RATE: u32> Regularizers for Dropout<RATE> {
+    one_regularizer!(Regularizer::Dropout, rate);
+}
+
 #[cfg(test)]
 mod tests {
     use super::Dropout;
@@ -287,7 +301,7 @@ mod tests {
     #[test]
     fn zero_rate_is_identity_when_training() {
         let dev: Cpu = Default::default();
-        let mut m = Dropout::<0>;
+        let mut m = Dropout::<0>::default();
         let x: Tensor<Rank1<5>, f32, _> = dev.tensor([1.0, 2.0, 3.0, 4.0, 5.0]);
         assert_eq!(m.forward_mut(x.leaky_trace()).array(), x.array());
     }

@@ -16,6 +16,7 @@ use dfdx::prelude::{
     ZeroSizedModule,
 };
 
+use super::l2::{no_regularizer, Regularizer, Regularizers};
 use super::L2Penalty;
 
 /// Builder for [`Flatten`]: the layer has no parameters, so it is its own builder.
@@ -72,6 +73,12 @@ impl<const C: usize, const H: usize, const W: usize, const N: usize, E: Dtype, D
     fn try_l2_penalty(&self) -> Result<Option<super::l2::Penalty<E, D>>, D::Err> {
         Ok(None)
     }
+}
+
+impl<const C: usize, const H: usize, const W: usize, const N: usize> Regularizers
+    for Flatten<C, H, W, N>
+{
+    no_regularizer!();
 }
 
 #[cfg(test)]

@@ -1,9 +1,12 @@
-//! Keras' `kernel_regularizer=l2(λ)`: a penalty λ·Σw² per regularised kernel.
+//! Keras' `kernel_regularizer=l2(λ)`: a penalty λ·Σw² per regularised kernel,
+//! and the [`Regularizers`] of a network (dropout rates, L2 factors) that a
+//! run can change without rebuilding.
 //!
-//! The factor λ travels in the type as `f32` bits (`const L2: u32`), because
-//! stable Rust has no `f32` const generics; [`f32_bits`] writes it:
+//! The declared factor λ travels in the type as `f32` bits (`const L2: u32`),
+//! because stable Rust has no `f32` const generics; [`f32_bits`] writes it:
 //! `Dense<784, 10, { f32_bits(1e-3) }>`. `L2 = 0` (the bits of `0.0`) means
-//! "not regularised".
+//! "not regularised". A built layer keeps its factor in a field initialised
+//! from the type (`dense.l2`), which [`Regularizers`] can change.
 //!
 //! How the gradient flows: the penalty is computed from
 //! `weight.retaped::<OwnedTape<E, D>>()`, a copy of the weight (same id, same
@@ -47,18 +50,18 @@ pub trait L2Penalty<E: Dtype, D: Device<E>> {
     }
 }
 
-/// λ·Σw² for one kernel, recorded on a fresh tape; `None` when `lambda_bits`
+/// λ·Σw² for one kernel, recorded on a fresh tape; `None` when `lambda`
 /// is 0 (no regulariser).
 ///
 /// This is what `Dense` and `Conv2D` return from [`L2Penalty::try_l2_penalty`].
 pub fn try_l2_term<S: Shape, E: Dtype, D: Device<E>>(
     weight: &Tensor<S, E, D>,
-    lambda_bits: u32,
+    lambda: f32,
 ) -> Result<Option<Penalty<E, D>>, D::Err> {
-    if lambda_bits == 0 {
+    if lambda == 0.0 {
         return Ok(None);
     }
-    let lambda = E::from_f32(f32::from_bits(lambda_bits)).unwrap_or_default();
+    let lambda = E::from_f32(lambda).unwrap_or_default();
     let sum_sq: Tensor<Rank0, E, D, OwnedTape<E, D>> = weight
         .retaped::<OwnedTape<E, D>>()
         .try_square()?
@@ -91,6 +94,82 @@ macro_rules! no_penalty {
 }
 
 no_penalty!(ReLU, Tanh, Sigmoid, ());
+
+/// A regulariser whose strength can change at run time (`network!` declares
+/// the defaults: `dropout<0.5>`, `conv<32, 3, l2 = 0.01>`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Regularizer {
+    /// A dropout layer's rate, in `[0, 1)`.
+    Dropout,
+    /// A convolution kernel's L2 factor λ (0: none).
+    ConvL2,
+    /// A dense kernel's L2 factor λ (0: none).
+    DenseL2,
+}
+
+/// The run-time regularisers of a module (dropout rates, kernel L2 factors),
+/// in layer order. Modules without any have none.
+pub trait Regularizers {
+    /// Appends this module's regularisers and their values to `out`.
+    fn regularizers(&self, out: &mut Vec<(Regularizer, f32)>);
+    /// Sets them from `values`, in the order [`Regularizers::regularizers`]
+    /// lists them (unchanged where `values` has run out).
+    fn set_regularizers(&mut self, values: &mut dyn Iterator<Item = f32>);
+}
+
+/// [`Regularizers`] for a module with one regulariser, held in `$field`.
+macro_rules! one_regularizer {
+    ($kind:expr, $field:ident) => {
+        fn regularizers(&self, out: &mut Vec<(Regularizer, f32)>) {
+            out.push(($kind, self.$field));
+        }
+        fn set_regularizers(&mut self, values: &mut dyn Iterator<Item = f32>) {
+            if let Some(v) = values.next() {
+                self.$field = v;
+            }
+        }
+    };
+}
+pub(crate) use one_regularizer;
+
+/// [`Regularizers`] for a module with none.
+macro_rules! no_regularizer {
+    () => {
+        fn regularizers(&self, _: &mut Vec<(Regularizer, f32)>) {}
+        fn set_regularizers(&mut self, _: &mut dyn Iterator<Item = f32>) {}
+    };
+}
+pub(crate) use no_regularizer;
+
+macro_rules! no_regularizers {
+    ($($module:ty),+) => {$(
+        impl Regularizers for $module {
+            no_regularizer!();
+        }
+    )+};
+}
+
+no_regularizers!(ReLU, Tanh, Sigmoid, ());
+
+macro_rules! tuple_regularizers {
+    ($($name:ident . $idx:tt),+) => {
+        impl<$($name: Regularizers),+> Regularizers for ($($name,)+) {
+            fn regularizers(&self, out: &mut Vec<(Regularizer, f32)>) {
+                $(self.$idx.regularizers(out);)+
+            }
+            fn set_regularizers(&mut self, values: &mut dyn Iterator<Item = f32>) {
+                $(self.$idx.set_regularizers(values);)+
+            }
+        }
+    };
+}
+
+tuple_regularizers!(A.0);
+tuple_regularizers!(A.0, B.1);
+tuple_regularizers!(A.0, B.1, C.2);
+tuple_regularizers!(A.0, B.1, C.2, D1.3);
+tuple_regularizers!(A.0, B.1, C.2, D1.3, E1.4);
+tuple_regularizers!(A.0, B.1, C.2, D1.3, E1.4, F.5);
 
 macro_rules! tuple_penalty {
     ($($name:ident . $idx:tt),+) => {
@@ -126,7 +205,7 @@ mod tests {
 
     impl<S: Shape> L2Penalty<f64, Cpu> for Kernel<S> {
         fn try_l2_penalty(&self) -> Result<Option<Penalty<f64, Cpu>>, CpuError> {
-            try_l2_term(&self.w, self.bits)
+            try_l2_term(&self.w, f32::from_bits(self.bits))
         }
     }
 

@@ -33,6 +33,7 @@ use dfdx::prelude::{
 use rayon::prelude::*;
 
 use super::l2::Penalty;
+use super::l2::{no_regularizer, Regularizer, Regularizers};
 use super::recycle::Recycled;
 use super::simd::{self, Isa};
 use super::L2Penalty;
@@ -204,8 +205,21 @@ impl<
     }
 }
 
+impl<
+        const C: usize,
+        const K: usize,
+        const S: usize,
+        const HI: usize,
+        const WI: usize,
+        const HO: usize,
+        const WO: usize,
+    > Regularizers for MaxPool2D<C, K, S, HI, WI, HO, WO>
+{
+    no_regularizer!();
+}
+
 /// A device that can max-pool: `Cpu` with a direct kernel, `Cuda` through
-/// [`try_max_pool2d_composed`].
+/// `try_max_pool2d_composed` (a composition of dfdx ops).
 pub trait MaxPool2DKernel<E: Dtype>: Device<E> {
     /// Pools `(B, C, HI, WI)` into `(B, C, HO, WO)` with `K × K` windows every `S`
     /// pixels; the sizes must satisfy `MaxPool2D`'s assertion.

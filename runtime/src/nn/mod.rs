@@ -26,7 +26,10 @@ mod recycle;
 /// compiles for SSE2 only.
 pub(crate) mod simd;
 
-pub use l2::{f32_bits, L2Penalty, Penalty};
+#[cfg(all(test, feature = "cuda"))]
+mod cuda_tests;
+
+pub use l2::{f32_bits, L2Penalty, Penalty, Regularizer, Regularizers};
 
 /// Zero-sized layer descriptions for `dev.build_module::<B, f32>()`.
 pub mod builders {

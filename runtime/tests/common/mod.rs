@@ -1,7 +1,7 @@
 //! The study's CNN3a declared by hand from the runtime's layers (what
 //! `network!` generates, written out), shared by the integration tests.
 
-use netdsl_runtime::__private::dfdx::prelude::*;
+use netdsl_runtime::dfdx::prelude::*;
 use netdsl_runtime::network::{Network, Summary};
 use netdsl_runtime::nn::builders::{Conv2D, Dense, Flatten, MaxPool2D, ReLU};
 

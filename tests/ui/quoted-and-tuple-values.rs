@@ -1,0 +1,8 @@
+// Quoted words and numbers, and tuples where one size belongs, get a targeted fix.
+use netdsl_runtime::network;
+
+network! {
+    Cnn<1, 28, 28> { conv<8, 3, pad = "same">, conv<8, (3, 3)>, flatten, dense<"10"> }
+}
+
+fn main() {}
