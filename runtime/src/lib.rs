@@ -40,6 +40,8 @@
 //! Users depend on this crate alone: it re-exports the [`network!`] macro and
 //! [`dfdx`] itself, so their versions cannot drift apart.
 
+#![deny(missing_docs)]
+
 // `network!` expands to `::netdsl_runtime::...` paths; this lets the crate's
 // own tests use the macro.
 extern crate self as netdsl_runtime;

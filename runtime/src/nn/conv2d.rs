@@ -147,11 +147,13 @@ impl Conv2DOp {
 pub struct Fusion {
     /// Apply a ReLU to the output.
     pub relu: bool,
-    /// Max-pooling window side and step (1 and 1: no pooling).
+    /// Max-pooling window side (1: no pooling).
     pub pool_k: usize,
+    /// Max-pooling step (1: no pooling).
     pub pool_s: usize,
-    /// Output size after pooling (the convolution's output size without pooling).
+    /// Output height after pooling (the convolution's output height without pooling).
     pub h_out: usize,
+    /// Output width after pooling (the convolution's output width without pooling).
     pub w_out: usize,
     /// Compute the gradient of the input (false only for a network's first layer).
     pub input_grad: bool,
@@ -257,7 +259,9 @@ pub struct Conv2D<
     E: Dtype,
     D: dfdx::tensor::Storage<E>,
 > {
+    /// The kernel, `[out_channels, in_channels, K, K]` (Glorot uniform at build).
     pub weight: Tensor<Rank4<O, I, K, K>, E, D>,
+    /// The bias, one per output channel (zeros at build).
     pub bias: Tensor<Rank1<O>, E, D>,
     /// The kernel's L2 factor λ, `L2` unless changed at run time (0: none).
     pub l2: f32,

@@ -84,7 +84,9 @@ pub struct ConvBlock<
     E: Dtype,
     D: dfdx::tensor::Storage<E>,
 > {
+    /// The kernel, `[out_channels, in_channels, K, K]` (Glorot uniform at build).
     pub weight: Tensor<Rank4<O, I, K, K>, E, D>,
+    /// The bias, one per output channel (zeros at build).
     pub bias: Tensor<Rank1<O>, E, D>,
     /// The kernel's L2 factor λ, `L2` unless changed at run time (0: none).
     pub l2: f32,
