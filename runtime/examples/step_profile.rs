@@ -5,7 +5,8 @@
 //!
 //! Backward times come from marker ops pushed onto the tape between layers:
 //! dfdx runs the tape in reverse, so the time between two markers is the
-//! backward pass of the layer between them.
+//! backward pass of the layer between them. It uses the system allocator,
+//! as a crate depending on `netdsl-runtime` would.
 //!
 //! Run: `cargo run --release -p netdsl-runtime --example step_profile [STEPS]`
 
@@ -16,9 +17,6 @@ use std::time::Instant;
 use netdsl_runtime::__private::dfdx::prelude::*;
 use netdsl_runtime::data::FashionMnist;
 use netdsl_runtime::nn::builders::{ConvBlock, Dense, Flatten, ReLU};
-
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 type Log = Rc<RefCell<Vec<(&'static str, Instant)>>>;
 

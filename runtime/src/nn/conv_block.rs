@@ -233,7 +233,7 @@ block_impl!([E: Dtype, D: dfdx::tensor::Storage<E>] Regularizers for block!(E, D
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::nn::builders;
+    use crate::nn::{builders, simd};
     use crate::tests::{assert_close, test_values};
     use dfdx::prelude::*;
 
@@ -409,6 +409,82 @@ mod tests {
             gw_sum.iter_mut().zip(&gw1).for_each(|(s, g)| *s += g);
         }
         assert_close(&gw, &gw_sum, 1e-10);
+    }
+
+    /// The block's output and gradients (f32) on this CPU's fast path and on
+    /// the portable one (`simd::portable`, as on a CPU without AVX2): the
+    /// same bits, except the weight gradient of the first layer's direct
+    /// backward, whose multiply-adds are fused on the fast path only (one
+    /// rounding instead of two per term): over sums of 19·676 terms they
+    /// differ by ~6e-5 relative to the largest gradient, inside the 1e-4
+    /// that `direct.rs` promises against the im2col path.
+    fn portable_matches<
+        const I: usize,
+        const O: usize,
+        const S: usize,
+        const P: usize,
+        const H: usize,
+        const HO: usize,
+        const PK: usize,
+        const PHO: usize,
+        const GI: bool,
+    >(
+        batch: usize,
+    ) {
+        type Block<
+            const I: usize,
+            const O: usize,
+            const S: usize,
+            const P: usize,
+            const H: usize,
+            const HO: usize,
+            const PK: usize,
+            const PHO: usize,
+            const GI: bool,
+        > = builder::ConvBlock<I, O, 3, S, P, P, H, H, HO, HO, PK, PK, PHO, PHO, 0, GI>;
+        let dev: Cpu = Cpu::seed_from_u64(0);
+        let mut m = dev.build_module::<Block<I, O, S, P, H, HO, PK, PHO, GI>, f32>();
+        let f32s = |v: Vec<f64>| v.into_iter().map(|x| x as f32).collect::<Vec<_>>();
+        m.weight = dev.tensor_from_vec(f32s(test_values(O * I * 9, 1)), Default::default());
+        let bias = test_values(O, 2).iter().map(|b| (b - 1.0) as f32).collect();
+        m.bias = dev.tensor_from_vec(bias, Default::default());
+        let x = dev.tensor_from_vec(
+            f32s(test_values(batch * I * H * H, 3)),
+            (batch, Const::<I>, Const::<H>, Const::<H>),
+        );
+        let r = dev.tensor_from_vec(
+            f32s(test_values(batch * O * PHO * PHO, 4)),
+            (batch, Const::<O>, Const::<PHO>, Const::<PHO>),
+        );
+        let run = || {
+            let y = m.forward(x.clone()).as_vec();
+            let g = (m.forward(x.clone().traced(Gradients::leaky())) * r.clone())
+                .sum::<Rank0, _>()
+                .backward();
+            let gx = if GI { g.get(&x).as_vec() } else { Vec::new() };
+            (y, g.get(&m.weight).as_vec(), g.get(&m.bias).as_vec(), gx)
+        };
+        let (y, gw, gb, gx) = run();
+        let (y_p, gw_p, gb_p, gx_p) = simd::portable(run);
+        assert_eq!(y, y_p, "output");
+        assert_eq!(gb, gb_p, "bias gradient");
+        assert_eq!(gx, gx_p, "input gradient");
+        if GI || I != 1 {
+            assert_eq!(gw, gw_p, "weight gradient");
+        } else {
+            assert_close(&gw, &gw_p, 1e-4); // `direct.rs`: fused multiply-adds
+        }
+    }
+
+    #[test]
+    fn portable_path_matches_the_fast_path() {
+        portable_matches::<1, 32, 1, 0, 28, 26, 2, 13, false>(19); // CNN3a's conv1: direct
+        portable_matches::<1, 4, 1, 0, 28, 26, 2, 13, true>(3); // im2col
+        portable_matches::<2, 3, 2, 1, 9, 5, 2, 2, true>(3); // im2col, strided
+        portable_matches::<32, 64, 1, 0, 13, 11, 2, 5, true>(19); // CNN3a's conv2: Winograd, pooled per tile
+        portable_matches::<64, 64, 1, 1, 7, 7, 2, 3, true>(9); // CNN4a's conv3
+        portable_matches::<8, 3, 1, 0, 6, 4, 1, 4, true>(2); // Winograd, ReLU only
+        portable_matches::<8, 3, 1, 1, 6, 6, 3, 2, true>(2); // Winograd, 3x3/3 pools
     }
 
     #[test]

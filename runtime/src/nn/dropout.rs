@@ -31,6 +31,8 @@ use rand_chacha::ChaCha12Rng;
 use rayon::prelude::*;
 
 use super::l2::{one_regularizer, Penalty, Regularizer, Regularizers};
+use super::recycle::Recycled;
+use super::simd::{self, Isa};
 use super::L2Penalty;
 
 /// Builder for [`Dropout`]: the layer has no parameters, so it is its own builder.
@@ -145,7 +147,9 @@ macro_rules! cpu_dropout {
                 x.copy_into(&mut y);
                 let threshold = bernoulli_threshold(prob);
                 let keep = (1.0 - prob) as $E;
-                let mut dropped = vec![false; y.len()];
+                // kept for the backward pass; the loop below writes every element
+                let mut dropped = Recycled::<bool>::stale(y.len());
+                let isa = Isa::detect();
                 y.par_chunks_mut(CHUNK)
                     .zip(dropped.par_chunks_mut(CHUNK))
                     .enumerate()
@@ -158,12 +162,14 @@ macro_rules! cpu_dropout {
                             let draws = &mut draws[..ys.len()];
                             rng.fill(draws); // the same u64s, in order, as `next_u64` would give
                             // Branch-free (the mask is random: a branch mispredicts) and vectorised.
-                            for ((y, d), &u) in ys.iter_mut().zip(ds).zip(draws.iter()) {
-                                let drop = u < threshold; // Bernoulli(prob)
-                                let kept = *y / keep;
-                                *d = drop;
-                                *y = if drop { 0.0 } else { kept };
-                            }
+                            simd::run!(isa, |_isa| {
+                                for ((y, d), &u) in ys.iter_mut().zip(ds.iter_mut()).zip(draws.iter()) {
+                                    let drop = u < threshold; // Bernoulli(prob)
+                                    let kept = *y / keep;
+                                    *d = drop;
+                                    *y = if drop { 0.0 } else { kept };
+                                }
+                            })
                         }
                     });
                 let y = x.device().try_tensor_from_vec(y, *x.shape())?;
@@ -172,16 +178,17 @@ macro_rules! cpu_dropout {
                     let gy = std::mem::take::<Vec<$E>>(grads.get_or_alloc_mut(&y_ghost)?);
                     let gx: &mut Vec<$E> = grads.get_or_alloc_mut(&x_ghost)?;
                     let scale = (1.0 - prob).recip() as $E;
+                    let isa = Isa::detect();
                     gx.par_chunks_mut(CHUNK)
                         .zip(gy.par_chunks(CHUNK))
                         .zip(dropped.par_chunks(CHUNK))
-                        .for_each(|((gx, gy), ds)| {
+                        .for_each(|((gx, gy), ds)| simd::run!(isa, |_isa| {
                             for ((gx, &gy), &d) in gx.iter_mut().zip(gy).zip(ds) {
                                 // 0 or `scale` without a branch (which LLVM kept for a select)
                                 let factor = scale * <$E>::from(u8::from(!d));
                                 *gx += factor * gy;
                             }
-                        });
+                        }));
                     **grads.get_or_alloc_mut(&y_ghost)? = gy;
                     Ok(())
                 });
@@ -259,6 +266,16 @@ mod tests {
 
     #[test]
     fn cpu_mask_is_dfdx_dropout_mask_values_and_gradients() {
+        matches_dfdx();
+    }
+
+    /// The same on the portable path (`simd::portable`, as on a CPU without AVX2).
+    #[test]
+    fn portable_path_is_dfdx_dropout_too() {
+        crate::nn::simd::portable(matches_dfdx);
+    }
+
+    fn matches_dfdx() {
         // 40,000 elements: several parallel chunks.
         let shape = (Const::<4>, Const::<10_000>);
         for rate in [0.25f32, 0.5] {

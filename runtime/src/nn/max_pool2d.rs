@@ -34,6 +34,8 @@ use rayon::prelude::*;
 
 use super::l2::Penalty;
 use super::l2::{no_regularizer, Regularizer, Regularizers};
+use super::recycle::Recycled;
+use super::simd::{self, Isa};
 use super::L2Penalty;
 
 /// Builder for [`MaxPool2D`]: the layer has no parameters, so it is its own builder.
@@ -315,9 +317,9 @@ fn try_max_pool2d_cpu<
 
     let mut out = vec![E::default(); planes * op.plane_out()]; // [B·C, HO, WO]
     let mut argmax = if T::OWNS_TAPE {
-        vec![0u8; out.len()] // [B·C, HO, WO]: the max's offset kh·K + kw in its window
+        Recycled::filled(out.len(), 0u8) // [B·C, HO, WO]: the max's offset kh·K + kw in its window
     } else {
-        Vec::new()
+        Recycled::empty()
     };
     // dfdx has no public `&[E]` view of a tensor: copy the buffer out, into a
     // reused per-thread buffer (fresh pages cost more than the copy).
@@ -366,12 +368,7 @@ macro_rules! scratch {
                     return f(&mut vec![0.0; len]);
                 }
                 BUF.with(|buf| match buf.try_borrow_mut() {
-                    Ok(mut buf) => {
-                        if buf.len() < len {
-                            buf.resize(len, 0.0);
-                        }
-                        f(&mut buf[..len])
-                    }
+                    Ok(mut buf) => f(super::recycle::aligned(&mut buf, len)),
                     // Re-entered on this thread (a rayon worker that stole another pool): allocate.
                     Err(_) => f(&mut vec![0.0; len]),
                 })
@@ -409,15 +406,16 @@ fn forward_planes<
     let min_len = planes_per_task(HI * WI);
     let inp = inp.par_chunks(HI * WI);
     let out = out.par_chunks_mut(HO * WO);
+    let isa = Isa::detect();
     if argmax.is_empty() {
         inp.zip(out)
             .with_min_len(min_len)
-            .for_each(|(x, y)| pool_plane(x, y, None));
+            .for_each(|(x, y)| simd::run!(isa, |_isa| pool_plane(x, y, None)));
     } else {
         inp.zip(out)
             .zip(argmax.par_chunks_mut(HO * WO))
             .with_min_len(min_len)
-            .for_each(|((x, y), arg)| pool_plane(x, y, Some(arg)));
+            .for_each(|((x, y), arg)| simd::run!(isa, |_isa| pool_plane(x, y, Some(arg))));
     }
 }
 
@@ -425,6 +423,7 @@ fn forward_planes<
 /// each window offset `(kh, kw)` in scan order, one pass over the row's outputs
 /// keeps the strictly greater values (so ties go to the first maximum). The
 /// passes are fixed-stride loops over `ow`, which the compiler vectorises.
+#[inline(always)]
 fn pool_plane<
     E: Dtype,
     const K: usize,
@@ -491,19 +490,22 @@ fn backward_planes<
     grad_out: &[E],
     argmax: &[u8],
 ) {
+    let isa = Isa::detect();
     grad_in
         .par_chunks_mut(HI * WI)
         .zip(grad_out.par_chunks(HO * WO))
         .zip(argmax.par_chunks(HO * WO))
         .with_min_len(planes_per_task(HI * WI))
         .for_each(|((gi, go), arg)| {
-            for oh in 0..HO {
-                for ow in 0..WO {
-                    let o = oh * WO + ow;
-                    let (kh, kw) = (arg[o] as usize / K, arg[o] as usize % K);
-                    gi[(oh * S + kh) * WI + ow * S + kw] += go[o];
+            simd::run!(isa, |_isa| {
+                for oh in 0..HO {
+                    for ow in 0..WO {
+                        let o = oh * WO + ow;
+                        let (kh, kw) = (arg[o] as usize / K, arg[o] as usize % K);
+                        gi[(oh * S + kh) * WI + ow * S + kw] += go[o];
+                    }
                 }
-            }
+            })
         });
 }
 
@@ -698,6 +700,28 @@ mod tests {
         let y = builder::MaxPool2D::<1, 2, 2, 2, 2, 1, 1>.forward(z.leaky_trace());
         let g = y.sum::<Rank0, _>().backward().get(&z);
         assert_eq!(g.array(), [[[[1.0, 0.0], [0.0, 0.0]]]]);
+    }
+
+    /// The pooling and its gradient (f32, with ties: repeated values) on
+    /// this CPU's fast path and on the portable one: the same bits.
+    #[test]
+    fn portable_path_matches_the_fast_path() {
+        let dev: Cpu = Default::default();
+        let xv: Vec<f32> = test_values(5 * 3 * 13 * 13, 6)
+            .iter()
+            .map(|v| (v * 8.0).round() as f32)
+            .collect();
+        let x = dev.tensor_from_vec(xv, (5usize, Const::<3>, Const::<13>, Const::<13>));
+        let r: Tensor<(usize, Const<3>, Const<6>, Const<6>), f32, _> =
+            dev.sample_normal_like(&(5, Const, Const, Const));
+        let run = || {
+            let pool = builder::MaxPool2D::<3, 3, 2, 13, 13, 6, 6>;
+            let y = pool.forward(x.clone().leaky_trace());
+            let y_vals = y.as_vec();
+            let g = (y * r.clone()).sum::<Rank0, _>().backward();
+            (y_vals, g.get(&x).as_vec())
+        };
+        assert_eq!(run(), crate::nn::simd::portable(run));
     }
 
     #[test]

@@ -20,6 +20,11 @@ mod flatten;
 mod gemm;
 mod l2;
 mod max_pool2d;
+mod recycle;
+/// Run-time choice of AVX2 + FMA for loops outside `nn` too (`optim.rs`'s
+/// Adam update, `data`'s batch copies), which a build without flags
+/// compiles for SSE2 only.
+pub(crate) mod simd;
 
 #[cfg(all(test, feature = "cuda"))]
 mod cuda_tests;

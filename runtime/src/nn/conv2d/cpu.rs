@@ -30,6 +30,8 @@ use rayon::prelude::*;
 
 use super::{Conv2DOp, Fusion, Images};
 use crate::nn::gemm::{forward_on, matmul, read, GemmFloat, Mat};
+use crate::nn::recycle::Recycled;
+use crate::nn::simd::{self, Isa};
 
 /// The batch is split into at most this many rayon tasks.
 const MAX_TASKS: usize = 16;
@@ -85,9 +87,9 @@ pub(super) fn try_conv2d<
     // except where the direct and Winograd paths pool 2x2 windows
     // channels-last as they compute them: `[B, PHO·PWO, O]` there.
     let mut arg = if T::OWNS_TAPE && !fusion.is_identity() {
-        vec![0u8; y.len()]
+        Recycled::filled(y.len(), 0u8)
     } else {
-        Vec::new()
+        Recycled::empty()
     };
     let run = |x_buf: &[E]| {
         if super::direct::forward_applies::<E>(&op, &fusion) {
@@ -142,6 +144,7 @@ pub(super) const DEAD: u8 = u8::MAX;
 /// ReLU cut it). Ties go to the first maximum in scan order (strictly greater
 /// replaces), as [`crate::nn::modules::MaxPool2D`] does. Branch-free passes
 /// over each output row, which the compiler vectorises.
+#[inline(always)]
 pub(super) fn pool_relu_plane<E: GemmFloat, const PK: usize, const PS: usize>(
     relu: bool,
     wo: usize,
@@ -208,6 +211,7 @@ pub(super) fn pool_relu_plane<E: GemmFloat, const PK: usize, const PS: usize>(
 /// reads two input rows at once, and the first maximum of `a b / c d` is
 /// found as a tree (`max(a, b)`, `max(c, d)`, then the strictly greater
 /// second one), which picks the same element as the scan-order rule.
+#[inline(always)]
 fn pool2_relu_plane<E: GemmFloat>(
     relu: bool,
     wo: usize,
@@ -257,6 +261,7 @@ fn pool2_relu_plane<E: GemmFloat>(
 
 /// The adjoint of [`pool_relu_plane`]: `gz: [HO, WO]` = each output gradient
 /// `gy: [PHO, PWO]` at its window's maximum (0 elsewhere; overlapping windows add).
+#[inline(always)]
 pub(super) fn unpool_plane<E: GemmFloat, const PK: usize, const PS: usize>(
     wo: usize,
     pwo: usize,
@@ -307,6 +312,7 @@ pub(super) fn backward_tasks<'a, E>(
     (gx_tasks, arg_tasks)
 }
 
+#[inline(always)]
 fn add_assign<E: GemmFloat>(dst: &mut [E], src: &[E]) {
     for (d, &s) in dst.iter_mut().zip(src) {
         *d += s;
@@ -315,6 +321,7 @@ fn add_assign<E: GemmFloat>(dst: &mut [E], src: &[E]) {
 
 /// The sum of `xs` in 16 independent lanes (vectorised; a plain fold waits
 /// on each add's latency), then the lanes and the tail in order.
+#[inline(always)]
 fn sum<E: GemmFloat>(xs: &[E]) -> E {
     const LANES: usize = 16;
     let mut acc = [E::default(); LANES];
@@ -367,11 +374,13 @@ impl Padded {
 
 /// The rows `[lo, hi)` of the padded region that hold input rows, and the
 /// first input row: input row `r` sits at padded row `r + pad`.
+#[inline(always)]
 fn overlap(pad: usize, n_in: usize, n_padded: usize) -> (usize, usize) {
     (pad.min(n_padded), (pad + n_in).min(n_padded))
 }
 
 /// Copies one image into its zero-padded region `xp: [I, HP, WP]`.
+#[inline(always)]
 fn pad_image<E: GemmFloat>(op: &Conv2DOp, pd: Padded, x: &[E], xp: &mut [E]) {
     xp.fill(E::default());
     let (r_lo, r_hi) = overlap(op.pad_h, op.h_in, pd.h);
@@ -388,6 +397,7 @@ fn pad_image<E: GemmFloat>(op: &Conv2DOp, pd: Padded, x: &[E], xp: &mut [E]) {
 }
 
 /// Adds the interior of a padded gradient `gxp: [I, HP, WP]` into `gx: [I, H, W]`.
+#[inline(always)]
 fn unpad_add<E: GemmFloat>(op: &Conv2DOp, pd: Padded, gxp: &[E], gx: &mut [E]) {
     let (r_lo, r_hi) = overlap(op.pad_h, op.h_in, pd.h);
     let (c_lo, c_hi) = overlap(op.pad_w, op.w_in, pd.w);
@@ -425,62 +435,67 @@ pub(crate) fn forward<E: GemmFloat, const WO: usize, const PK: usize, const PS: 
     let scratch_len = (ikk + o) * g * p + pd.scratch_len(op);
     let tasks = op.batch.div_ceil(n);
     let args = chunks_or_none(arg, n * out_len, tasks);
+    let isa = Isa::detect();
     y.par_chunks_mut(n * out_len)
         .zip(x.par_chunks(n * in_len))
         .zip(args)
         .for_each(|((y_task, x_task), mut arg_task)| {
             E::with_scratch(scratch_len, |scratch| {
-                let (cols, rest) = scratch.split_at_mut(ikk * g * p);
-                let (z_buf, xp) = rest.split_at_mut(o * g * p);
-                for (gi, (y_group, x_group)) in y_task
-                    .chunks_mut(g * out_len)
-                    .zip(x_task.chunks(g * in_len))
-                    .enumerate()
-                {
-                    let gp = (x_group.len() / in_len) * p; // columns: images · P
-                    for (i, x_img) in x_group.chunks(in_len).enumerate() {
-                        let src = padded_source(op, pd, x_img, xp);
-                        im2col::<E, WO>(op, pd, src, &mut cols[i * p..], gp); // [IKK, G·P]
-                    }
-                    let cols = Mat::row_major(&cols[..ikk * gp], ikk, gp);
-                    let in_place = f.is_identity() && gp == p;
-                    let z = if in_place {
-                        &mut *y_group
-                    } else {
-                        &mut z_buf[..o * gp]
-                    };
-                    for (row, &b_o) in z.chunks_mut(gp).zip(b) {
-                        row.fill(b_o);
-                    }
-                    matmul(z, gp, w_mat, cols, true); // [O, G·P]
-                    if in_place {
-                        continue;
-                    }
-                    for (i, y_img) in y_group.chunks_mut(out_len).enumerate() {
-                        let img = gi * g + i;
-                        let mut arg_img = arg_task
-                            .as_deref_mut()
-                            .map(|a| &mut a[img * out_len..][..out_len]);
-                        for (c, y_plane) in y_img.chunks_mut(f.plane_out()).enumerate() {
-                            let z_plane = &z_buf[c * gp + i * p..][..p];
-                            if f.is_identity() {
-                                y_plane.copy_from_slice(z_plane); // -> [O, P]
-                            } else {
-                                let a = arg_img
-                                    .as_deref_mut()
-                                    .map(|a| &mut a[c * f.plane_out()..][..f.plane_out()]);
-                                pool_relu_plane::<E, PK, PS>(
-                                    f.relu, WO, f.w_out, z_plane, y_plane, a,
-                                );
+                simd::run!(isa, |_isa| {
+                    let (cols, rest) = scratch.split_at_mut(ikk * g * p);
+                    let (z_buf, xp) = rest.split_at_mut(o * g * p);
+                    for (gi, (y_group, x_group)) in y_task
+                        .chunks_mut(g * out_len)
+                        .zip(x_task.chunks(g * in_len))
+                        .enumerate()
+                    {
+                        let gp = (x_group.len() / in_len) * p; // columns: images · P
+                        for (i, x_img) in x_group.chunks(in_len).enumerate() {
+                            let src = padded_source(op, pd, x_img, xp);
+                            // cols: [IKK, G·P]
+                            im2col::<E, WO>(op, pd, src, &mut cols[i * p..], gp);
+                        }
+                        let cols = Mat::row_major(&cols[..ikk * gp], ikk, gp);
+                        let in_place = f.is_identity() && gp == p;
+                        let z = if in_place {
+                            &mut *y_group
+                        } else {
+                            &mut z_buf[..o * gp]
+                        };
+                        for (row, &b_o) in z.chunks_mut(gp).zip(b) {
+                            row.fill(b_o);
+                        }
+                        matmul(z, gp, w_mat, cols, true); // [O, G·P]
+                        if in_place {
+                            continue;
+                        }
+                        for (i, y_img) in y_group.chunks_mut(out_len).enumerate() {
+                            let img = gi * g + i;
+                            let mut arg_img = arg_task
+                                .as_deref_mut()
+                                .map(|a| &mut a[img * out_len..][..out_len]);
+                            for (c, y_plane) in y_img.chunks_mut(f.plane_out()).enumerate() {
+                                let z_plane = &z_buf[c * gp + i * p..][..p];
+                                if f.is_identity() {
+                                    y_plane.copy_from_slice(z_plane); // -> [O, P]
+                                } else {
+                                    let a = arg_img
+                                        .as_deref_mut()
+                                        .map(|a| &mut a[c * f.plane_out()..][..f.plane_out()]);
+                                    pool_relu_plane::<E, PK, PS>(
+                                        f.relu, WO, f.w_out, z_plane, y_plane, a,
+                                    );
+                                }
                             }
                         }
                     }
-                }
+                })
             })
         });
 }
 
 /// The image the kernel reads: the input itself, or its padded copy in `xp`.
+#[inline(always)]
 pub(super) fn padded_source<'a, E: GemmFloat>(
     op: &Conv2DOp,
     pd: Padded,
@@ -510,7 +525,7 @@ pub(crate) fn backward<E: GemmFloat, const WO: usize, const PK: usize, const PS:
     gy: &[E],
     arg: &[u8],
     gx: Option<&mut [E]>,
-) -> (Vec<E>, Vec<E>) {
+) -> (Recycled<E>, Recycled<E>) {
     let (ikk, p, o) = (op.patch_len(), op.out_positions(), op.chan_out);
     let (in_len, out_len) = (op.in_image_len(), o * f.plane_out());
     let pd = Padded::new(op);
@@ -519,95 +534,106 @@ pub(crate) fn backward<E: GemmFloat, const WO: usize, const PK: usize, const PS:
     let g = gemm_images(p);
     let scratch_len = (2 * ikk + o) * g * p + pd.scratch_len(op);
     let tasks = op.batch.div_ceil(n);
+    let isa = Isa::detect();
     let (gx_tasks, arg_tasks) = backward_tasks(gx, arg, n * in_len, n * out_len, tasks);
     // gemm's microkernel runs along dst's unit-stride axis: keep the partial
     // weight gradient with its longer side contiguous (conv1: O = 32 > IKK = 9).
     let gw_transposed = o > ikk;
-    let partials: Vec<(Vec<E>, Vec<E>)> = gx_tasks
+    // Each task's partial sums, side by side.
+    let mut gw_parts = Recycled::filled(tasks * o * ikk, E::default());
+    let mut gb_parts = Recycled::filled(tasks * o, E::default());
+    let parts = gw_parts
+        .par_chunks_mut(o * ikk)
+        .zip(gb_parts.par_chunks_mut(o));
+    gx_tasks
         .into_par_iter()
         .zip(x.par_chunks(n * in_len))
         .zip(gy.par_chunks(n * out_len))
         .zip(arg_tasks)
-        .map(|(((mut gx_task, x_task), gy_task), arg_task)| {
-            let mut gw = vec![E::default(); o * ikk];
-            let mut gb = vec![E::default(); o];
+        .zip(parts)
+        .for_each(|((((mut gx_task, x_task), gy_task), arg_task), (gw, gb))| {
             E::with_scratch(scratch_len, |scratch| {
-                let (cols, rest) = scratch.split_at_mut(ikk * g * p);
-                let (dcols, rest) = rest.split_at_mut(ikk * g * p);
-                let (gz_buf, xp) = rest.split_at_mut(o * g * p);
-                let groups = x_task.chunks(g * in_len).zip(gy_task.chunks(g * out_len));
-                for (gi, (x_group, gy_group)) in groups.enumerate() {
-                    let first = gi * g; // the group's first image in the task
-                    let gp = (x_group.len() / in_len) * p; // columns: images · P
-                    for (i, x_img) in x_group.chunks(in_len).enumerate() {
-                        let src = padded_source(op, pd, x_img, xp);
-                        im2col::<E, WO>(op, pd, src, &mut cols[i * p..], gp); // [IKK, G·P]
-                    }
-                    // The gradient of the convolution's output, [O, G·P].
-                    let gz_mat = if f.is_identity() && gp == p {
-                        Mat::row_major(gy_group, o, p) // one image: in place
-                    } else {
-                        let gz_buf = &mut gz_buf[..o * gp];
-                        for (i, gy_img) in gy_group.chunks(out_len).enumerate() {
-                            let planes = gy_img.chunks(f.plane_out()).enumerate();
-                            for (c, gy_plane) in planes {
-                                let gz_plane = &mut gz_buf[c * gp + i * p..][..p];
-                                if f.is_identity() {
-                                    gz_plane.copy_from_slice(gy_plane);
-                                } else {
-                                    let at = (first + i) * out_len + c * f.plane_out();
-                                    let a = &arg_task[at..][..f.plane_out()];
-                                    unpool_plane::<E, PK, PS>(WO, f.w_out, gy_plane, a, gz_plane);
+                simd::run!(isa, |_isa| {
+                    let (cols, rest) = scratch.split_at_mut(ikk * g * p);
+                    let (dcols, rest) = rest.split_at_mut(ikk * g * p);
+                    let (gz_buf, xp) = rest.split_at_mut(o * g * p);
+                    let groups = x_task.chunks(g * in_len).zip(gy_task.chunks(g * out_len));
+                    for (gi, (x_group, gy_group)) in groups.enumerate() {
+                        let first = gi * g; // the group's first image in the task
+                        let gp = (x_group.len() / in_len) * p; // columns: images · P
+                        for (i, x_img) in x_group.chunks(in_len).enumerate() {
+                            let src = padded_source(op, pd, x_img, xp);
+                            // cols: [IKK, G·P]
+                            im2col::<E, WO>(op, pd, src, &mut cols[i * p..], gp);
+                        }
+                        // The gradient of the convolution's output, [O, G·P].
+                        let gz_mat = if f.is_identity() && gp == p {
+                            Mat::row_major(gy_group, o, p) // one image: in place
+                        } else {
+                            let gz_buf = &mut gz_buf[..o * gp];
+                            for (i, gy_img) in gy_group.chunks(out_len).enumerate() {
+                                let planes = gy_img.chunks(f.plane_out()).enumerate();
+                                for (c, gy_plane) in planes {
+                                    let gz_plane = &mut gz_buf[c * gp + i * p..][..p];
+                                    if f.is_identity() {
+                                        gz_plane.copy_from_slice(gy_plane);
+                                    } else {
+                                        let at = (first + i) * out_len + c * f.plane_out();
+                                        let a = &arg_task[at..][..f.plane_out()];
+                                        unpool_plane::<E, PK, PS>(
+                                            WO, f.w_out, gy_plane, a, gz_plane,
+                                        );
+                                    }
                                 }
                             }
-                        }
-                        Mat::row_major(&*gz_buf, o, gp)
-                    };
-                    let cols_mat = Mat::row_major(&cols[..ikk * gp], ikk, gp);
-                    if gw_transposed {
-                        matmul(&mut gw, o, cols_mat, gz_mat.t(), true); // [IKK, O]
-                    } else {
-                        matmul(&mut gw, ikk, gz_mat, cols_mat.t(), true); // [O, IKK]
-                    }
-                    for (o_idx, g_o) in gb.iter_mut().enumerate() {
-                        *g_o += sum(&gz_mat.data[o_idx * gp..][..gp]);
-                    }
-                    let Some(gx_task) = gx_task.as_deref_mut() else {
-                        continue; // the first layer: no input gradient
-                    };
-                    let dcols = &mut dcols[..ikk * gp];
-                    matmul(dcols, gp, wt, gz_mat, false); // [IKK, G·P]
-                    let gx_group = &mut gx_task[first * in_len..][..x_group.len()];
-                    for (i, gx_img) in gx_group.chunks_mut(in_len).enumerate() {
-                        if pd.is_input {
-                            col2im_add::<E, WO>(op, pd, &dcols[i * p..], gp, gx_img);
+                            Mat::row_major(&*gz_buf, o, gp)
+                        };
+                        let cols_mat = Mat::row_major(&cols[..ikk * gp], ikk, gp);
+                        if gw_transposed {
+                            matmul(gw, o, cols_mat, gz_mat.t(), true); // [IKK, O]
                         } else {
-                            xp.fill(E::default());
-                            col2im_add::<E, WO>(op, pd, &dcols[i * p..], gp, xp); // [I, HP, WP]
-                            unpad_add(op, pd, xp, gx_img);
+                            matmul(gw, ikk, gz_mat, cols_mat.t(), true); // [O, IKK]
+                        }
+                        for (o_idx, g_o) in gb.iter_mut().enumerate() {
+                            *g_o += sum(&gz_mat.data[o_idx * gp..][..gp]);
+                        }
+                        let Some(gx_task) = gx_task.as_deref_mut() else {
+                            continue; // the first layer: no input gradient
+                        };
+                        let dcols = &mut dcols[..ikk * gp];
+                        matmul(dcols, gp, wt, gz_mat, false); // [IKK, G·P]
+                        let gx_group = &mut gx_task[first * in_len..][..x_group.len()];
+                        for (i, gx_img) in gx_group.chunks_mut(in_len).enumerate() {
+                            if pd.is_input {
+                                col2im_add::<E, WO>(op, pd, &dcols[i * p..], gp, gx_img);
+                            } else {
+                                xp.fill(E::default());
+                                col2im_add::<E, WO>(op, pd, &dcols[i * p..], gp, xp); // [I, HP, WP]
+                                unpad_add(op, pd, xp, gx_img);
+                            }
                         }
                     }
-                }
+                })
             });
-            (gw, gb)
-        })
-        .collect();
+        });
 
     // Sum the tasks in order: deterministic for any thread count.
-    let mut gw = vec![E::default(); o * ikk];
-    let mut gb = vec![E::default(); o];
-    for (pw, pb) in &partials {
-        if gw_transposed {
-            for (j, row) in pw.chunks_exact(o).enumerate() {
-                for (oc, &v) in row.iter().enumerate() {
-                    gw[oc * ikk + j] += v;
+    let mut gw = Recycled::filled(o * ikk, E::default());
+    let mut gb = Recycled::filled(o, E::default());
+    simd::run!(isa, |_isa| {
+        for (pw, pb) in gw_parts.chunks_exact(o * ikk).zip(gb_parts.chunks_exact(o)) {
+            if gw_transposed {
+                for (j, row) in pw.chunks_exact(o).enumerate() {
+                    for (oc, &v) in row.iter().enumerate() {
+                        gw[oc * ikk + j] += v;
+                    }
                 }
+            } else {
+                add_assign(&mut gw, pw);
             }
-        } else {
-            add_assign(&mut gw, pw);
+            add_assign(&mut gb, pb);
         }
-        add_assign(&mut gb, pb);
-    }
+    });
     (gw, gb)
 }
 
@@ -616,6 +642,7 @@ pub(crate) fn backward<E: GemmFloat, const WO: usize, const PK: usize, const PS:
 /// # Shapes
 /// `xp: [I, HP, WP]` (see [`Padded`]) -> `cols: [I·K·K, HO·WO]` (stride `ld`),
 /// row `(c·K + kh)·K + kw`, column `oh·WO + ow` holding `xp[c, oh·S + kh, ow·S + kw]`.
+#[inline(always)]
 fn im2col<E: GemmFloat, const WO: usize>(
     op: &Conv2DOp,
     pd: Padded,
@@ -651,6 +678,7 @@ fn im2col<E: GemmFloat, const WO: usize>(
 ///
 /// # Shapes
 /// `cols: [I·K·K, HO·WO]` (stride `ld`) -> `gxp: [I, HP, WP]` (accumulated).
+#[inline(always)]
 fn col2im_add<E: GemmFloat, const WO: usize>(
     op: &Conv2DOp,
     pd: Padded,

@@ -13,10 +13,13 @@
 //!   sums them, so the same bits), pooled at once into channels-last
 //!   `[PHO·PWO, O]` values and offsets; one transpose of the pooled image
 //!   gives NCHW. This needs 16-wide AVX-512 (`avx512`, chosen at run time):
-//!   8-wide, as this crate is compiled, it loses to `gemm`'s AVX-512 kernels.
+//!   8-wide (AVX2, what the crate's other loops get) it loses to `gemm`'s
+//!   AVX-512 kernels.
 //! - backward: each output's gradient is the pooled gradient where it is
 //!   the window's maximum, and `gW[t][o] += g_k[o]·patch_k[t]` accumulates
-//!   in registers over the image. A first layer needs no input gradient.
+//!   in registers over the image, 8 channels at a time (one AVX2 register;
+//!   `simd.rs` chooses the instructions, and fuses the multiply-adds where
+//!   the CPU has FMA). A first layer needs no input gradient.
 //!
 //! Per CNN3a image: 169 windows x 4 outputs x 9 taps x 32 channels = 195k
 //! multiply-adds each way, as many as the product's, and no full-size
@@ -30,6 +33,8 @@ use super::transpose::transpose;
 use super::winograd::pools_tiles;
 use super::{Conv2DOp, Fusion};
 use crate::nn::gemm::GemmFloat;
+use crate::nn::recycle::Recycled;
+use crate::nn::simd::{self, Isa};
 
 /// Output channels per register block of the backward pass.
 const LANES: usize = 8;
@@ -58,6 +63,7 @@ pub(super) fn forward_applies<E: GemmFloat>(op: &Conv2DOp, f: &Fusion) -> bool {
 
 /// The 4x4 input patch of pooling window `(ph, pw)` in the padded image
 /// `xp` (`wp` wide).
+#[inline(always)]
 fn patch<E: GemmFloat>(xp: &[E], wp: usize, ph: usize, pw: usize) -> [E; 16] {
     let mut p = [E::default(); 16];
     for (r, row) in p.chunks_exact_mut(4).enumerate() {
@@ -68,6 +74,7 @@ fn patch<E: GemmFloat>(xp: &[E], wp: usize, ph: usize, pw: usize) -> [E; 16] {
 
 /// The input that tap `t = kh·3 + kw` reads for output `k = 2i + j` of a
 /// window (output `(2ph + i, 2pw + j)`): `patch[(i + kh)·4 + j + kw]`.
+#[inline(always)]
 fn tap<E: Copy>(p: &[E; 16], k: usize, t: usize) -> E {
     p[(k / 2 + t / 3) * 4 + k % 2 + t % 3]
 }
@@ -90,8 +97,9 @@ pub(super) fn forward<E: GemmFloat>(
     let (o_n, q_n) = (op.chan_out, f.plane_out());
     let (in_len, out_len) = (op.in_image_len(), o_n * q_n);
     let pd = Padded::new(op);
+    let isa = Isa::detect();
     let mut wt = vec![E::default(); 9 * o_n];
-    transpose(w, o_n, 9, &mut wt); // [9, O]: one row of channels per tap
+    transpose(isa, w, o_n, 9, &mut wt); // [9, O]: one row of channels per tap
     let f32s = "forward_applies checked f32";
     let (wt, b) = (E::as_f32(&wt).expect(f32s), E::as_f32(b).expect(f32s));
     let n = images_per_task(op.batch);
@@ -101,22 +109,24 @@ pub(super) fn forward<E: GemmFloat>(
         .zip(args)
         .for_each(|((y_task, x_task), mut arg_task)| {
             E::with_scratch(pd.h * pd.w + out_len, |scratch| {
-                let (xp, y_cl) = scratch.split_at_mut(pd.h * pd.w);
-                let images = y_task.chunks_mut(out_len).zip(x_task.chunks(in_len));
-                for (img, (y_img, x_img)) in images.enumerate() {
-                    let src = E::as_f32(padded_source(op, pd, x_img, xp)).expect(f32s);
-                    let a = arg_task
-                        .as_deref_mut()
-                        .map(|a| &mut a[img * out_len..][..out_len]);
-                    let image = avx512::Image {
-                        xp: src,
-                        wp: pd.w,
-                        pwo: f.w_out,
-                        relu: f.relu,
-                    };
-                    image.run(wt, b, E::as_f32_mut(y_cl).expect(f32s), a); // [PHO·PWO, O]
-                    transpose(y_cl, q_n, o_n, y_img); // [O, PHO·PWO]
-                }
+                simd::run!(isa, |isa| {
+                    let (xp, y_cl) = scratch.split_at_mut(pd.h * pd.w);
+                    let images = y_task.chunks_mut(out_len).zip(x_task.chunks(in_len));
+                    for (img, (y_img, x_img)) in images.enumerate() {
+                        let src = E::as_f32(padded_source(op, pd, x_img, xp)).expect(f32s);
+                        let a = arg_task
+                            .as_deref_mut()
+                            .map(|a| &mut a[img * out_len..][..out_len]);
+                        let image = avx512::Image {
+                            xp: src,
+                            wp: pd.w,
+                            pwo: f.w_out,
+                            relu: f.relu,
+                        };
+                        image.run(wt, b, E::as_f32_mut(y_cl).expect(f32s), a); // [PHO·PWO, O]
+                        transpose(isa, y_cl, q_n, o_n, y_img); // [O, PHO·PWO]
+                    }
+                })
             })
         });
 }
@@ -135,85 +145,99 @@ pub(super) fn backward<E: GemmFloat>(
     x: &[E],
     gy: &[E],
     arg: &[u8],
-) -> (Vec<E>, Vec<E>) {
+) -> (Recycled<E>, Recycled<E>) {
     let (o_n, q_n) = (op.chan_out, f.plane_out());
     let (in_len, out_len) = (op.in_image_len(), o_n * q_n);
     let pd = Padded::new(op);
     let arg_channels_last = forward_applies::<E>(op, f);
+    let isa = Isa::detect();
     let n = images_per_task(op.batch);
-    let partials: Vec<(Vec<E>, Vec<E>)> = x
-        .par_chunks(n * in_len)
+    let tasks = op.batch.div_ceil(n);
+    // Each task's partial sums, side by side: gW as [9, O], gb as [O].
+    let mut gw_parts = Recycled::filled(tasks * 9 * o_n, E::default());
+    let mut gb_parts = Recycled::filled(tasks * o_n, E::default());
+    let parts = gw_parts
+        .par_chunks_mut(9 * o_n)
+        .zip(gb_parts.par_chunks_mut(o_n));
+    x.par_chunks(n * in_len)
         .zip(gy.par_chunks(n * out_len))
         .zip(arg.par_chunks(n * out_len))
-        .map(|((x_task, gy_task), arg_task)| {
-            let mut gw_t = vec![E::default(); 9 * o_n]; // [9, O]
-            let mut gb = vec![E::default(); o_n];
+        .zip(parts)
+        .for_each(|(((x_task, gy_task), arg_task), (gw_t, gb))| {
             let mut a_cl = vec![0u8; out_len]; // one image's offsets, [PHO·PWO, O]
             E::with_scratch(pd.h * pd.w + out_len, |scratch| {
-                let (xp, gy_cl) = scratch.split_at_mut(pd.h * pd.w);
-                let images = x_task
-                    .chunks(in_len)
-                    .zip(gy_task.chunks(out_len))
-                    .zip(arg_task.chunks(out_len));
-                for ((x_img, gy_img), a_img) in images {
-                    let src = padded_source(op, pd, x_img, xp); // [HP, WP]
-                    transpose(gy_img, o_n, q_n, gy_cl); // [PHO·PWO, O]
-                    let a_cl: &[u8] = if arg_channels_last {
-                        a_img
-                    } else {
-                        for (o, plane) in a_img.chunks_exact(q_n).enumerate() {
-                            for (q, &a) in plane.iter().enumerate() {
-                                a_cl[q * o_n + o] = a;
-                            }
-                        }
-                        &a_cl
-                    };
-                    for o0 in (0..o_n).step_by(LANES) {
-                        let mut acc = [[E::default(); LANES]; 9]; // gW[t][o0 + l] over the image
-                        let mut acc_b = [E::default(); LANES];
-                        for q in 0..q_n {
-                            let p = patch(src, pd.w, q / f.w_out, q % f.w_out);
-                            let g: V<E> = gy_cl[q * o_n + o0..][..LANES].try_into().expect("lanes");
-                            let a = &a_cl[q * o_n + o0..][..LANES];
-                            for (s, (&g_l, &a_l)) in acc_b.iter_mut().zip(g.iter().zip(a)) {
-                                *s += if a_l < 4 { g_l } else { E::default() }; // not cut by the ReLU
-                            }
-                            for k in 0..4u8 {
-                                // the gradient of output k: g where it is the window's maximum
-                                let mut g_k = [E::default(); LANES];
-                                for ((d, &g_l), &a_l) in g_k.iter_mut().zip(&g).zip(a) {
-                                    *d = if a_l == k { g_l } else { E::default() };
+                simd::run!(isa, |isa| {
+                    let (xp, gy_cl) = scratch.split_at_mut(pd.h * pd.w);
+                    let images = x_task
+                        .chunks(in_len)
+                        .zip(gy_task.chunks(out_len))
+                        .zip(arg_task.chunks(out_len));
+                    for ((x_img, gy_img), a_img) in images {
+                        let src = padded_source(op, pd, x_img, xp); // [HP, WP]
+                        transpose(isa, gy_img, o_n, q_n, gy_cl); // [PHO·PWO, O]
+                        let a_cl: &[u8] = if arg_channels_last {
+                            a_img
+                        } else {
+                            for (o, plane) in a_img.chunks_exact(q_n).enumerate() {
+                                for (q, &a) in plane.iter().enumerate() {
+                                    a_cl[q * o_n + o] = a;
                                 }
-                                for (t, acc_t) in acc.iter_mut().enumerate() {
-                                    let x_t = tap(&p, k.into(), t);
-                                    for (s, &g_l) in acc_t.iter_mut().zip(&g_k) {
-                                        *s = g_l.fmadd(x_t, *s);
+                            }
+                            &a_cl
+                        };
+                        for o0 in (0..o_n).step_by(LANES) {
+                            let mut acc = [[E::default(); LANES]; 9]; // gW[t][o0 + l] over the image
+                            let mut acc_b = [E::default(); LANES];
+                            for q in 0..q_n {
+                                let p = patch(src, pd.w, q / f.w_out, q % f.w_out);
+                                let g: V<E> =
+                                    gy_cl[q * o_n + o0..][..LANES].try_into().expect("lanes");
+                                let a = &a_cl[q * o_n + o0..][..LANES];
+                                for (s, (&g_l, &a_l)) in acc_b.iter_mut().zip(g.iter().zip(a)) {
+                                    let live = a_l < 4; // not cut by the ReLU
+                                    *s += if live { g_l } else { E::default() };
+                                }
+                                for k in 0..4u8 {
+                                    // the gradient of output k: g where it is the window's maximum
+                                    let mut g_k = [E::default(); LANES];
+                                    for ((d, &g_l), &a_l) in g_k.iter_mut().zip(&g).zip(a) {
+                                        *d = if a_l == k { g_l } else { E::default() };
+                                    }
+                                    for (t, acc_t) in acc.iter_mut().enumerate() {
+                                        let x_t = tap(&p, k.into(), t);
+                                        for (s, &g_l) in acc_t.iter_mut().zip(&g_k) {
+                                            *s = isa.fmadd(g_l, x_t, *s);
+                                        }
                                     }
                                 }
                             }
+                            for (t, acc_t) in acc.iter().enumerate() {
+                                let row = &mut gw_t[t * o_n + o0..][..LANES];
+                                for (d, &s) in row.iter_mut().zip(acc_t) {
+                                    *d += s;
+                                }
+                            }
+                            for (d, &s) in gb[o0..o0 + LANES].iter_mut().zip(&acc_b) {
+                                *d += s;
+                            }
                         }
-                        for (t, acc_t) in acc.iter().enumerate() {
-                            let row = &mut gw_t[t * o_n + o0..][..LANES];
-                            row.iter_mut().zip(acc_t).for_each(|(d, &s)| *d += s);
-                        }
-                        let gb_blk = &mut gb[o0..o0 + LANES];
-                        gb_blk.iter_mut().zip(&acc_b).for_each(|(d, &s)| *d += s);
                     }
-                }
+                })
             });
-            (gw_t, gb)
-        })
-        .collect();
+        });
 
     // Sum the tasks in order: deterministic for any thread count.
-    let mut gw_t = vec![E::default(); 9 * o_n];
-    let mut gb = vec![E::default(); o_n];
-    for (pw, pb) in &partials {
+    let mut gw_t = Recycled::filled(9 * o_n, E::default());
+    let mut gb = Recycled::filled(o_n, E::default());
+    for (pw, pb) in gw_parts
+        .chunks_exact(9 * o_n)
+        .zip(gb_parts.chunks_exact(o_n))
+    {
         gw_t.iter_mut().zip(pw).for_each(|(d, &s)| *d += s);
         gb.iter_mut().zip(pb).for_each(|(d, &s)| *d += s);
     }
-    let mut gw = vec![E::default(); o_n * 9];
-    transpose(&gw_t, 9, o_n, &mut gw); // [O, 9]
+    let mut gw = Recycled::stale(o_n * 9);
+    transpose(isa, &gw_t, 9, o_n, &mut gw); // [O, 9], every element
     (gw, gb)
 }
 
@@ -274,9 +298,15 @@ mod avx512 {
             let q_n = y.len() / o_n;
             let zero = _mm512_setzero_ps();
             for o0 in (0..o_n).step_by(CHANNELS) {
-                let w: [[__m512; 2]; 9] =
-                    std::array::from_fn(|t| [0, 1].map(|h| load(&wt[t * o_n + o0 + 16 * h..])));
-                let bias = [0, 1].map(|h| load(&b[o0 + 16 * h..]));
+                // (loops, not `array::from_fn`: a generic function of its own,
+                // compiled without AVX-512, could not inline `load`)
+                let mut w = [[zero; 2]; 9];
+                for (t, w_t) in w.iter_mut().enumerate() {
+                    for (h, w_th) in w_t.iter_mut().enumerate() {
+                        *w_th = load(&wt[t * o_n + o0 + 16 * h..]);
+                    }
+                }
+                let bias = [load(&b[o0..]), load(&b[o0 + 16..])];
                 for q in 0..q_n {
                     let (ph, pw) = (q / self.pwo, q % self.pwo);
                     let p = super::patch(self.xp, self.wp, ph, pw);

@@ -2,77 +2,90 @@
 //! channels-last buffers of the Winograd path (`winograd.rs`).
 //!
 //! The work is cut into 8x8 blocks, each transposed in registers
-//! ([`GemmFloat::transpose_block`]: eight 8-wide loads, the shuffles of
-//! `wide::f32x8::transpose`, eight 8-wide stores for `f32`); the rows and
-//! columns left over past a multiple of 8 go element by element. Gathering
-//! each destination row down a source column instead (one element per
-//! load) took ~4.5 cycles per element and 11-16 % of a CNN training step.
+//! ([`GemmFloat::transpose_block`]: eight 8-wide loads, 24 shuffles, eight
+//! 8-wide stores for `f32` on a CPU with AVX; element by element without);
+//! the rows and columns left over past a multiple of 8 go element by
+//! element. Gathering each destination row down a source column instead
+//! (one element per load) took ~4.5 cycles per element and 11-16 % of a CNN
+//! training step.
 //!
 //! Run the tests: `cargo test -p netdsl-runtime --lib nn::conv2d::transpose`.
 
 use crate::nn::gemm::GemmFloat;
+use crate::nn::simd::{self, Isa};
 
 /// Side of the blocks transposed in registers.
 pub(crate) const BLOCK: usize = 8;
 
-/// `dst[c][r] = src[r][c]`.
+/// `dst[c][r] = src[r][c]`, with the instructions `isa` allows.
 ///
 /// # Shapes
 /// `src: [rows, cols]` -> `dst: [cols, rows]`.
-pub(super) fn transpose<E: GemmFloat>(src: &[E], rows: usize, cols: usize, dst: &mut [E]) {
-    transpose_strided(src, cols, dst, rows, rows, cols, false);
-}
-
-/// `dst[j·dst_rs + i] = src[i·src_rs + j]` (or `+=` when `add`) for
-/// `i < rows`, `j < cols`.
-///
-/// # Panics
-/// If either slice is too short for its view.
-pub(super) fn transpose_strided<E: GemmFloat>(
+#[inline(always)]
+pub(super) fn transpose<E: GemmFloat>(
+    isa: Isa,
     src: &[E],
-    src_rs: usize,
-    dst: &mut [E],
-    dst_rs: usize,
     rows: usize,
     cols: usize,
-    add: bool,
+    dst: &mut [E],
 ) {
-    if rows == 0 || cols == 0 {
-        return;
-    }
-    assert!(
-        (rows - 1) * src_rs + cols <= src.len(),
-        "transpose: source too short"
-    );
-    assert!(
-        (cols - 1) * dst_rs + rows <= dst.len(),
-        "transpose: destination too short"
-    );
-    let (rows8, cols8) = (rows - rows % BLOCK, cols - cols % BLOCK);
-    for i in (0..rows8).step_by(BLOCK) {
-        for j in (0..cols8).step_by(BLOCK) {
-            E::transpose_block(
-                &src[i * src_rs + j..],
-                src_rs,
-                &mut dst[j * dst_rs + i..],
-                dst_rs,
-                add,
-            );
+    transpose_strided(isa, src, cols, dst, rows, rows, cols, false);
+}
+
+simd::kernel! {
+    /// `dst[j·dst_rs + i] = src[i·src_rs + j]` (or `+=` when `add`) for
+    /// `i < rows`, `j < cols`, with the instructions `isa` allows.
+    ///
+    /// # Panics
+    /// If either slice is too short for its view.
+    pub(super) fn transpose_strided<E: GemmFloat>(
+        isa: Isa,
+        src: &[E],
+        src_rs: usize,
+        dst: &mut [E],
+        dst_rs: usize,
+        rows: usize,
+        cols: usize,
+        add: bool,
+    ) {
+        if rows == 0 || cols == 0 {
+            return;
         }
-    }
-    // The edges: columns past cols8 of the full row blocks, then the last rows.
-    let edge = |i: usize, j: usize, dst: &mut [E]| {
-        let (d, s) = (&mut dst[j * dst_rs + i], src[i * src_rs + j]);
-        *d = if add { *d + s } else { s };
-    };
-    for j in cols8..cols {
-        for i in 0..rows8 {
-            edge(i, j, dst);
+        assert!(
+            (rows - 1) * src_rs + cols <= src.len(),
+            "transpose: source too short"
+        );
+        assert!(
+            (cols - 1) * dst_rs + rows <= dst.len(),
+            "transpose: destination too short"
+        );
+        let (rows8, cols8) = (rows - rows % BLOCK, cols - cols % BLOCK);
+        for i in (0..rows8).step_by(BLOCK) {
+            for j in (0..cols8).step_by(BLOCK) {
+                E::transpose_block(
+                    isa,
+                    &src[i * src_rs + j..],
+                    src_rs,
+                    &mut dst[j * dst_rs + i..],
+                    dst_rs,
+                    add,
+                );
+            }
         }
-    }
-    for j in 0..cols {
-        for i in rows8..rows {
-            edge(i, j, dst);
+        // The edges: columns past cols8 of the full row blocks, then the last rows.
+        let edge = |i: usize, j: usize, dst: &mut [E]| {
+            let (d, s) = (&mut dst[j * dst_rs + i], src[i * src_rs + j]);
+            *d = if add { *d + s } else { s };
+        };
+        for j in cols8..cols {
+            for i in 0..rows8 {
+                edge(i, j, dst);
+            }
+        }
+        for j in 0..cols {
+            for i in rows8..rows {
+                edge(i, j, dst);
+            }
         }
     }
 }
@@ -80,14 +93,20 @@ pub(super) fn transpose_strided<E: GemmFloat>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::nn::simd::portable;
     use crate::tests::test_values;
 
     /// Every size class: full blocks only, edge columns, edge rows, both,
     /// smaller than one block; strided and packed; `=` and `+=`; f32 (the
-    /// register path) and f64.
+    /// register path) and f64; with this CPU's instructions and the
+    /// portable ones.
     #[test]
     fn matches_the_definition_for_blocks_and_edges() {
-        fn check<E: GemmFloat>(cast: impl Fn(f64) -> E) {
+        for isa in [Isa::detect(), portable(Isa::detect)] {
+            check::<f32>(isa, |v| v as f32);
+            check::<f64>(isa, |v| v);
+        }
+        fn check<E: GemmFloat>(isa: Isa, cast: impl Fn(f64) -> E) {
             for (rows, cols) in [(16, 8), (19, 21), (32, 12), (121, 64), (5, 3), (8, 1)] {
                 for (src_rs, dst_rs) in [(cols, rows), (cols + 3, rows + 5)] {
                     let src: Vec<E> = test_values(rows * src_rs, 1)
@@ -100,7 +119,7 @@ mod tests {
                         .collect();
                     for add in [false, true] {
                         let mut dst = before.clone();
-                        transpose_strided(&src, src_rs, &mut dst, dst_rs, rows, cols, add);
+                        transpose_strided(isa, &src, src_rs, &mut dst, dst_rs, rows, cols, add);
                         for (at, (&d, &b)) in dst.iter().zip(&before).enumerate() {
                             let (j, i) = (at / dst_rs, at % dst_rs);
                             let want = match (i < rows && j < cols, add) {
@@ -108,14 +127,12 @@ mod tests {
                                 (true, false) => src[i * src_rs + j],
                                 (true, true) => b + src[i * src_rs + j],
                             };
-                            assert!(d == want, "{rows}x{cols} add {add} at ({j}, {i})");
+                            assert!(d == want, "{isa:?} {rows}x{cols} add {add} at ({j}, {i})");
                         }
                     }
                 }
             }
         }
-        check::<f32>(|v| v as f32);
-        check::<f64>(|v| v);
     }
 
     #[test]
@@ -127,8 +144,8 @@ mod tests {
             .collect();
         let mut t = vec![0.0; rows * cols];
         let mut back = vec![0.0; rows * cols];
-        transpose(&src, rows, cols, &mut t);
-        transpose(&t, cols, rows, &mut back);
+        transpose(Isa::detect(), &src, rows, cols, &mut t);
+        transpose(Isa::detect(), &t, cols, rows, &mut back);
         assert_eq!(back, src);
     }
 
@@ -137,6 +154,6 @@ mod tests {
     fn rejects_a_short_destination() {
         let src = vec![0f32; 64];
         let mut dst = vec![0f32; 63];
-        transpose(&src, 8, 8, &mut dst);
+        transpose(Isa::detect(), &src, 8, 8, &mut dst);
     }
 }

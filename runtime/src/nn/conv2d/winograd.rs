@@ -19,6 +19,8 @@ use super::cpu::{backward_tasks, chunks_or_none, images_per_task, pool_relu_plan
 use super::transpose::{transpose, transpose_strided};
 use super::{Conv2DOp, Fusion};
 use crate::nn::gemm::{matmul, GemmFloat, Mat};
+use crate::nn::recycle::Recycled;
+use crate::nn::simd::{self, Isa};
 
 /// Fewer input channels than this gain nothing (the products get too thin).
 const MIN_CHANNELS: usize = 8;
@@ -84,7 +86,8 @@ pub(super) fn forward<E: GemmFloat, const PK: usize, const PS: usize>(
     let (in_len, out_len) = (op.in_image_len(), c_out * f.plane_out());
     let tiles = Tiles::new(op, f);
     let t = tiles.count();
-    let u = transform_weights(op, w); // [16, O, I]
+    let isa = Isa::detect();
+    let u = transform_weights(isa, op, w); // [16, O, I]
     let n = images_per_task(op.batch);
     let args = chunks_or_none(arg, n * out_len, op.batch.div_ceil(n));
     y.par_chunks_mut(n * out_len)
@@ -96,63 +99,81 @@ pub(super) fn forward<E: GemmFloat, const PK: usize, const PS: usize>(
             let tmp_len = 16 * c_in.max(c_out);
             let len = 16 * (c_in + c_out) * gt_max + pad_len + in_len + tmp_len + 2 * p * c_out;
             E::with_scratch(len, |scratch| {
-                let (v, rest) = scratch.split_at_mut(16 * gt_max * c_in);
-                let (m, rest) = rest.split_at_mut(16 * gt_max * c_out);
-                let (xp, rest) = rest.split_at_mut(pad_len);
-                let (x_cl, rest) = rest.split_at_mut(in_len);
-                let (z_cl, rest) = rest.split_at_mut(p * c_out);
-                let (z, tmp) = rest.split_at_mut(p * c_out);
-                let groups = y_task
-                    .chunks_mut(GROUP * out_len)
-                    .zip(x_task.chunks(GROUP * in_len));
-                for (gi, (y_group, x_group)) in groups.enumerate() {
-                    let gt = (x_group.len() / in_len) * t;
-                    for (i, x_img) in x_group.chunks(in_len).enumerate() {
-                        pad_channels_last(op, tiles, x_img, x_cl, xp); // [HP, WP, I]
-                        transform_input(op, tiles, xp, tmp, v, gt, i * t); // [16, G·T, I]
-                    }
-                    for xi in 0..16 {
-                        let v_xi = Mat::row_major(&v[xi * gt * c_in..][..gt * c_in], gt, c_in);
-                        let u_xi =
-                            Mat::row_major(&u[xi * c_out * c_in..][..c_out * c_in], c_out, c_in);
-                        let m_xi = &mut m[xi * gt * c_out..][..gt * c_out];
-                        matmul(m_xi, c_out, v_xi, u_xi.t(), false); // [16, G·T, O]
-                    }
-                    for (i, y_img) in y_group.chunks_mut(out_len).enumerate() {
-                        let img = gi * GROUP + i;
-                        let mut arg_img = arg_task
-                            .as_deref_mut()
-                            .map(|a| &mut a[img * out_len..][..out_len]);
-                        if pools_tiles(f) {
-                            // pooled per tile, channels-last: y_cl [PHO·PWO, O], arg [PHO·PWO, O]
-                            let y_cl = &mut z_cl[..t * c_out];
-                            transform_output(op, tiles, m, tmp, gt, i * t, b, |ty, tx, out| {
-                                let q = ty * tiles.tw + tx;
-                                let a =
-                                    arg_img.as_deref_mut().map(|a| &mut a[q * c_out..][..c_out]);
-                                pool_tile(f.relu, out, &mut y_cl[q * c_out..][..c_out], a);
-                            });
-                            transpose(y_cl, t, c_out, y_img); // [O, PHO·PWO]
-                            continue;
+                simd::run!(isa, |isa| {
+                    let (v, rest) = scratch.split_at_mut(16 * gt_max * c_in);
+                    let (m, rest) = rest.split_at_mut(16 * gt_max * c_out);
+                    let (xp, rest) = rest.split_at_mut(pad_len);
+                    let (x_cl, rest) = rest.split_at_mut(in_len);
+                    let (z_cl, rest) = rest.split_at_mut(p * c_out);
+                    let (z, tmp) = rest.split_at_mut(p * c_out);
+                    let groups = y_task
+                        .chunks_mut(GROUP * out_len)
+                        .zip(x_task.chunks(GROUP * in_len));
+                    for (gi, (y_group, x_group)) in groups.enumerate() {
+                        let gt = (x_group.len() / in_len) * t;
+                        for (i, x_img) in x_group.chunks(in_len).enumerate() {
+                            pad_channels_last(isa, op, tiles, x_img, x_cl, xp); // [HP, WP, I]
+                                                                                // v: [16, G·T, I]
+                            transform_input(isa, op, tiles, xp, tmp, v, gt, i * t);
                         }
-                        let sink = write_outputs(op, z_cl);
-                        transform_output(op, tiles, m, tmp, gt, i * t, b, sink); // [HO·WO, O]
-                        if f.is_identity() {
-                            transpose(z_cl, p, c_out, y_img); // [O, HO·WO]
-                            continue;
-                        }
-                        transpose(z_cl, p, c_out, z); // [O, HO·WO]
-                        for (c, y_plane) in y_img.chunks_mut(f.plane_out()).enumerate() {
-                            let a = arg_img
-                                .as_deref_mut()
-                                .map(|a| &mut a[c * f.plane_out()..][..f.plane_out()]);
-                            let z_plane = &z[c * p..][..p];
-                            pool_relu_plane::<E, PK, PS>(
-                                f.relu, op.w_out, f.w_out, z_plane, y_plane, a,
+                        for xi in 0..16 {
+                            let v_xi = Mat::row_major(&v[xi * gt * c_in..][..gt * c_in], gt, c_in);
+                            let u_xi = Mat::row_major(
+                                &u[xi * c_out * c_in..][..c_out * c_in],
+                                c_out,
+                                c_in,
                             );
+                            let m_xi = &mut m[xi * gt * c_out..][..gt * c_out];
+                            matmul(m_xi, c_out, v_xi, u_xi.t(), false); // [16, G·T, O]
+                        }
+                        for (i, y_img) in y_group.chunks_mut(out_len).enumerate() {
+                            let img = gi * GROUP + i;
+                            let mut arg_img = arg_task
+                                .as_deref_mut()
+                                .map(|a| &mut a[img * out_len..][..out_len]);
+                            if pools_tiles(f) {
+                                // pooled per tile, channels-last: y_cl [PHO·PWO, O], arg [PHO·PWO, O]
+                                let y_cl = &mut z_cl[..t * c_out];
+                                transform_output(
+                                    isa,
+                                    op,
+                                    tiles,
+                                    m,
+                                    tmp,
+                                    gt,
+                                    i * t,
+                                    b,
+                                    #[inline(always)] // into the kernel's AVX2 copy (`simd.rs`)
+                                    |ty, tx, out| {
+                                        let q = ty * tiles.tw + tx;
+                                        let a = arg_img
+                                            .as_deref_mut()
+                                            .map(|a| &mut a[q * c_out..][..c_out]);
+                                        pool_tile(f.relu, out, &mut y_cl[q * c_out..][..c_out], a);
+                                    },
+                                );
+                                transpose(isa, y_cl, t, c_out, y_img); // [O, PHO·PWO]
+                                continue;
+                            }
+                            let sink = write_outputs(op, z_cl);
+                            transform_output(isa, op, tiles, m, tmp, gt, i * t, b, sink); // [HO·WO, O]
+                            if f.is_identity() {
+                                transpose(isa, z_cl, p, c_out, y_img); // [O, HO·WO]
+                                continue;
+                            }
+                            transpose(isa, z_cl, p, c_out, z); // [O, HO·WO]
+                            for (c, y_plane) in y_img.chunks_mut(f.plane_out()).enumerate() {
+                                let a = arg_img
+                                    .as_deref_mut()
+                                    .map(|a| &mut a[c * f.plane_out()..][..f.plane_out()]);
+                                let z_plane = &z[c * p..][..p];
+                                pool_relu_plane::<E, PK, PS>(
+                                    f.relu, op.w_out, f.w_out, z_plane, y_plane, a,
+                                );
+                            }
                         }
                     }
-                }
+                })
             })
         });
 }
@@ -185,114 +206,153 @@ pub(super) fn backward<E: GemmFloat, const PK: usize, const PS: usize>(
     gy: &[E],
     arg: &[u8],
     gx: Option<&mut [E]>,
-) -> (Vec<E>, Vec<E>) {
+) -> (Recycled<E>, Recycled<E>) {
     let (c_in, c_out) = (op.chan_in, op.chan_out);
     let p = op.out_positions();
     let (in_len, out_len) = (op.in_image_len(), c_out * f.plane_out());
     let tiles = Tiles::new(op, f);
     let t = tiles.count();
-    let u = transform_weights(op, w); // [16, O, I]
+    let isa = Isa::detect();
+    let u = transform_weights(isa, op, w); // [16, O, I]
     let n = images_per_task(op.batch);
     let tasks = op.batch.div_ceil(n);
     let (gx_tasks, arg_tasks) = backward_tasks(gx, arg, n * in_len, n * out_len, tasks);
-    let partials: Vec<(Vec<E>, Vec<E>)> = gx_tasks
+    // Each task's partial sums, side by side.
+    let du_len = 16 * c_out * c_in;
+    let mut du_parts = Recycled::filled(tasks * du_len, E::default());
+    let mut gb_parts = Recycled::filled(tasks * c_out, E::default());
+    let parts = du_parts
+        .par_chunks_mut(du_len)
+        .zip(gb_parts.par_chunks_mut(c_out));
+    gx_tasks
         .into_par_iter()
         .zip(x.par_chunks(n * in_len))
         .zip(gy.par_chunks(n * out_len))
         .zip(arg_tasks)
-        .map(|(((mut gx_task, x_task), gy_task), arg_task)| {
-            let mut du = vec![E::default(); 16 * c_out * c_in];
-            let mut gb = vec![E::default(); c_out];
+        .zip(parts)
+        .for_each(|((((mut gx_task, x_task), gy_task), arg_task), (du, gb))| {
             let gt_max = GROUP.min(x_task.len() / in_len) * t; // rows: images · tiles
             let pad_len = tiles.padded_len(c_in);
             let tmp_len = 16 * c_in.max(c_out);
             let len = 16 * (c_in + c_out) * gt_max + pad_len + in_len + tmp_len + p * c_out;
             E::with_scratch(len, |scratch| {
-                let (v, rest) = scratch.split_at_mut(16 * gt_max * c_in);
-                let (dm, rest) = rest.split_at_mut(16 * gt_max * c_out);
-                let (xp, rest) = rest.split_at_mut(pad_len);
-                let (x_cl, rest) = rest.split_at_mut(in_len);
-                let (gz_cl, tmp) = rest.split_at_mut(p * c_out);
-                let groups = x_task
-                    .chunks(GROUP * in_len)
-                    .zip(gy_task.chunks(GROUP * out_len));
-                for (gi, (x_group, gy_group)) in groups.enumerate() {
-                    let gt = (x_group.len() / in_len) * t;
-                    let images = x_group.chunks(in_len).zip(gy_group.chunks(out_len));
-                    for (i, (x_img, gy_img)) in images.enumerate() {
-                        let img = gi * GROUP + i;
-                        if pools_tiles(f) {
-                            // the pooled gradient channels-last, [PHO·PWO, O]; arg [PHO·PWO, O]
-                            let a = &arg_task[img * out_len..][..out_len];
-                            let gy_cl = &mut gz_cl[..t * c_out];
-                            transpose(gy_img, c_out, t, gy_cl);
-                            add_pooled_bias_grad(tiles, gy_cl, a, &mut gb);
-                            let gy_cl = &*gy_cl;
-                            transform_output_adjoint(op, tiles, tmp, dm, gt, i * t, |ty, tx, g| {
-                                let q = (ty * tiles.tw + tx) * c_out;
-                                unpool_tile(&gy_cl[q..][..c_out], &a[q..][..c_out], g);
-                            }); // [16, G·T, O]
-                        } else {
-                            // gz_cl: the convolution's output gradient, [HO·WO, O]
-                            if f.is_identity() {
-                                transpose(gy_img, c_out, p, gz_cl);
-                            } else {
+                simd::run!(isa, |isa| {
+                    let (v, rest) = scratch.split_at_mut(16 * gt_max * c_in);
+                    let (dm, rest) = rest.split_at_mut(16 * gt_max * c_out);
+                    let (xp, rest) = rest.split_at_mut(pad_len);
+                    let (x_cl, rest) = rest.split_at_mut(in_len);
+                    let (gz_cl, tmp) = rest.split_at_mut(p * c_out);
+                    let groups = x_task
+                        .chunks(GROUP * in_len)
+                        .zip(gy_task.chunks(GROUP * out_len));
+                    for (gi, (x_group, gy_group)) in groups.enumerate() {
+                        let gt = (x_group.len() / in_len) * t;
+                        let images = x_group.chunks(in_len).zip(gy_group.chunks(out_len));
+                        for (i, (x_img, gy_img)) in images.enumerate() {
+                            let img = gi * GROUP + i;
+                            if pools_tiles(f) {
+                                // the pooled gradient channels-last, [PHO·PWO, O]; arg [PHO·PWO, O]
                                 let a = &arg_task[img * out_len..][..out_len];
-                                unpool_to_channels_last::<E, PK, PS>(op, f, gy_img, a, gz_cl);
-                            }
-                            for pos in gz_cl.chunks_exact(c_out) {
-                                for (g_o, &v) in gb.iter_mut().zip(pos) {
-                                    *g_o += v;
+                                let gy_cl = &mut gz_cl[..t * c_out];
+                                transpose(isa, gy_img, c_out, t, gy_cl);
+                                add_pooled_bias_grad(tiles, gy_cl, a, gb);
+                                let gy_cl = &*gy_cl;
+                                transform_output_adjoint(
+                                    isa,
+                                    op,
+                                    tiles,
+                                    tmp,
+                                    dm,
+                                    gt,
+                                    i * t,
+                                    #[inline(always)] // into the kernel's AVX2 copy (`simd.rs`)
+                                    |ty, tx, g| {
+                                        let q = (ty * tiles.tw + tx) * c_out;
+                                        unpool_tile(&gy_cl[q..][..c_out], &a[q..][..c_out], g);
+                                    },
+                                ); // [16, G·T, O]
+                            } else {
+                                // gz_cl: the convolution's output gradient, [HO·WO, O]
+                                if f.is_identity() {
+                                    transpose(isa, gy_img, c_out, p, gz_cl);
+                                } else {
+                                    let a = &arg_task[img * out_len..][..out_len];
+                                    unpool_to_channels_last::<E, PK, PS>(op, f, gy_img, a, gz_cl);
                                 }
+                                for pos in gz_cl.chunks_exact(c_out) {
+                                    for (g_o, &v) in gb.iter_mut().zip(pos) {
+                                        *g_o += v;
+                                    }
+                                }
+                                let gz_cl = &*gz_cl;
+                                transform_output_adjoint(
+                                    isa,
+                                    op,
+                                    tiles,
+                                    tmp,
+                                    dm,
+                                    gt,
+                                    i * t,
+                                    #[inline(always)] // into the kernel's AVX2 copy (`simd.rs`)
+                                    |ty, tx, g| {
+                                        read_tile_grad(op, gz_cl, ty, tx, g);
+                                    },
+                                ); // [16, G·T, O]
                             }
-                            let gz_cl = &*gz_cl;
-                            transform_output_adjoint(op, tiles, tmp, dm, gt, i * t, |ty, tx, g| {
-                                read_tile_grad(op, gz_cl, ty, tx, g);
-                            }); // [16, G·T, O]
+                            pad_channels_last(isa, op, tiles, x_img, x_cl, xp); // [HP, WP, I]
+                                                                                // v: [16, G·T, I]
+                            transform_input(isa, op, tiles, xp, tmp, v, gt, i * t);
                         }
-                        pad_channels_last(op, tiles, x_img, x_cl, xp); // [HP, WP, I]
-                        transform_input(op, tiles, xp, tmp, v, gt, i * t); // [16, G·T, I]
+                        for xi in 0..16 {
+                            let dm_xi =
+                                Mat::row_major(&dm[xi * gt * c_out..][..gt * c_out], gt, c_out);
+                            let v_xi = Mat::row_major(&v[xi * gt * c_in..][..gt * c_in], gt, c_in);
+                            let du_xi = &mut du[xi * c_out * c_in..][..c_out * c_in];
+                            matmul(du_xi, c_in, dm_xi.t(), v_xi, true); // dU[ξ] [O, I] += dM[ξ]ᵀ · V[ξ]
+                        }
+                        let Some(gx_task) = gx_task.as_deref_mut() else {
+                            continue; // the first layer: no input gradient
+                        };
+                        for xi in 0..16 {
+                            let dm_xi =
+                                Mat::row_major(&dm[xi * gt * c_out..][..gt * c_out], gt, c_out);
+                            let u_xi = Mat::row_major(
+                                &u[xi * c_out * c_in..][..c_out * c_in],
+                                c_out,
+                                c_in,
+                            );
+                            let dv_xi = &mut v[xi * gt * c_in..][..gt * c_in];
+                            matmul(dv_xi, c_in, dm_xi, u_xi, false); // dV[ξ] = dM[ξ] · U[ξ], over V
+                        }
+                        let gx_group = &mut gx_task[gi * GROUP * in_len..][..x_group.len()];
+                        for (i, gx_img) in gx_group.chunks_mut(in_len).enumerate() {
+                            xp.fill(E::default());
+                            // onto xp [HP, WP, I], then added into gx_img [I, H, W]
+                            transform_input_adjoint(isa, op, tiles, v, tmp, xp, gt, i * t);
+                            unpad_channels_last_add(isa, op, tiles, xp, x_cl, gx_img);
+                        }
                     }
-                    for xi in 0..16 {
-                        let dm_xi = Mat::row_major(&dm[xi * gt * c_out..][..gt * c_out], gt, c_out);
-                        let v_xi = Mat::row_major(&v[xi * gt * c_in..][..gt * c_in], gt, c_in);
-                        let du_xi = &mut du[xi * c_out * c_in..][..c_out * c_in];
-                        matmul(du_xi, c_in, dm_xi.t(), v_xi, true); // dU[ξ] [O, I] += dM[ξ]ᵀ · V[ξ]
-                    }
-                    let Some(gx_task) = gx_task.as_deref_mut() else {
-                        continue; // the first layer: no input gradient
-                    };
-                    for xi in 0..16 {
-                        let dm_xi = Mat::row_major(&dm[xi * gt * c_out..][..gt * c_out], gt, c_out);
-                        let u_xi =
-                            Mat::row_major(&u[xi * c_out * c_in..][..c_out * c_in], c_out, c_in);
-                        let dv_xi = &mut v[xi * gt * c_in..][..gt * c_in];
-                        matmul(dv_xi, c_in, dm_xi, u_xi, false); // dV[ξ] = dM[ξ] · U[ξ], over V
-                    }
-                    let gx_group = &mut gx_task[gi * GROUP * in_len..][..x_group.len()];
-                    for (i, gx_img) in gx_group.chunks_mut(in_len).enumerate() {
-                        xp.fill(E::default());
-                        transform_input_adjoint(op, tiles, v, tmp, xp, gt, i * t); // [HP, WP, I]
-                        unpad_channels_last_add(op, tiles, xp, x_cl, gx_img); // [I, H, W]
-                    }
-                }
+                })
             });
-            (du, gb)
-        })
-        .collect();
+        });
 
     // Sum the tasks in order: deterministic for any thread count.
-    let mut du = vec![E::default(); 16 * c_out * c_in];
-    let mut gb = vec![E::default(); c_out];
-    for (pu, pb) in &partials {
-        for (d, &s) in du.iter_mut().zip(pu) {
-            *d += s;
+    simd::run!(isa, |_isa| {
+        let mut du = Recycled::filled(du_len, E::default());
+        let mut gb = Recycled::filled(c_out, E::default());
+        let parts = du_parts
+            .chunks_exact(du_len)
+            .zip(gb_parts.chunks_exact(c_out));
+        for (pu, pb) in parts {
+            for (d, &s) in du.iter_mut().zip(pu) {
+                *d += s;
+            }
+            for (d, &s) in gb.iter_mut().zip(pb) {
+                *d += s;
+            }
         }
-        for (d, &s) in gb.iter_mut().zip(pb) {
-            *d += s;
-        }
-    }
-    (transform_weights_adjoint(op, &du), gb)
+        (transform_weights_adjoint(isa, op, &du), gb)
+    })
 }
 
 /// The adjoint of the pooling (`pool_relu_plane`), written channels-last:
@@ -302,6 +362,7 @@ pub(super) fn backward<E: GemmFloat, const PK: usize, const PS: usize>(
 ///
 /// # Shapes
 /// `gy, arg: [O, PHO·PWO]` -> `gz: [HO·WO, O]`.
+#[inline(always)]
 fn unpool_to_channels_last<E: GemmFloat, const PK: usize, const PS: usize>(
     op: &Conv2DOp,
     f: &Fusion,
@@ -330,6 +391,7 @@ fn unpool_to_channels_last<E: GemmFloat, const PK: usize, const PS: usize>(
 ///
 /// # Shapes
 /// `gz: [HO·WO, O]` -> `g: [4, O]`.
+#[inline(always)]
 fn read_tile_grad<E: GemmFloat>(op: &Conv2DOp, gz: &[E], ty: usize, tx: usize, g: &mut [E]) {
     let (ho, wo, o_n) = (op.h_out, op.w_out, op.chan_out);
     for (k, dst) in g.chunks_exact_mut(o_n).enumerate() {
@@ -345,6 +407,7 @@ fn read_tile_grad<E: GemmFloat>(op: &Conv2DOp, gz: &[E], ty: usize, tx: usize, g
 /// The adjoint of [`pool_tile`]: a tile's output gradient `g: [4, O]` is
 /// the pooled gradient `gy: [O]` at each channel's window offset, 0
 /// elsewhere (and everywhere for a [`DEAD`] offset).
+#[inline(always)]
 fn unpool_tile<E: GemmFloat>(gy: &[E], arg: &[u8], g: &mut [E]) {
     let (o_n, zero) = (gy.len(), E::default());
     for (k, g_k) in g.chunks_exact_mut(o_n).enumerate() {
@@ -361,6 +424,7 @@ fn unpool_tile<E: GemmFloat>(gy: &[E], arg: &[u8], g: &mut [E]) {
 /// maximum sits in its bottom row comes after the top-row maxima of its
 /// neighbours), as summing the unpooled gradient over every position does:
 /// the same additions in the same order, so the same result to the bit.
+#[inline(always)]
 fn add_pooled_bias_grad<E: GemmFloat>(tiles: Tiles, gy: &[E], arg: &[u8], gb: &mut [E]) {
     let o_n = gb.len();
     for ty in 0..tiles.th {
@@ -382,123 +446,134 @@ fn add_pooled_bias_grad<E: GemmFloat>(tiles: Tiles, gy: &[E], arg: &[u8], gb: &m
     }
 }
 
-/// The adjoint of [`transform_weights`]: `gw[o, c] = Gᵀ dU[·][o][c] G`.
-///
-/// # Shapes
-/// `du: [16, O, I]` -> `[O, I, 3, 3]`.
-fn transform_weights_adjoint<E: GemmFloat>(op: &Conv2DOp, du: &[E]) -> Vec<E> {
-    let oi = op.chan_out * op.chan_in;
-    let half = E::from_f64(0.5).unwrap_or_default();
-    // Gᵀ = [[1, 1/2, 1/2, 0], [0, 1/2, -1/2, 0], [0, 1/2, 1/2, 1]]
-    let gt_apply =
-        |a: E, b: E, c: E, d: E| [a + (b + c) * half, (b - c) * half, (b + c) * half + d];
-    let mut gw = vec![E::default(); 9 * oi];
-    for (oc, g) in gw.chunks_exact_mut(9).enumerate() {
-        let at = |row: usize, col: usize| du[(row * 4 + col) * oi + oc];
-        // Gᵀ dU: 3 rows of 4
-        let cols = [0, 1, 2, 3].map(|col| gt_apply(at(0, col), at(1, col), at(2, col), at(3, col)));
-        for r in 0..3 {
-            let row = gt_apply(cols[0][r], cols[1][r], cols[2][r], cols[3][r]); // (Gᵀ dU) G
-            g[3 * r..3 * r + 3].copy_from_slice(&row);
-        }
-    }
-    gw
-}
-
-/// The adjoint of [`transform_output`] (without the bias): for every tile,
-/// `dM[ξ][row0 + t] = (A g Aᵀ)[ξ]` for its 2x2 output gradient `g`, which
-/// `tile_grad(ty, tx, g)` writes (`g[2i + j]`: output `(2ty + i, 2tx + j)`,
-/// contiguous over O), `A = [[1, 0], [1, 1], [1, -1], [0, -1]]`.
-///
-/// # Shapes
-/// `dm: [16, ld, O]` (rows `row0 .. row0 + T`); `tmp: [12, O]`.
-fn transform_output_adjoint<E: GemmFloat>(
-    op: &Conv2DOp,
-    tiles: Tiles,
-    tmp: &mut [E],
-    dm: &mut [E],
-    ld: usize,
-    row0: usize,
-    mut tile_grad: impl FnMut(usize, usize, &mut [E]),
-) {
-    let o_n = op.chan_out;
-    let zero = E::default();
-    let (g, a) = tmp[..12 * o_n].split_at_mut(4 * o_n);
-    for ty in 0..tiles.th {
-        for tx in 0..tiles.tw {
-            let row = row0 + ty * tiles.tw + tx;
-            tile_grad(ty, tx, g);
-            // a[r][j] = (A g)[r][j]
-            for j in 0..2 {
-                let (g0, g1) = (&g[j * o_n..][..o_n], &g[(2 + j) * o_n..][..o_n]);
-                for o in 0..o_n {
-                    a[j * o_n + o] = g0[o];
-                    a[(2 + j) * o_n + o] = g0[o] + g1[o];
-                    a[(4 + j) * o_n + o] = g0[o] - g1[o];
-                    a[(6 + j) * o_n + o] = zero - g1[o];
-                }
-            }
-            // dM[r][s] = (a Aᵀ)[r][s]
-            for r in 0..4 {
-                let (a0, a1) = (&a[2 * r * o_n..][..o_n], &a[(2 * r + 1) * o_n..][..o_n]);
-                let at = |s: usize| ((r * 4 + s) * ld + row) * o_n;
-                for o in 0..o_n {
-                    dm[at(0) + o] = a0[o];
-                    dm[at(1) + o] = a0[o] + a1[o];
-                    dm[at(2) + o] = a0[o] - a1[o];
-                    dm[at(3) + o] = zero - a1[o];
-                }
+simd::kernel! {
+    /// The adjoint of [`transform_weights`]: `gw[o, c] = Gᵀ dU[·][o][c] G`.
+    ///
+    /// # Shapes
+    /// `du: [16, O, I]` -> `[O, I, 3, 3]`.
+    fn transform_weights_adjoint<E: GemmFloat>(isa: Isa, op: &Conv2DOp, du: &[E]) -> Recycled<E> {
+        let oi = op.chan_out * op.chan_in;
+        let half = E::from_f64(0.5).unwrap_or_default();
+        // Gᵀ = [[1, 1/2, 1/2, 0], [0, 1/2, -1/2, 0], [0, 1/2, 1/2, 1]]
+        let gt_apply =
+            |a: E, b: E, c: E, d: E| [a + (b + c) * half, (b - c) * half, (b + c) * half + d];
+        let mut gw = Recycled::stale(9 * oi); // every element written below
+        for (oc, g) in gw.chunks_exact_mut(9).enumerate() {
+            let at = |row: usize, col: usize| du[(row * 4 + col) * oi + oc];
+            // Gᵀ dU: 3 rows of 4
+            // (written out: `array::map` would be a portable function of its own, `simd.rs`)
+            let col = |col: usize| gt_apply(at(0, col), at(1, col), at(2, col), at(3, col));
+            let cols = [col(0), col(1), col(2), col(3)];
+            for r in 0..3 {
+                let row = gt_apply(cols[0][r], cols[1][r], cols[2][r], cols[3][r]); // (Gᵀ dU) G
+                g[3 * r..3 * r + 3].copy_from_slice(&row);
             }
         }
+        gw
     }
 }
 
-/// The adjoint of [`transform_input`]: adds `B dV[·][row0 + t] Bᵀ` of every
-/// tile onto its 4x4 window of the padded, channels-last gradient (windows
-/// of neighbouring tiles overlap by two rows or columns and add).
-///
-/// # Shapes
-/// `dv: [16, ld, I]` (rows `row0 .. row0 + T`) -> `gxp: [HP, WP, I]` (accumulated); `tmp: [16, I]`.
-fn transform_input_adjoint<E: GemmFloat>(
-    op: &Conv2DOp,
-    tiles: Tiles,
-    dv: &[E],
-    tmp: &mut [E],
-    gxp: &mut [E],
-    ld: usize,
-    row0: usize,
-) {
-    let c = op.chan_in;
-    let wp = 2 * tiles.tw + 2;
-    let tmp = &mut tmp[..16 * c];
-    for ty in 0..tiles.th {
-        for tx in 0..tiles.tw {
-            let row = row0 + ty * tiles.tw + tx;
-            let dvv = |r: usize, s: usize| &dv[((r * 4 + s) * ld + row) * c..][..c];
-            // Along r: dt[r][s] = (B dV)[r][s], B = [[1, 0, 0, 0], [0, 1, -1, 1], [-1, 1, 1, 0], [0, 0, 0, -1]]
-            for s in 0..4 {
-                let (v0, v1, v2, v3) = (dvv(0, s), dvv(1, s), dvv(2, s), dvv(3, s));
-                for k in 0..c {
-                    tmp[(s) * c + k] = v0[k];
-                    tmp[(4 + s) * c + k] = v1[k] - v2[k] + v3[k];
-                    tmp[(8 + s) * c + k] = v1[k] + v2[k] - v0[k];
-                    tmp[(12 + s) * c + k] = E::default() - v3[k];
+simd::kernel! {
+    /// The adjoint of [`transform_output`] (without the bias): for every tile,
+    /// `dM[ξ][row0 + t] = (A g Aᵀ)[ξ]` for its 2x2 output gradient `g`, which
+    /// `tile_grad(ty, tx, g)` writes (`g[2i + j]`: output `(2ty + i, 2tx + j)`,
+    /// contiguous over O), `A = [[1, 0], [1, 1], [1, -1], [0, -1]]`.
+    ///
+    /// # Shapes
+    /// `dm: [16, ld, O]` (rows `row0 .. row0 + T`); `tmp: [12, O]`.
+    fn transform_output_adjoint<E: GemmFloat>(
+        isa: Isa,
+        op: &Conv2DOp,
+        tiles: Tiles,
+        tmp: &mut [E],
+        dm: &mut [E],
+        ld: usize,
+        row0: usize,
+        tile_grad: impl FnMut(usize, usize, &mut [E]),
+    ) {
+        let mut tile_grad = tile_grad;
+        let o_n = op.chan_out;
+        let zero = E::default();
+        let (g, a) = tmp[..12 * o_n].split_at_mut(4 * o_n);
+        for ty in 0..tiles.th {
+            for tx in 0..tiles.tw {
+                let row = row0 + ty * tiles.tw + tx;
+                tile_grad(ty, tx, g);
+                // a[r][j] = (A g)[r][j]
+                for j in 0..2 {
+                    let (g0, g1) = (&g[j * o_n..][..o_n], &g[(2 + j) * o_n..][..o_n]);
+                    for o in 0..o_n {
+                        a[j * o_n + o] = g0[o];
+                        a[(2 + j) * o_n + o] = g0[o] + g1[o];
+                        a[(4 + j) * o_n + o] = g0[o] - g1[o];
+                        a[(6 + j) * o_n + o] = zero - g1[o];
+                    }
+                }
+                // dM[r][s] = (a Aᵀ)[r][s]
+                for r in 0..4 {
+                    let (a0, a1) = (&a[2 * r * o_n..][..o_n], &a[(2 * r + 1) * o_n..][..o_n]);
+                    let at = |s: usize| ((r * 4 + s) * ld + row) * o_n;
+                    for o in 0..o_n {
+                        dm[at(0) + o] = a0[o];
+                        dm[at(1) + o] = a0[o] + a1[o];
+                        dm[at(2) + o] = a0[o] - a1[o];
+                        dm[at(3) + o] = zero - a1[o];
+                    }
                 }
             }
-            // Along s, added onto the tile's window: dd[r][·] = dt[r][·] Bᵀ
-            for r in 0..4 {
-                let t = |s: usize| &tmp[(4 * r + s) * c..][..c];
-                let (t0, t1, t2, t3) = (t(0), t(1), t(2), t(3));
-                let base = ((2 * ty + r) * wp + 2 * tx) * c;
-                let window = &mut gxp[base..base + 4 * c];
-                let (d0, rest) = window.split_at_mut(c);
-                let (d1, rest) = rest.split_at_mut(c);
-                let (d2, d3) = rest.split_at_mut(c);
-                for k in 0..c {
-                    d0[k] += t0[k];
-                    d1[k] += t1[k] - t2[k] + t3[k];
-                    d2[k] += t1[k] + t2[k] - t0[k];
-                    d3[k] -= t3[k];
+        }
+    }
+}
+
+simd::kernel! {
+    /// The adjoint of [`transform_input`]: adds `B dV[·][row0 + t] Bᵀ` of every
+    /// tile onto its 4x4 window of the padded, channels-last gradient (windows
+    /// of neighbouring tiles overlap by two rows or columns and add).
+    ///
+    /// # Shapes
+    /// `dv: [16, ld, I]` (rows `row0 .. row0 + T`) -> `gxp: [HP, WP, I]` (accumulated); `tmp: [16, I]`.
+    fn transform_input_adjoint<E: GemmFloat>(
+        isa: Isa,
+        op: &Conv2DOp,
+        tiles: Tiles,
+        dv: &[E],
+        tmp: &mut [E],
+        gxp: &mut [E],
+        ld: usize,
+        row0: usize,
+    ) {
+        let c = op.chan_in;
+        let wp = 2 * tiles.tw + 2;
+        let tmp = &mut tmp[..16 * c];
+        for ty in 0..tiles.th {
+            for tx in 0..tiles.tw {
+                let row = row0 + ty * tiles.tw + tx;
+                let dvv = |r: usize, s: usize| &dv[((r * 4 + s) * ld + row) * c..][..c];
+                // Along r: dt[r][s] = (B dV)[r][s], B = [[1, 0, 0, 0], [0, 1, -1, 1], [-1, 1, 1, 0], [0, 0, 0, -1]]
+                for s in 0..4 {
+                    let (v0, v1, v2, v3) = (dvv(0, s), dvv(1, s), dvv(2, s), dvv(3, s));
+                    for k in 0..c {
+                        tmp[(s) * c + k] = v0[k];
+                        tmp[(4 + s) * c + k] = v1[k] - v2[k] + v3[k];
+                        tmp[(8 + s) * c + k] = v1[k] + v2[k] - v0[k];
+                        tmp[(12 + s) * c + k] = E::default() - v3[k];
+                    }
+                }
+                // Along s, added onto the tile's window: dd[r][·] = dt[r][·] Bᵀ
+                for r in 0..4 {
+                    let t = |s: usize| &tmp[(4 * r + s) * c..][..c];
+                    let (t0, t1, t2, t3) = (t(0), t(1), t(2), t(3));
+                    let base = ((2 * ty + r) * wp + 2 * tx) * c;
+                    let window = &mut gxp[base..base + 4 * c];
+                    let (d0, rest) = window.split_at_mut(c);
+                    let (d1, rest) = rest.split_at_mut(c);
+                    let (d2, d3) = rest.split_at_mut(c);
+                    for k in 0..c {
+                        d0[k] += t0[k];
+                        d1[k] += t1[k] - t2[k] + t3[k];
+                        d2[k] += t1[k] + t2[k] - t0[k];
+                        d3[k] -= t3[k];
+                    }
                 }
             }
         }
@@ -511,7 +586,9 @@ fn transform_input_adjoint<E: GemmFloat>(
 ///
 /// # Shapes
 /// `gxp: [2·th + 2, 2·tw + 2, I]` -> `gx: [I, H, W]` (accumulated); `g_cl: [H·W, I]`.
+#[inline(always)]
 fn unpad_channels_last_add<E: GemmFloat>(
+    isa: Isa,
     op: &Conv2DOp,
     tiles: Tiles,
     gxp: &[E],
@@ -526,29 +603,33 @@ fn unpad_channels_last_add<E: GemmFloat>(
         let src = &gxp[((ih + op.pad_h) * wp + op.pad_w) * c_in..][..cols * c_in];
         g_cl[ih * w * c_in..][..cols * c_in].copy_from_slice(src);
     }
-    transpose_strided(g_cl, c_in, gx, h * w, h * w, c_in, true); // [I, H·W] +=
+    transpose_strided(isa, g_cl, c_in, gx, h * w, h * w, c_in, true); // [I, H·W] +=
 }
 
-/// `U[ξ][o][c] = (G g Gᵀ)[ξ]` for every kernel `g = w[o, c]`.
-///
-/// # Shapes
-/// `w: [O, I, 3, 3]` -> `[16, O, I]`.
-fn transform_weights<E: GemmFloat>(op: &Conv2DOp, w: &[E]) -> Vec<E> {
-    let oi = op.chan_out * op.chan_in;
-    let half = E::from_f64(0.5).unwrap_or_default();
-    // G = [[1, 0, 0], [1/2, 1/2, 1/2], [1/2, -1/2, 1/2], [0, 0, 1]]
-    let g_apply = |a: E, b: E, c: E| [a, (a + b + c) * half, (a - b + c) * half, c];
-    let mut u = vec![E::default(); 16 * oi];
-    for (oc, g) in w.chunks_exact(9).enumerate() {
-        let rows = [0, 1, 2].map(|r| g_apply(g[3 * r], g[3 * r + 1], g[3 * r + 2])); // g Gᵀ
-        for col in 0..4 {
-            let t = g_apply(rows[0][col], rows[1][col], rows[2][col]); // column of G g Gᵀ
-            for (row, &val) in t.iter().enumerate() {
-                u[(row * 4 + col) * oi + oc] = val;
+simd::kernel! {
+    /// `U[ξ][o][c] = (G g Gᵀ)[ξ]` for every kernel `g = w[o, c]`.
+    ///
+    /// # Shapes
+    /// `w: [O, I, 3, 3]` -> `[16, O, I]`.
+    fn transform_weights<E: GemmFloat>(isa: Isa, op: &Conv2DOp, w: &[E]) -> Recycled<E> {
+        let oi = op.chan_out * op.chan_in;
+        let half = E::from_f64(0.5).unwrap_or_default();
+        // G = [[1, 0, 0], [1/2, 1/2, 1/2], [1/2, -1/2, 1/2], [0, 0, 1]]
+        let g_apply = |a: E, b: E, c: E| [a, (a + b + c) * half, (a - b + c) * half, c];
+        let mut u = Recycled::stale(16 * oi); // every element written below
+        for (oc, g) in w.chunks_exact(9).enumerate() {
+            // g Gᵀ (written out: `array::map` would be a portable function of its own, `simd.rs`)
+            let row = |r: usize| g_apply(g[3 * r], g[3 * r + 1], g[3 * r + 2]);
+            let rows = [row(0), row(1), row(2)];
+            for col in 0..4 {
+                let t = g_apply(rows[0][col], rows[1][col], rows[2][col]); // column of G g Gᵀ
+                for (row, &val) in t.iter().enumerate() {
+                    u[(row * 4 + col) * oi + oc] = val;
+                }
             }
         }
+        u
     }
-    u
 }
 
 /// Copies one image into a zero-padded channels-last buffer covering every
@@ -558,7 +639,9 @@ fn transform_weights<E: GemmFloat>(op: &Conv2DOp, w: &[E]) -> Vec<E> {
 ///
 /// # Shapes
 /// `x: [I, H, W]` -> `xp: [2·th + 2, 2·tw + 2, I]`; `x_cl: [H·W, I]`.
+#[inline(always)]
 fn pad_channels_last<E: GemmFloat>(
+    isa: Isa,
     op: &Conv2DOp,
     tiles: Tiles,
     x: &[E],
@@ -567,7 +650,7 @@ fn pad_channels_last<E: GemmFloat>(
 ) {
     let (h, w, c_in) = (op.h_in, op.w_in, op.chan_in);
     let (hp, wp) = (2 * tiles.th + 2, 2 * tiles.tw + 2);
-    transpose(x, c_in, h * w, x_cl); // [H·W, I]
+    transpose(isa, x, c_in, h * w, x_cl); // [H·W, I]
     xp.fill(E::default());
     let cols = w.min(wp.saturating_sub(op.pad_w)); // input columns inside the region
     for ih in 0..h.min(hp.saturating_sub(op.pad_h)) {
@@ -577,134 +660,144 @@ fn pad_channels_last<E: GemmFloat>(
 }
 
 /// `dst = a - b`, `a + b` element-wise over channels.
+#[inline(always)]
 fn sub_into<E: GemmFloat>(dst: &mut [E], a: &[E], b: &[E]) {
     for ((d, &x), &y) in dst.iter_mut().zip(a).zip(b) {
         *d = x - y;
     }
 }
+#[inline(always)]
 fn add_into<E: GemmFloat>(dst: &mut [E], a: &[E], b: &[E]) {
     for ((d, &x), &y) in dst.iter_mut().zip(a).zip(b) {
         *d = x + y;
     }
 }
 
-/// Writes `V[ξ][row0 + t][c] = (Bᵀ d B)[ξ]` for every 4x4 tile `d` of one image.
-///
-/// # Shapes
-/// `xp: [HP, WP, I]` -> `v: [16, ld, I]` (rows `row0 .. row0 + T`); `tmp: [16, I]`.
-fn transform_input<E: GemmFloat>(
-    op: &Conv2DOp,
-    tiles: Tiles,
-    xp: &[E],
-    tmp: &mut [E],
-    v: &mut [E],
-    ld: usize,
-    row0: usize,
-) {
-    let c = op.chan_in;
-    let wp = 2 * tiles.tw + 2;
-    let tmp = &mut tmp[..16 * c];
-    for ty in 0..tiles.th {
-        for tx in 0..tiles.tw {
-            let d = |r: usize, s: usize| &xp[((2 * ty + r) * wp + 2 * tx + s) * c..][..c];
-            // Bᵀ = [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]]
-            // tmp[r][s'] = (d B)[r][s'], rows of d combined along s
-            for r in 0..4 {
-                let row = &mut tmp[r * 4 * c..][..4 * c];
-                let (t0, rest) = row.split_at_mut(c);
-                let (t1, rest) = rest.split_at_mut(c);
-                let (t2, t3) = rest.split_at_mut(c);
-                sub_into(t0, d(r, 0), d(r, 2));
-                add_into(t1, d(r, 1), d(r, 2));
-                sub_into(t2, d(r, 2), d(r, 1));
-                sub_into(t3, d(r, 1), d(r, 3));
-            }
-            // V[r'][s'] = (Bᵀ (d B))[r'][s'], combined along r
-            let row = row0 + ty * tiles.tw + tx;
-            let tm = |r: usize, s: usize| &tmp[(r * 4 + s) * c..][..c];
-            for s in 0..4 {
-                let out = |r: usize| (r * 4 + s) * ld + row;
-                sub_into(&mut v[out(0) * c..][..c], tm(0, s), tm(2, s));
-                add_into(&mut v[out(1) * c..][..c], tm(1, s), tm(2, s));
-                sub_into(&mut v[out(2) * c..][..c], tm(2, s), tm(1, s));
-                sub_into(&mut v[out(3) * c..][..c], tm(1, s), tm(3, s));
+simd::kernel! {
+    /// Writes `V[ξ][row0 + t][c] = (Bᵀ d B)[ξ]` for every 4x4 tile `d` of one image.
+    ///
+    /// # Shapes
+    /// `xp: [HP, WP, I]` -> `v: [16, ld, I]` (rows `row0 .. row0 + T`); `tmp: [16, I]`.
+    fn transform_input<E: GemmFloat>(
+        isa: Isa,
+        op: &Conv2DOp,
+        tiles: Tiles,
+        xp: &[E],
+        tmp: &mut [E],
+        v: &mut [E],
+        ld: usize,
+        row0: usize,
+    ) {
+        let c = op.chan_in;
+        let wp = 2 * tiles.tw + 2;
+        let tmp = &mut tmp[..16 * c];
+        for ty in 0..tiles.th {
+            for tx in 0..tiles.tw {
+                let d = |r: usize, s: usize| &xp[((2 * ty + r) * wp + 2 * tx + s) * c..][..c];
+                // Bᵀ = [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]]
+                // tmp[r][s'] = (d B)[r][s'], rows of d combined along s
+                for r in 0..4 {
+                    let row = &mut tmp[r * 4 * c..][..4 * c];
+                    let (t0, rest) = row.split_at_mut(c);
+                    let (t1, rest) = rest.split_at_mut(c);
+                    let (t2, t3) = rest.split_at_mut(c);
+                    sub_into(t0, d(r, 0), d(r, 2));
+                    add_into(t1, d(r, 1), d(r, 2));
+                    sub_into(t2, d(r, 2), d(r, 1));
+                    sub_into(t3, d(r, 1), d(r, 3));
+                }
+                // V[r'][s'] = (Bᵀ (d B))[r'][s'], combined along r
+                let row = row0 + ty * tiles.tw + tx;
+                let tm = |r: usize, s: usize| &tmp[(r * 4 + s) * c..][..c];
+                for s in 0..4 {
+                    let out = |r: usize| (r * 4 + s) * ld + row;
+                    sub_into(&mut v[out(0) * c..][..c], tm(0, s), tm(2, s));
+                    add_into(&mut v[out(1) * c..][..c], tm(1, s), tm(2, s));
+                    sub_into(&mut v[out(2) * c..][..c], tm(2, s), tm(1, s));
+                    sub_into(&mut v[out(3) * c..][..c], tm(1, s), tm(3, s));
+                }
             }
         }
     }
 }
 
-/// `bias + Aᵀ m A` for every tile of one image: hands each tile's 2x2
-/// outputs to `sink(ty, tx, out)` (`out[2i + j]`: output `(2ty + i, 2tx + j)`,
-/// contiguous over O; outputs past `HO x WO` are computed too, for the sink
-/// to drop).
-///
-/// # Shapes
-/// `m: [16, ld, O]` (rows `row0 .. row0 + T`); `tmp: [12, O]`.
-#[allow(clippy::too_many_arguments)]
-fn transform_output<E: GemmFloat>(
-    op: &Conv2DOp,
-    tiles: Tiles,
-    m: &[E],
-    tmp: &mut [E],
-    ld: usize,
-    row0: usize,
-    bias: &[E],
-    mut sink: impl FnMut(usize, usize, &[E]),
-) {
-    let o_n = op.chan_out;
-    let (ma, out) = tmp[..12 * o_n].split_at_mut(8 * o_n);
-    for ty in 0..tiles.th {
-        for tx in 0..tiles.tw {
-            let row = row0 + ty * tiles.tw + tx;
-            let mm = |r: usize, s: usize| &m[((r * 4 + s) * ld + row) * o_n..][..o_n];
-            // Aᵀ = [[1, 1, 1, 0], [0, 1, -1, -1]]; ma[r][j] = (m A)[r][j]
-            for r in 0..4 {
-                let (a0, a1) = ma[r * 2 * o_n..][..2 * o_n].split_at_mut(o_n);
-                for (((((d0, d1), &m0), &m1), &m2), &m3) in a0
-                    .iter_mut()
-                    .zip(a1.iter_mut())
-                    .zip(mm(r, 0))
-                    .zip(mm(r, 1))
-                    .zip(mm(r, 2))
-                    .zip(mm(r, 3))
-                {
-                    *d0 = m0 + m1 + m2;
-                    *d1 = m1 - m2 - m3;
-                }
-            }
-            for i in 0..2 {
-                for j in 0..2 {
-                    // out = bias + row i of Aᵀ (m A), column j; contiguous over O
-                    let t = |r: usize| &ma[(r * 2 + j) * o_n..][..o_n];
-                    let (t0, t1, t2, t3) = (t(0), t(1), t(2), t(3));
-                    let dst = &mut out[(2 * i + j) * o_n..][..o_n];
-                    for ((((d, &b_o), &v0), &v1), (&v2, &v3)) in dst
+simd::kernel! {
+    /// `bias + Aᵀ m A` for every tile of one image: hands each tile's 2x2
+    /// outputs to `sink(ty, tx, out)` (`out[2i + j]`: output `(2ty + i, 2tx + j)`,
+    /// contiguous over O; outputs past `HO x WO` are computed too, for the sink
+    /// to drop).
+    ///
+    /// # Shapes
+    /// `m: [16, ld, O]` (rows `row0 .. row0 + T`); `tmp: [12, O]`.
+    fn transform_output<E: GemmFloat>(
+        isa: Isa,
+        op: &Conv2DOp,
+        tiles: Tiles,
+        m: &[E],
+        tmp: &mut [E],
+        ld: usize,
+        row0: usize,
+        bias: &[E],
+        sink: impl FnMut(usize, usize, &[E]),
+    ) {
+        let mut sink = sink;
+        let o_n = op.chan_out;
+        let (ma, out) = tmp[..12 * o_n].split_at_mut(8 * o_n);
+        for ty in 0..tiles.th {
+            for tx in 0..tiles.tw {
+                let row = row0 + ty * tiles.tw + tx;
+                let mm = |r: usize, s: usize| &m[((r * 4 + s) * ld + row) * o_n..][..o_n];
+                // Aᵀ = [[1, 1, 1, 0], [0, 1, -1, -1]]; ma[r][j] = (m A)[r][j]
+                for r in 0..4 {
+                    let (a0, a1) = ma[r * 2 * o_n..][..2 * o_n].split_at_mut(o_n);
+                    for (((((d0, d1), &m0), &m1), &m2), &m3) in a0
                         .iter_mut()
-                        .zip(bias)
-                        .zip(t0)
-                        .zip(t1)
-                        .zip(t2.iter().zip(t3))
+                        .zip(a1.iter_mut())
+                        .zip(mm(r, 0))
+                        .zip(mm(r, 1))
+                        .zip(mm(r, 2))
+                        .zip(mm(r, 3))
                     {
-                        *d = if i == 0 {
-                            b_o + v0 + v1 + v2
-                        } else {
-                            b_o + v1 - v2 - v3
-                        };
+                        *d0 = m0 + m1 + m2;
+                        *d1 = m1 - m2 - m3;
                     }
                 }
+                for i in 0..2 {
+                    for j in 0..2 {
+                        // out = bias + row i of Aᵀ (m A), column j; contiguous over O
+                        let t = |r: usize| &ma[(r * 2 + j) * o_n..][..o_n];
+                        let (t0, t1, t2, t3) = (t(0), t(1), t(2), t(3));
+                        let dst = &mut out[(2 * i + j) * o_n..][..o_n];
+                        for ((((d, &b_o), &v0), &v1), (&v2, &v3)) in dst
+                            .iter_mut()
+                            .zip(bias)
+                            .zip(t0)
+                            .zip(t1)
+                            .zip(t2.iter().zip(t3))
+                        {
+                            *d = if i == 0 {
+                                b_o + v0 + v1 + v2
+                            } else {
+                                b_o + v1 - v2 - v3
+                            };
+                        }
+                    }
+                }
+                sink(ty, tx, out);
             }
-            sink(ty, tx, out);
         }
     }
 }
 
 /// A [`transform_output`] sink that writes the outputs inside `HO x WO`
 /// into `z: [HO·WO, O]` (channels-last).
+#[inline(always)]
 fn write_outputs<'a, E: GemmFloat>(
     op: &'a Conv2DOp,
     z: &'a mut [E],
 ) -> impl FnMut(usize, usize, &[E]) + 'a {
     let (ho, wo, o_n) = (op.h_out, op.w_out, op.chan_out);
+    #[inline(always)] // into the output transform's AVX2 copy (`simd.rs`)
     move |ty, tx, out| {
         for (k, src) in out.chunks_exact(o_n).enumerate() {
             let (oh, ow) = (2 * ty + k / 2, 2 * tx + k % 2);
@@ -729,18 +822,22 @@ pub(super) fn pools_tiles(f: &Fusion) -> bool {
 /// `y: [O]`, with `arg: [O]` the window offsets ([`DEAD`] where the ReLU cut
 /// the maximum): the rule and the tree of `cpu::pool2_relu_plane` (ties to
 /// the first maximum in scan order), so the values are the same.
+#[inline(always)]
 fn pool_tile<E: GemmFloat>(relu: bool, out: &[E], y: &mut [E], arg: Option<&mut [u8]>) {
     let o_n = y.len();
-    let zero = E::default();
     let (a0, a1) = (&out[..o_n], &out[o_n..2 * o_n]);
     let (b0, b1) = (&out[2 * o_n..3 * o_n], &out[3 * o_n..4 * o_n]);
     // Selects and bit arithmetic, no branches: the comparisons are
     // data-dependent coin flips (0.4 instead of 0.6 ns per channel at O = 64).
-    let max_of = |o: usize| {
-        let right_top = a1[o] > a0[o];
-        let m1 = if right_top { a1[o] } else { a0[o] };
-        let right_bottom = b1[o] > b0[o];
-        let m2 = if right_bottom { b1[o] } else { b0[o] };
+    // A function, not a closure, so that it is inlined into the AVX2 copy
+    // of the output transform (`simd.rs`) that calls this.
+    #[inline(always)]
+    fn max_of<E: GemmFloat>(relu: bool, [a0, a1, b0, b1]: [E; 4]) -> (E, u8) {
+        let zero = E::default();
+        let right_top = a1 > a0;
+        let m1 = if right_top { a1 } else { a0 };
+        let right_bottom = b1 > b0;
+        let m2 = if right_bottom { b1 } else { b0 };
         let bottom = m2 > m1;
         let m = if bottom { m2 } else { m1 };
         let live = m > zero; // false for NaN, as the ReLU's max(m, 0) drops it
@@ -751,12 +848,17 @@ fn pool_tile<E: GemmFloat>(relu: bool, out: &[E], y: &mut [E], arg: Option<&mut 
             if dead { zero } else { m },
             offset | u8::from(dead).wrapping_neg(),
         ) // DEAD = 0xff
-    };
+    }
+    let window = |o: usize| [a0[o], a1[o], b0[o], b1[o]];
     match arg {
-        None => (0..o_n).for_each(|o| y[o] = max_of(o).0),
+        None => {
+            for (o, y) in y.iter_mut().enumerate() {
+                *y = max_of(relu, window(o)).0;
+            }
+        }
         Some(arg) => {
             for o in 0..o_n {
-                (y[o], arg[o]) = max_of(o);
+                (y[o], arg[o]) = max_of(relu, window(o));
             }
         }
     }

@@ -33,6 +33,7 @@ use rayon::prelude::*;
 
 use super::Features;
 use crate::nn::gemm::{forward_on, matmul, read, GemmFloat, Mat};
+use crate::nn::recycle::Recycled;
 
 /// Products with fewer multiply-adds than this run on the calling thread.
 ///
@@ -189,11 +190,11 @@ pub(crate) fn forward<E: GemmFloat>(
         }
         Split::Outputs(pieces) => {
             let cols = per_piece(out, pieces);
-            let parts: Vec<Vec<E>> = w
+            let parts: Vec<Recycled<E>> = w
                 .par_chunks((cols * inp).max(1))
                 .zip(b.par_chunks(cols))
                 .map(|(w, b)| {
-                    let mut part = vec![E::default(); batch * b.len()];
+                    let mut part = Recycled::stale(batch * b.len()); // `piece` writes it all
                     piece(&mut part, x, w, b);
                     part
                 })
