@@ -315,7 +315,10 @@ mod tests {
     fn the_device_is_a_difference_and_cpu_is_left_out() {
         let cpu = identity("cnn3a", false);
         let json = cpu.to_json().unwrap();
-        assert!(json.get("device").is_none(), "CPU runs' files read as before");
+        assert!(
+            json.get("device").is_none(),
+            "CPU runs' files read as before"
+        );
         let cuda = cpu.clone().on_device(DeviceKind::Cuda);
         assert_eq!(
             cpu.difference(&cuda).unwrap().to_string(),

@@ -95,9 +95,9 @@ use crate::device::DeviceKind;
 use crate::prepare::{prepare_variant, PrepareFn};
 use crate::run::{bench_variant, run_variant, BenchFn, RunFn};
 use netdsl_runtime::data::Augment;
+use netdsl_runtime::dfdx::prelude::Cpu;
 #[cfg(feature = "cuda")]
 use netdsl_runtime::dfdx::prelude::Cuda;
-use netdsl_runtime::dfdx::prelude::Cpu;
 use netdsl_runtime::network::{Network, Summary};
 use netdsl_runtime::optim::Optimizer;
 use netdsl_runtime::train::Fit;

@@ -138,7 +138,12 @@ where
     cpu.set_regularizers(no_dropout).unwrap();
     let mut cuda = Model::<N, Cuda>::new(&cuda_device(0).unwrap()).unwrap();
     cuda.set_regularizers(no_dropout).unwrap();
-    let start: Vec<Vec<f32>> = cpu.tensors().unwrap().into_iter().map(|t| t.values).collect();
+    let start: Vec<Vec<f32>> = cpu
+        .tensors()
+        .unwrap()
+        .into_iter()
+        .map(|t| t.values)
+        .collect();
     cuda.set_tensors(start).unwrap();
 
     let (mut l_cpu, mut l_cuda) = (Losses::default(), Losses::default());
@@ -159,7 +164,12 @@ where
         .iter()
         .zip(cuda.tensors().unwrap())
         .flat_map(|(a, b)| {
-            let d: Vec<f32> = a.values.iter().zip(&b.values).map(|(x, y)| (x - y).abs()).collect();
+            let d: Vec<f32> = a
+                .values
+                .iter()
+                .zip(&b.values)
+                .map(|(x, y)| (x - y).abs())
+                .collect();
             d
         })
         .fold(0.0f32, f32::max);
@@ -237,5 +247,8 @@ fn cnn3a_do_trains_with_dropout_on_cuda() {
     let l = &losses.0;
     eprintln!("cnn3a-do on cuda, 20 steps: first {} last {}", l[0], l[19]);
     assert!(l.iter().all(|x| x.is_finite()), "{l:?}");
-    assert!(l[15..].iter().sum::<f32>() < l[..5].iter().sum::<f32>(), "{l:?}");
+    assert!(
+        l[15..].iter().sum::<f32>() < l[..5].iter().sum::<f32>(),
+        "{l:?}"
+    );
 }

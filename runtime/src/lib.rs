@@ -87,9 +87,9 @@ pub mod prelude {
         Control, EarlyStopping, EpochEnd, Fit, FitPlan, Monitor, Observer, PrintEpochs, Trainer,
         Validation,
     };
-    pub use dfdx::prelude::{Const, Cpu, Rank1, Rank3, Tensor, TensorFrom, TensorFromVec};
     #[cfg(feature = "cuda")]
     pub use dfdx::prelude::Cuda;
+    pub use dfdx::prelude::{Const, Cpu, Rank1, Rank3, Tensor, TensorFrom, TensorFromVec};
     pub use netdsl_macros::network;
 }
 

@@ -559,7 +559,9 @@ mod driver {
             line = format!("{line}: {description}");
         }
         let hint = match code {
-            34 => "; the loader found a stub libcuda.so.1, not the NVIDIA driver's (LD_LIBRARY_PATH?)",
+            34 => {
+                "; the loader found a stub libcuda.so.1, not the NVIDIA driver's (LD_LIBRARY_PATH?)"
+            }
             35 => "; the NVIDIA driver is older than this build's CUDA 13.0",
             100 => "; no NVIDIA GPU is visible (CUDA_VISIBLE_DEVICES?)",
             _ => "",
