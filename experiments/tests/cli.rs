@@ -406,14 +406,16 @@ fn unwritable_output_and_foreign_checkpoint_are_one_line_errors() {
 /// code 1, quietly (the reader has gone), and no panic.
 #[test]
 fn closed_stdout_is_not_a_panic() {
-    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("study"))
+    // The reader goes away before the program starts: closing it after the
+    // spawn raced with the program, whose 13 kB fit the pipe's buffer.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = std::process::Command::new(assert_cmd::cargo::cargo_bin("study"))
         .arg("summary")
-        .stdout(std::process::Stdio::piped())
+        .stdout(writer)
         .stderr(std::process::Stdio::piped())
-        .spawn()
+        .output()
         .unwrap();
-    drop(child.stdout.take()); // the reader goes away before the first line
-    let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "stderr {stderr}");
     assert!(stderr.is_empty(), "{stderr}");
