@@ -442,8 +442,12 @@ pub fn cuda_probe() -> Result<CudaInfo> {
         cuDriverGetVersion, cuInit, COMPUTE_CAPABILITY_MAJOR, COMPUTE_CAPABILITY_MINOR,
     };
     use std::ffi::{c_char, c_int, CStr};
-    // SAFETY: plain calls into the driver API with valid out-pointers; the
-    // name buffer's length is passed and the driver NUL-terminates it.
+    // SAFETY: each declaration in `driver` matches cuda.h (CUdevice, CUresult
+    // and CUdevice_attribute are C ints), and each call gets pointers to live
+    // locals of the type it writes. cuDeviceGetName writes at most `len`
+    // bytes into `name`; its last byte is set to NUL afterwards, so
+    // `CStr::from_ptr` finds a terminator inside the buffer whatever the
+    // driver wrote.
     unsafe {
         check("cuInit", cuInit(0))?;
         let mut version: c_int = 0;
@@ -462,6 +466,7 @@ pub fn cuda_probe() -> Result<CudaInfo> {
             "cuDeviceGetName",
             cuDeviceGetName(name.as_mut_ptr(), name.len() as c_int, device),
         )?;
+        name[name.len() - 1] = 0;
         let (mut major, mut minor): (c_int, c_int) = (0, 0);
         check(
             "cuDeviceGetAttribute",
@@ -542,8 +547,10 @@ mod driver {
         if code == 0 {
             return Ok(());
         }
-        // SAFETY: the driver returns pointers to static strings, or an error
-        // and leaves the pointer null.
+        // SAFETY: `f` is cuGetErrorName or cuGetErrorString, declared as in
+        // cuda.h; each writes through the valid `&mut s` either a pointer to a
+        // static NUL-terminated string or nothing (returning an error, with
+        // `s` still null), and `s` is read only after success and a null check.
         let text = |f: unsafe extern "C" fn(c_int, *mut *const c_char) -> c_int| unsafe {
             let mut s: *const c_char = std::ptr::null();
             (f(code, &mut s) == 0 && !s.is_null())
