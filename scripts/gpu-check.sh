@@ -15,13 +15,22 @@
 #      cudarc's panic in `CudaDevice::new` when there is none);
 #   3. copy cuda_fp16.h/.hpp and dfdx's .cuh files to the absolute include
 #      paths baked into the binaries (NVRTC reads them at run time);
-#   4. the runtime's Cuda-against-Cpu tests (nn::cuda_tests);
-#   5. `study bench --device cuda cnn3a cnn4a dnn2`;
-#   6. `study run cnn3a --epochs 2 --device cuda`.
+#   4. the runtime's Cuda-against-Cpu layer tests (nn::cuda_tests): forward
+#      and gradients of every layer kind, the fused convolution blocks
+#      included, in f32 (relative error <= 1e-4) and f64 (<= 1e-10);
+#   5. the study's networks on both devices (experiments/tests/cuda.rs): every
+#      network, same parameters and batches, losses, weights and evaluation
+#      within 1e-3 (accuracy 0.003), and `study run --device cuda` end to end;
+#   6. `study bench --device cuda cnn3a cnn4a dnn2`;
+#   7. `study run cnn3a --epochs 2 --device cuda`, its validation accuracy
+#      against the CPU run's, computed by gpu-carry.sh on the build machine and
+#      carried (cpu-reference/cnn3a.json): |difference| <= 0.01.
 #
-# Everything goes to $OUT/gpu-check.log (OUT defaults to target/gpu-check),
-# results of step 6 to $OUT/results. Time limits per step: BENCH_TIMEOUT,
-# RUN_TIMEOUT, TEST_TIMEOUT (seconds).
+# At most 8 minutes: the steps' time limits (TEST_TIMEOUT, STUDY_TEST_TIMEOUT,
+# BENCH_TIMEOUT, RUN_TIMEOUT, seconds) add up to 7.5. Everything goes to
+# $OUT/gpu-check.log (OUT defaults to target/gpu-check), each step's output to
+# $OUT/steps/, the figures (measured errors, epoch times, accuracies) to
+# $OUT/gpu-figures.txt, step 7's results to $OUT/results.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 
@@ -32,15 +41,18 @@ out=$(cd "$out" && pwd)
 
 failed=()
 summary=()
-# step NAME TIMEOUT COMMAND...: runs COMMAND with a time limit, logs its status.
+rm -rf "$out/steps" "$out/results" "$out/gpu-figures.txt"
+mkdir -p "$out/steps"
+# step NAME TIMEOUT COMMAND...: runs COMMAND with a time limit, logs its status;
+# its output also goes to $out/steps/NAME.log (spaces as dashes).
 step() {
     local name=$1 limit=$2
     shift 2
     echo
     echo "=== $name: $*"
     local start=$SECONDS status
-    timeout "$limit" "$@"
-    status=$?
+    timeout "$limit" "$@" 2>&1 | tee "$out/steps/${name// /-}.log"
+    status=${PIPESTATUS[0]}
     local line="$name: exit $status in $((SECONDS - start)) s"
     [ "$status" = 124 ] && line="$line (timed out after $limit s)"
     echo "=== $line"
@@ -57,6 +69,51 @@ finish() {
     fi
     echo "gpu-check: failed: ${failed[*]}"
     exit 1
+}
+
+# figures OUT CARRY: the measured numbers of steps 4-7 from their logs, and
+# the validation accuracy of step 7 against the carried CPU run's (exit 1
+# when they differ by more than 0.01 or either is missing).
+figures() {
+    local out=$1 carry=$2
+    echo "gpu-check figures, $(date -u +%FT%TZ)"
+    grep -h '^cuda: ' "$out/steps/run.log" 2>/dev/null | head -n 1
+    echo
+    echo "runtime layer tests, CUDA against CPU (tolerance: relative error 1e-4 in f32, 1e-10 in f64):"
+    grep -hE 'largest relative error|skipped|test result' "$out/steps/cuda-tests.log" 2>/dev/null | sed 's/^/  /'
+    echo
+    echo "study networks, CUDA against CPU (tolerances: first step's loss 1e-4; losses, weights, evaluation loss 1e-3; accuracy 0.003):"
+    grep -hE 'Drift|skipped|on cuda|test result' "$out/steps/study-cuda-tests.log" 2>/dev/null | sed 's/^/  /'
+    echo
+    echo "study bench --device cuda (seconds per training epoch and per test evaluation):"
+    grep -hE 'train_epoch_s=|Colab GPU' "$out/steps/bench.log" 2>/dev/null | sed 's/^/  /'
+    echo
+    echo "study run cnn3a --epochs 2 --device cuda, validation accuracy against the CPU's:"
+    python3 - "$out/results/cnn3a.json" "$carry/cpu-reference/cnn3a.json" <<'EOF'
+import json, sys
+
+def load(path, device):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError) as e:
+        print(f"  {device}: no result ({e})")
+        return None
+
+gpu, cpu = load(sys.argv[1], "cuda"), load(sys.argv[2], "cpu (carried)")
+for name, r in (("cuda", gpu), ("cpu (carried)", cpu)):
+    if r:
+        epochs = ", ".join(f"{e['seconds']:.2f} s" for e in r["epochs"])
+        last = r["epochs"][-1]
+        print(f"  {name}: val_acc {last['val_accuracy']:.4f} val_loss {last['val_loss']:.4f} "
+              f"test_acc {r['test_accuracy']:.4f}; epochs {epochs}; train {r['train_seconds']:.2f} s")
+if not (gpu and cpu):
+    sys.exit(1)
+d = abs(gpu["epochs"][-1]["val_accuracy"] - cpu["epochs"][-1]["val_accuracy"])
+ok = d <= 0.01
+print(f"  |val_acc cuda - cpu| = {d:.4f} (tolerance 0.01): {'ok' if ok else 'too far apart'}")
+sys.exit(0 if ok else 1)
+EOF
 }
 
 # Everything below goes to the log too.
@@ -147,27 +204,22 @@ EOF
         failed+=("include paths")
     ls -l "$CUDA_INCLUDE_DIR"/cuda_fp16.h* "$DFDX_OUT_DIR"/*.cuh
 
-    # --- 4.-6. tests, bench, two epochs ---------------------------------------
+    # --- 4.-7. tests, bench, two epochs ---------------------------------------
     if ls "$carry"/data/*-ubyte.gz >/dev/null 2>&1; then
         export FASHION_MNIST_DIR=$PWD/$carry/data
     fi
     study=$carry/bin/study
 
-    step "cuda tests" "${TEST_TIMEOUT:-300}" "$carry/bin/runtime-tests" nn::cuda_tests --test-threads 1
+    step "cuda tests" "${TEST_TIMEOUT:-60}" "$carry/bin/runtime-tests" nn::cuda_tests --test-threads 1
+    step "study cuda tests" "${STUDY_TEST_TIMEOUT:-150}" \
+        env STUDY_BIN="$study" "$carry/bin/study-cuda-tests" --test-threads 1
+    step "bench" "${BENCH_TIMEOUT:-120}" "$study" bench --device cuda cnn3a cnn4a dnn2
+    step "run" "${RUN_TIMEOUT:-120}" "$study" run cnn3a --epochs 2 --device cuda --out "$out/results"
 
-    # TODO(issue 15, item 2): `study` has no `--device` flag yet. Once it has,
-    # delete this check; until then steps 5 and 6 are skipped rather than run on
-    # the CPU (which would spend the GPU machine's time on a CPU benchmark).
-    if "$study" bench --help | grep -q -- '--device'; then
-        step "bench" "${BENCH_TIMEOUT:-240}" "$study" bench --device cuda cnn3a cnn4a dnn2
-        step "run" "${RUN_TIMEOUT:-300}" "$study" run cnn3a --epochs 2 --device cuda --out "$out/results"
-    else
-        echo
-        echo "=== TODO: study has no --device flag yet (issue 15, item 2): skipped"
-        echo "===   $study bench --device cuda cnn3a cnn4a dnn2"
-        echo "===   $study run cnn3a --epochs 2 --device cuda --out $out/results"
-        summary+=("bench: skipped (TODO --device)" "run: skipped (TODO --device)")
-    fi
+    # --- the figures ------------------------------------------------------------
+    figures "$out" "$carry" >"$out/gpu-figures.txt" || failed+=("figures")
+    echo
+    cat "$out/gpu-figures.txt"
 
     finish
 }
