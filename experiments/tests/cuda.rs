@@ -30,7 +30,8 @@ use std::path::PathBuf;
 use netdsl_experiments::device::no_device;
 use netdsl_experiments::run::shaped_for;
 use netdsl_experiments::variants::{
-    study_fit, Cnn3a, Cnn3aDo, Cnn3b, Cnn4a, Cnn4aDo, Cnn4b, Dnn1, Dnn2, Dnn2Do,
+    study_fit, Cnn3a, Cnn3aDo, Cnn3b, Cnn3bDo, Cnn4a, Cnn4aDo, Cnn4b, Cnn4bDo, Dnn1, Dnn1Do, Dnn2,
+    Dnn2Do,
 };
 use netdsl_runtime::data::{Dataset, FashionMnist};
 use netdsl_runtime::dfdx::prelude::*;
@@ -183,6 +184,9 @@ where
     }
 }
 
+/// [`drift`] for one network, on the loaded data.
+type DriftOf = fn(&FashionMnist) -> Drift;
+
 /// Every network of the study (the `-do` ones with dropout off), 5 steps
 /// on both devices: the losses, weights and evaluation agree.
 #[test]
@@ -191,16 +195,19 @@ fn every_network_trains_alike_on_cuda_and_cpu() {
         return;
     }
     let data = FashionMnist::load(None).expect("Fashion-MNIST (FASHION_MNIST_DIR)");
-    let runs: [(&str, fn(&FashionMnist) -> Drift); 9] = [
+    let runs: [(&str, DriftOf); 12] = [
         ("Dnn1", |d| drift::<Dnn1>(d, 500, 1000)),
+        ("Dnn1Do", |d| drift::<Dnn1Do>(d, 500, 1000)),
         ("Dnn2", |d| drift::<Dnn2>(d, 500, 1000)),
         ("Dnn2Do", |d| drift::<Dnn2Do>(d, 500, 1000)),
         ("Cnn3a", |d| drift::<Cnn3a>(d, 500, 1000)),
         ("Cnn3aDo", |d| drift::<Cnn3aDo>(d, 500, 1000)),
         ("Cnn3b", |d| drift::<Cnn3b>(d, 500, 1000)),
+        ("Cnn3bDo", |d| drift::<Cnn3bDo>(d, 500, 1000)),
         ("Cnn4a", |d| drift::<Cnn4a>(d, 500, 1000)),
         ("Cnn4aDo", |d| drift::<Cnn4aDo>(d, 500, 1000)),
         ("Cnn4b", |d| drift::<Cnn4b>(d, 500, 1000)),
+        ("Cnn4bDo", |d| drift::<Cnn4bDo>(d, 500, 1000)),
     ];
     for (name, run) in runs {
         let d = run(&data);
