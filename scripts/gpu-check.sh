@@ -76,8 +76,9 @@ finish() {
 # when they differ by more than 0.01 or either is missing).
 figures() {
     local out=$1 carry=$2
-    echo "gpu-check figures, $(date -u +%FT%TZ)"
+    echo "gpu-check figures, $(date -u +%FT%TZ), binaries $(head -n 1 "$carry/MANIFEST")"
     grep -h '^cuda: ' "$out/steps/run.log" 2>/dev/null | head -n 1
+    [ "${#summary[@]}" = 0 ] || printf '  %s\n' "${summary[@]}"
     echo
     echo "runtime layer tests, CUDA against CPU (tolerance: relative error 1e-4 in f32, 1e-10 in f64):"
     grep -hE 'largest relative error|skipped|test result' "$out/steps/cuda-tests.log" 2>/dev/null | sed 's/^/  /'
