@@ -6,11 +6,13 @@
 #
 #     scripts/gpu-carry.sh          # -> target/gpu-carry (GPU_CARRY_DIR)
 #
-#   bin/study           the `study` binary, `--features cuda`, stripped
-#   bin/runtime-tests   the runtime's unit tests with `--features cuda`
+#   bin/study.xz        the `study` binary, `--features cuda`, stripped
+#   bin/runtime-tests.xz  the runtime's unit tests with `--features cuda`
 #                       (nn::cuda_tests compares Cuda with Cpu), stripped
-#   bin/study-cuda-tests  experiments/tests/cuda.rs (the study's networks on
-#                       both devices, `study --device cuda`), stripped
+#   bin/study-cuda-tests.xz  experiments/tests/cuda.rs (the study's networks
+#                       on both devices, `study --device cuda`), stripped
+#                       (xz: 38 MB of stripped binaries become about 7 MB, which
+#                       with the 31 MB of data keeps the carry under 64 MiB)
 #   cpu-reference/      `study run cnn3a --epochs 2` on this machine's CPU, which
 #                       gpu-check.sh compares with the same run on the GPU
 #   include/            cuda_fp16.h and .hpp: NVRTC 13 has no built-in copy,
@@ -108,6 +110,8 @@ rm -rf "$reference"
         readelf -d "$bin" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/  needs \1/p'
     done
 } >"$carry/MANIFEST"
+# gpu-check.sh unpacks them (xz, or Python's lzma) and checks the sha256 above.
+xz -6 "$carry"/bin/*
 
 size=$(du -sb "$carry" | cut -f1)
 log "$(cat "$carry/MANIFEST")"

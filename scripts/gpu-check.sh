@@ -9,6 +9,7 @@
 #
 # Steps, each logged with its status and time (a failed step does not stop
 # the later ones; the exit status is non-zero if any failed):
+#   0. unpack the binaries (carried as .xz) into $OUT/bin, check their sha256;
 #   1. find libcublas.so.13, libcublasLt.so.13 and libnvrtc.so.13 in the
 #      Python environment and put their folders on LD_LIBRARY_PATH;
 #   2. ask the driver for its version and devices (a clean error instead of
@@ -129,8 +130,28 @@ main() {
     . "$carry/paths.env"
     echo "baked in: CUDA_INCLUDE_DIR=$CUDA_INCLUDE_DIR DFDX_OUT_DIR=$DFDX_OUT_DIR sm_$CUDA_COMPUTE_CAP"
 
-    # --- 1. the CUDA 13 libraries of the Python environment -----------------
+    # --- 0. the binaries, carried as .xz --------------------------------------
     python=${PYTHON:-python3}
+    bin=$out/bin
+    rm -rf "$bin" && mkdir -p "$bin"
+    for packed in "$carry"/bin/*.xz; do
+        name=$(basename "$packed" .xz)
+        if command -v xz >/dev/null; then
+            xz -dc "$packed" >"$bin/$name"
+        else
+            "$python" -c 'import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2], "wb"))' "$packed" "$bin/$name"
+        fi
+        chmod +x "$bin/$name"
+        want=$(sed -n "s/^$name: .* sha256 \([0-9a-f]*\)$/\1/p" "$carry/MANIFEST")
+        have=$(sha256sum "$bin/$name" | cut -d' ' -f1)
+        if [ -z "$want" ] || [ "$want" != "$have" ]; then
+            echo "gpu-check: $name unpacked with sha256 $have, MANIFEST says ${want:-nothing}"
+            exit 1
+        fi
+        echo "$name: unpacked to $bin, sha256 as in MANIFEST"
+    done
+
+    # --- 1. the CUDA 13 libraries of the Python environment -----------------
     search_dirs=$("$python" -c 'import site, sys; print("\n".join(dict.fromkeys(site.getsitepackages() + [site.getusersitepackages()] + sys.path)))' 2>/dev/null)
     lib_dirs=()
     for lib in libcublas.so.13 libcublasLt.so.13 libnvrtc.so.13; do
@@ -148,15 +169,15 @@ main() {
     ld_path=$(printf '%s\n' "${lib_dirs[@]}" | awk '!seen[$0]++' | paste -sd:)
     export LD_LIBRARY_PATH=$ld_path${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
     echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
-    for bin in "$carry"/bin/*; do
-        echo "ldd $(basename "$bin"):"
-        ldd "$bin" | grep -E 'cuda|cublas|nvrtc|not found' | sed 's/^/  /'
-        if ldd "$bin" | grep -q 'libcuda.so.1 => not found'; then
+    for exe in "$bin"/*; do
+        echo "ldd $(basename "$exe"):"
+        ldd "$exe" | grep -E 'cuda|cublas|nvrtc|not found' | sed 's/^/  /'
+        if ldd "$exe" | grep -q 'libcuda.so.1 => not found'; then
             echo "gpu-check: no libcuda.so.1: this machine has no NVIDIA driver (or it is not on the loader's path)"
         fi
-        if ldd "$bin" | grep -q 'not found'; then failed+=("libraries of $(basename "$bin")"); fi
-        if ldd "$bin" | grep -q 'netdsl-cuda/stub'; then
-            echo "gpu-check: $(basename "$bin") loads the link-only libcuda stub; remove it from LD_LIBRARY_PATH"
+        if ldd "$exe" | grep -q 'not found'; then failed+=("libraries of $(basename "$exe")"); fi
+        if ldd "$exe" | grep -q 'netdsl-cuda/stub'; then
+            echo "gpu-check: $(basename "$exe") loads the link-only libcuda stub; remove it from LD_LIBRARY_PATH"
             failed+=("stub libcuda")
         fi
     done
@@ -209,11 +230,11 @@ EOF
     if ls "$carry"/data/*-ubyte.gz >/dev/null 2>&1; then
         export FASHION_MNIST_DIR=$PWD/$carry/data
     fi
-    study=$carry/bin/study
+    study=$bin/study
 
-    step "cuda tests" "${TEST_TIMEOUT:-60}" "$carry/bin/runtime-tests" nn::cuda_tests --test-threads 1
+    step "cuda tests" "${TEST_TIMEOUT:-60}" "$bin/runtime-tests" nn::cuda_tests --test-threads 1
     step "study cuda tests" "${STUDY_TEST_TIMEOUT:-150}" \
-        env STUDY_BIN="$study" "$carry/bin/study-cuda-tests" --test-threads 1
+        env STUDY_BIN="$study" "$bin/study-cuda-tests" --test-threads 1
     step "bench" "${BENCH_TIMEOUT:-120}" "$study" bench --device cuda cnn3a cnn4a dnn2
     step "run" "${RUN_TIMEOUT:-120}" "$study" run cnn3a --epochs 2 --device cuda --out "$out/results"
 
