@@ -170,13 +170,16 @@ main() {
     export LD_LIBRARY_PATH=$ld_path${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
     echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
     for exe in "$bin"/*; do
+        # ldd's output read once: `ldd | grep -q` under pipefail fails at random
+        # when grep stops reading early (ldd then dies of SIGPIPE).
+        libs=$(ldd "$exe")
         echo "ldd $(basename "$exe"):"
-        ldd "$exe" | grep -E 'cuda|cublas|nvrtc|not found' | sed 's/^/  /'
-        if ldd "$exe" | grep -q 'libcuda.so.1 => not found'; then
+        grep -E 'cuda|cublas|nvrtc|not found' <<<"$libs" | sed 's/^/  /'
+        if grep -q 'libcuda.so.1 => not found' <<<"$libs"; then
             echo "gpu-check: no libcuda.so.1: this machine has no NVIDIA driver (or it is not on the loader's path)"
         fi
-        if ldd "$exe" | grep -q 'not found'; then failed+=("libraries of $(basename "$exe")"); fi
-        if ldd "$exe" | grep -q 'netdsl-cuda/stub'; then
+        if grep -q 'not found' <<<"$libs"; then failed+=("libraries of $(basename "$exe")"); fi
+        if grep -q 'netdsl-cuda/stub' <<<"$libs"; then
             echo "gpu-check: $(basename "$exe") loads the link-only libcuda stub; remove it from LD_LIBRARY_PATH"
             failed+=("stub libcuda")
         fi
