@@ -235,9 +235,9 @@ EOF
     fi
     study=$bin/study
 
-    step "cuda tests" "${TEST_TIMEOUT:-60}" "$bin/runtime-tests" nn::cuda_tests --test-threads 1
+    step "cuda tests" "${TEST_TIMEOUT:-60}" "$bin/runtime-tests" nn::cuda_tests --test-threads 1 --nocapture
     step "study cuda tests" "${STUDY_TEST_TIMEOUT:-150}" \
-        env STUDY_BIN="$study" "$bin/study-cuda-tests" --test-threads 1
+        env STUDY_BIN="$study" "$bin/study-cuda-tests" --test-threads 1 --nocapture
     step "bench" "${BENCH_TIMEOUT:-120}" "$study" bench --device cuda cnn3a cnn4a dnn2
     step "run" "${RUN_TIMEOUT:-120}" "$study" run cnn3a --epochs 2 --device cuda --out "$out/results"
 
