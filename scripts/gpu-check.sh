@@ -9,7 +9,8 @@
 #
 # Steps, each logged with its status and time (a failed step does not stop
 # the later ones; the exit status is non-zero if any failed):
-#   0. unpack the binaries (carried as .xz) into $OUT/bin, check their sha256;
+#   0. unpack the binaries (carried as .xz) into target/gpu-check-bin
+#      (GPU_CHECK_BIN), check their sha256;
 #   1. find libcublas.so.13, libcublasLt.so.13 and libnvrtc.so.13 in the
 #      Python environment and put their folders on LD_LIBRARY_PATH;
 #   2. ask the driver for its version and devices (a clean error instead of
@@ -132,8 +133,9 @@ main() {
 
     # --- 0. the binaries, carried as .xz --------------------------------------
     python=${PYTHON:-python3}
-    bin=$out/bin
-    rm -rf "$bin" && mkdir -p "$bin"
+    # Not under $OUT: on a lent machine what lies there travels back.
+    bin=${GPU_CHECK_BIN:-target/gpu-check-bin}
+    rm -rf "$bin" && mkdir -p "$bin" && bin=$(cd "$bin" && pwd)
     for packed in "$carry"/bin/*.xz; do
         name=$(basename "$packed" .xz)
         if command -v xz >/dev/null; then
