@@ -10,6 +10,7 @@
 //! label_smoothing, augment          cnn3c's augmentation)
 //! overrides                        the sweep point (--set): what it changed, as asked
 //!                                  (absent when nothing was; see overrides.rs)
+//! device                           --device: `cuda` (absent for the CPU, the default)
 //! data.{train,val,test}            count and Dataset::fingerprint of the images used
 //! ```
 //!
@@ -18,12 +19,22 @@
 //! fingerprinted), and the epochs target, which may rise or fall as long as it
 //! is not below the epochs the checkpoint holds and the schedule does not
 //! depend on it (the study's learning rate is constant).
+//!
+//! What may not: the device. A CPU run's numbers are the same for any thread
+//! count, so a resumed CPU run ends bit for bit where an uninterrupted one
+//! would; a GPU run's are not reproducible at all (cuBLAS and atomic adds sum
+//! in varying order), and a run continued on the other device would be
+//! neither device's run. So `--resume --device cuda` starts a CPU run's job
+//! over (and moves its result aside), and the other way round; a CUDA
+//! checkpoint continues on CUDA, where the result is as good as any GPU
+//! run's but not the bits an uninterrupted one would have had.
 
 use netdsl_runtime::data::{Augment, Dataset};
 use netdsl_runtime::optim::{Optimizer, Schedule};
 use netdsl_runtime::train::Fit;
 use serde::{Deserialize, Serialize};
 
+use crate::device::DeviceKind;
 use crate::overrides::Overrides;
 
 /// Everything that determines a run's numbers.
@@ -48,6 +59,10 @@ pub struct Identity {
     /// also in `optimizer` and `augment`; dropout rates and L2 factors only here).
     #[serde(default, skip_serializing_if = "Overrides::is_empty")]
     pub overrides: Overrides,
+    /// Where it trains (`--device`); left out for the CPU, so that CPU runs'
+    /// files read as before and older ones (without the field) as CPU runs.
+    #[serde(default, skip_serializing_if = "DeviceKind::is_cpu")]
+    pub device: DeviceKind,
     pub data: DataIdentity,
 }
 
@@ -133,6 +148,7 @@ impl Identity {
             label_smoothing: fit.label_smoothing,
             augment: fit.augment,
             overrides: Overrides::default(),
+            device: DeviceKind::Cpu,
             data,
         }
     }
@@ -140,6 +156,11 @@ impl Identity {
     /// The same identity at the sweep point `overrides`.
     pub fn with_overrides(self, overrides: Overrides) -> Identity {
         Identity { overrides, ..self }
+    }
+
+    /// The same identity trained on `device`.
+    pub fn on_device(self, device: DeviceKind) -> Identity {
+        Identity { device, ..self }
     }
 
     /// The first setting, in the order of the fields (what is trained first),
@@ -165,7 +186,7 @@ impl Identity {
             }
         }
         let set = |s: &SetIdentity| format!("{} samples, fingerprint {}", s.count, s.fingerprint);
-        let pairs: [(&'static str, String, String); 14] = [
+        let pairs: [(&'static str, String, String); 15] = [
             ("variant", a.variant.clone(), b.variant.clone()),
             ("network", a.network.clone(), b.network.clone()),
             ("parameters", a.params.to_string(), b.params.to_string()),
@@ -185,6 +206,7 @@ impl Identity {
                 a.overrides.to_string(),
                 b.overrides.to_string(),
             ),
+            ("device", a.device.to_string(), b.device.to_string()),
             ("training data", set(&a.data.train), set(&b.data.train)),
             ("validation data", set(&a.data.val), set(&b.data.val)),
             ("test data", set(&a.data.test), set(&b.data.test)),
@@ -287,6 +309,24 @@ mod tests {
         assert!(json.get("overrides").is_none(), "no overrides, no field");
         let back: Identity = serde_json::from_value(json).unwrap();
         assert_eq!(back, a);
+    }
+
+    #[test]
+    fn the_device_is_a_difference_and_cpu_is_left_out() {
+        let cpu = identity("cnn3a", false);
+        let json = cpu.to_json().unwrap();
+        assert!(
+            json.get("device").is_none(),
+            "CPU runs' files read as before"
+        );
+        let cuda = cpu.clone().on_device(DeviceKind::Cuda);
+        assert_eq!(
+            cpu.difference(&cuda).unwrap().to_string(),
+            "device cpu, this run asks for device cuda"
+        );
+        let json = cuda.to_json().unwrap();
+        assert_eq!(json["device"], "cuda");
+        assert_eq!(serde_json::from_value::<Identity>(json).unwrap(), cuda);
     }
 
     #[test]

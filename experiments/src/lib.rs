@@ -11,7 +11,9 @@
 //! - [`session`]: one `study run`: data, locks, checks, then every job.
 //! - [`prepare`]: every job's checks before the first epoch, and how it
 //!   starts (`--resume`: finished, from its checkpoint, or over).
-//! - [`run`]: one job's run (progress, checkpoints, `<stem>.json`).
+//! - [`run`]: one job's run (progress, checkpoints, `<stem>.json`), on the
+//!   device `--device` names ([`device`]: `cpu`, or `cuda` in a build with
+//!   the `cuda` feature).
 //! - [`identity`]: what determines a run's numbers; `--resume` checks it.
 //! - [`folder`]: the output folder's locks, stale temporary files, `*.prev`.
 //! - [`results`]: the `<stem>.json` format.
@@ -28,6 +30,7 @@
 pub mod bench;
 pub mod calibration;
 pub mod console;
+pub mod device;
 pub mod folder;
 pub mod identity;
 pub mod jobs;

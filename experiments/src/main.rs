@@ -5,12 +5,13 @@
 //! study list                          # the variants
 //! study summary [ID...] [--json]      # Keras-like model summaries
 //! study run [ID... | all] [--epochs 20] [--batch 100] [--seed 0 | --seeds 0..5] [--set KEY=V1,V2,...]...
-//!           [--limit N] [--data DIR] [--out results] [--resume] [--shard I/N]
+//!           [--limit N] [--data DIR] [--out results] [--resume] [--shard I/N] [--device cpu|cuda]
 //! study sweep ID... --set KEY=V1,V2,... [--set ...] [run options]   # a grid of overrides
 //! study calibrate [ROW...] [--seeds 0..3] [--out results/calibration] [--dry-run] [run options]
 //! study report [--out results]        # results.md, results.csv, curves/*.png from <out>/*.json;
 //!                                     # over seeds: seeds.md, seeds.csv, bands/*.svg; calibration.md
-//! study bench [ID...] [--steps 50]    # seconds per training epoch and per test evaluation,
+//! study bench [ID...] [--steps 50] [--device cpu|cuda]
+//!                                     # seconds per training epoch and per test evaluation,
 //!                                     # and (stderr) their ratio to the recorded peers
 //! ```
 //!
@@ -18,7 +19,9 @@
 //! stderr and exit code 1, a closed or full stdout or stderr included (no
 //! panic). `study run` checks everything it can before the first epoch
 //! (data, output folder, checkpoints to resume) and holds a lock on its
-//! output folder; see the README's "Reliability" section.
+//! output folder; see the README's "Reliability" section. `--device cuda`
+//! needs a build with `--features cuda` and an NVIDIA GPU, and says so in one
+//! line before anything is loaded when either is missing (`device.rs`).
 
 // The doc comments below are clap's help text, where `<out>/<id>.json` names
 // a path, not an HTML tag.
@@ -33,6 +36,7 @@ use clap::{Args, Parser, Subcommand};
 use netdsl_experiments::bench::{peak_rss_mib, BATCH};
 use netdsl_experiments::calibration::{self, GRIDS};
 use netdsl_experiments::console::{error_line, StreamError};
+use netdsl_experiments::device::{self, DeviceKind};
 use netdsl_experiments::jobs::{self, Shard};
 use netdsl_experiments::overrides::{grid, SetArg};
 use netdsl_experiments::run::BenchCtx;
@@ -136,6 +140,9 @@ enum Command {
         repeats: usize,
         #[arg(long)]
         data: Option<PathBuf>,
+        /// Where to compute: `cuda` needs a build with `--features cuda` and an NVIDIA GPU.
+        #[arg(long, value_enum, default_value_t = DeviceKind::Cpu)]
+        device: DeviceKind,
     },
 }
 
@@ -169,6 +176,10 @@ struct TrainArgs {
     /// SLURM_ARRAY_TASK_COUNT when set.
     #[arg(long, value_name = "I/N")]
     shard: Option<Shard>,
+    /// Where to train: `cuda` needs a build with `--features cuda` and an NVIDIA GPU. The
+    /// device is part of a run's identity: --resume continues a checkpoint on its own device only.
+    #[arg(long, value_enum, default_value_t = DeviceKind::Cpu)]
+    device: DeviceKind,
 }
 
 impl TrainArgs {
@@ -195,6 +206,7 @@ impl TrainArgs {
             data: self.data,
             out,
             resume: self.resume,
+            device: self.device,
         })
     }
 }
@@ -330,12 +342,16 @@ fn real_main() -> Result<()> {
             steps,
             repeats,
             data,
+            device,
         } => {
             anyhow::ensure!(
                 steps >= 1 && repeats >= 1,
                 "--steps and --repeats must be at least 1"
             );
             let selected = select(&ids)?;
+            if let Some(line) = device::check(device)? {
+                errln!("{line}")?;
+            }
             let data = FashionMnist::load(data.as_deref()).context("loading Fashion-MNIST")?;
             // `steps * BATCH` overflows for absurd --steps: compare with the quotient instead.
             let max_steps = data.train.len() / BATCH;
@@ -351,7 +367,8 @@ fn real_main() -> Result<()> {
             };
             let mut plain_cnn3a = None; // for cnn3c's cost of augmentation
             for v in selected {
-                let b = (v.bench)(v, &ctx).with_context(|| format!("variant {}", v.id))?;
+                let bench = v.on(device)?.bench;
+                let b = bench(v, &ctx).with_context(|| format!("variant {}", v.id))?;
                 outln!(
                     "{} train_epoch_s={:.3} eval_test_s={:.3}",
                     v.id,
@@ -359,7 +376,12 @@ fn real_main() -> Result<()> {
                     b.eval_test_s
                 )?;
                 // The ratios to the recorded peers go to stderr: stdout stays `key=value` lines.
-                if let Some(line) = peers::comparison(v.id, b.train_epoch_s, b.eval_test_s) {
+                // The peers ran on this project's CPU; a GPU epoch is set beside the study's.
+                let comparison = match device {
+                    DeviceKind::Cpu => peers::comparison(v.id, b.train_epoch_s, b.eval_test_s),
+                    DeviceKind::Cuda => peers::gpu_comparison(v.id, b.train_epoch_s),
+                };
+                if let Some(line) = comparison {
                     errln!("{line}")?;
                 }
                 match (v.id, plain_cnn3a) {

@@ -4,7 +4,8 @@
 //! 2026-11-25 as the minimum of clean, idle-gated runs. Only the fastest
 //! peer per figure is kept. Method and the peers' own timings are
 //! summarised in `runtime/PERFORMANCE.md`; rerun them on your own machine
-//! before comparing there.
+//! before comparing there. On the GPU (`--device cuda`) the study's own
+//! epoch stands in for the peers ([`gpu_comparison`]).
 
 /// A recorded peer figure: seconds and who measured them.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -43,6 +44,36 @@ pub fn comparison(id: &str, train_s: f64, eval_s: f64) -> Option<String> {
     ))
 }
 
+/// The study's 20 epochs (its training times cover 20 epochs, validation included).
+const STUDY_EPOCHS: f64 = 20.0;
+
+/// The target for a CNN3a epoch on one H200 (issue 15), seconds.
+pub const CNN3A_GPU_TARGET_S: f64 = 1.0;
+
+/// `study bench --device cuda`'s line beside a GPU epoch: the ratio to the
+/// study's own epoch (Keras on a Colab GPU: its training time / 20 epochs),
+/// and for cnn3a the target of 1 s per epoch.
+pub fn gpu_comparison(id: &str, train_s: f64) -> Option<String> {
+    let row = crate::report::study_row(id)?;
+    let theirs = row.train_seconds / STUDY_EPOCHS;
+    let mut line = format!(
+        "  {id}: epoch {:.2}x the study's Colab GPU epoch, {theirs:.2} s ({:.1} s / 20 epochs)",
+        train_s / theirs,
+        row.train_seconds
+    );
+    if id == "cnn3a" {
+        let verdict = if train_s <= CNN3A_GPU_TARGET_S {
+            "met"
+        } else {
+            "not met"
+        };
+        line.push_str(&format!(
+            "; target {CNN3A_GPU_TARGET_S} s on an H200: {verdict}"
+        ));
+    }
+    Some(line)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -59,5 +90,18 @@ mod tests {
             "{line}"
         );
         assert_eq!(comparison("cnn3c", 1.0, 1.0), None);
+    }
+
+    #[test]
+    fn gpu_epochs_are_set_beside_the_study_and_the_target() {
+        let line = gpu_comparison("cnn3a", 0.8).unwrap();
+        assert!(
+            line.contains("epoch 0.34x the study's Colab GPU epoch, 2.33 s (46.7 s / 20 epochs)"),
+            "{line}"
+        );
+        assert!(line.ends_with("target 1 s on an H200: met"), "{line}");
+        let line = gpu_comparison("cnn4a", 2.0).unwrap();
+        assert!(!line.contains("target"), "{line}");
+        assert_eq!(gpu_comparison("nope", 1.0), None);
     }
 }

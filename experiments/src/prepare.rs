@@ -222,6 +222,7 @@ mod tests {
             out: out.path().to_owned(),
             resume: false,
             progress: false,
+            device: Default::default(),
         };
         let job = |id| Job {
             variant: find(id).unwrap(),

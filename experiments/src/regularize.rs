@@ -114,10 +114,11 @@ pub fn new_values(
 
 /// Sets `overrides`' dropout rates and L2 factors on a model; nothing to do
 /// when they change none.
-pub fn apply<N>(model: &mut Model<N>, overrides: &Overrides, variant: &str) -> Result<()>
+pub fn apply<N, D>(model: &mut Model<N, D>, overrides: &Overrides, variant: &str) -> Result<()>
 where
-    N: Network + BuildOnDevice<Cpu, f32>,
-    N::Built: Trainable<N, Cpu>,
+    N: Network + BuildOnDevice<D, f32>,
+    N::Built: Trainable<N, D>,
+    D: Device<f32>,
 {
     if !overrides.touches_regularizers() {
         return Ok(());

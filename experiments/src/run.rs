@@ -5,7 +5,9 @@
 //! dropout rates and L2 factors, train (with an indicatif progress bar and a
 //! checkpoint carrying the run's identity after every epoch), evaluate,
 //! write `<stem>.json` ([`run_variant`]); and benchmarking one variant
-//! (`study bench`).
+//! (`study bench`). Both are generic over the device (`Cpu`, or `Cuda` in a
+//! build with the `cuda` feature); the variants' table holds an instance of
+//! each per device (`variants.rs`), and `--device` picks one.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -21,6 +23,7 @@ use netdsl_runtime::train::{epoch_line, Control, EpochEnd, Fit, FitPlan, Observe
 
 use crate::bench::{bench, BenchResult};
 use crate::console::StreamError;
+use crate::device::{DeviceKind, StudyDevice};
 use crate::errln;
 use crate::folder::move_aside;
 use crate::identity::{DataIdentity, Identity};
@@ -53,6 +56,8 @@ pub struct RunCtx<'a> {
     pub resume: bool,
     /// Whether progress bars are drawn (stderr a terminal).
     pub progress: bool,
+    /// `--device`: where the jobs train (checked before the context is built).
+    pub device: DeviceKind,
 }
 
 impl RunCtx<'_> {
@@ -91,7 +96,9 @@ impl RunCtx<'_> {
             self.limit,
             self.data.clone(),
         );
-        Ok(identity.with_overrides(job.overrides.clone()))
+        Ok(identity
+            .with_overrides(job.overrides.clone())
+            .on_device(self.device))
     }
 }
 
@@ -106,13 +113,21 @@ pub fn shaped_for<N: Network>(data: &Dataset) -> Dataset {
     }
 }
 
-/// Runs `job` (network `N`) as `start` says: trains, checkpointing after
-/// every epoch, evaluates on the test set and writes `<out>/<stem>.json`.
-pub fn run_variant<N>(job: &Job, ctx: &RunCtx, start: Start) -> Result<Option<RunResult>>
+/// Runs `job` (network `N`) on device `D` as `start` says: trains,
+/// checkpointing after every epoch, evaluates on the test set and writes
+/// `<out>/<stem>.json`. `D` must be the context's `--device`.
+pub fn run_variant<N, D>(job: &Job, ctx: &RunCtx, start: Start) -> Result<Option<RunResult>>
 where
-    N: Network + BuildOnDevice<Cpu, f32>,
-    N::Built: Trainable<N, Cpu>,
+    N: Network + BuildOnDevice<D, f32>,
+    N::Built: Trainable<N, D>,
+    D: StudyDevice,
 {
+    anyhow::ensure!(
+        ctx.device == D::KIND,
+        "internal: a {} run in a --device {} session",
+        D::KIND,
+        ctx.device
+    );
     let variant = job.variant;
     let stem = job.stem();
     let id = stem.as_str();
@@ -147,8 +162,8 @@ where
 
     let train = shaped_for::<N>(ctx.train);
     let (val, test) = (shaped_for::<N>(ctx.val), shaped_for::<N>(ctx.test));
-    let dev = Cpu::seed_from_u64(fit.seed);
-    let mut model = Model::<N>::new(&dev)?;
+    let dev = D::seeded(fit.seed)?;
+    let mut model = Model::<N, D>::new(&dev)?;
     regularize::apply(&mut model, &job.overrides, variant.id)?;
     let mut trainer = match start {
         Start::Resume { done, .. } => {
@@ -245,10 +260,11 @@ impl<'a> Progress<'a> {
     }
 }
 
-impl<N> Observer<N, Cpu> for Progress<'_>
+impl<N, D> Observer<N, D> for Progress<'_>
 where
-    N: Network + BuildOnDevice<Cpu, f32>,
-    N::Built: Trainable<N, Cpu>,
+    N: Network + BuildOnDevice<D, f32>,
+    N::Built: Trainable<N, D>,
+    D: Device<f32>,
 {
     fn on_fit_begin(&mut self, plan: &FitPlan) {
         if !self.draw {
@@ -278,7 +294,7 @@ where
         self.batches.inc(1);
     }
 
-    fn on_epoch_end(&mut self, end: &EpochEnd<'_, N, Cpu>) -> netdsl_runtime::Result<Control> {
+    fn on_epoch_end(&mut self, end: &EpochEnd<'_, N, D>) -> netdsl_runtime::Result<Control> {
         save_training(
             self.checkpoint,
             end.model,
@@ -314,12 +330,14 @@ pub struct BenchCtx<'a> {
     pub repeats: usize,
 }
 
-/// Times a training epoch and a test evaluation of one variant (see [`crate::bench`]).
-pub fn bench_variant<N>(variant: &Variant, ctx: &BenchCtx) -> Result<BenchResult>
+/// Times a training epoch and a test evaluation of one variant on device
+/// `D` (see [`crate::bench`]).
+pub fn bench_variant<N, D>(variant: &Variant, ctx: &BenchCtx) -> Result<BenchResult>
 where
-    N: Network + BuildOnDevice<Cpu, f32>,
-    N::Built: Trainable<N, Cpu>,
+    N: Network + BuildOnDevice<D, f32>,
+    N::Built: Trainable<N, D>,
+    D: StudyDevice,
 {
     let augment = variant.augment.then(study_augment);
-    bench::<N>(ctx.data, augment, ctx.steps, ctx.repeats)
+    bench::<N, D>(ctx.data, augment, ctx.steps, ctx.repeats)
 }

@@ -1,8 +1,10 @@
-//! One `study run` (also `study sweep` and `study calibrate`): load the
-//! data, hold the output folder, check every job before the first epoch,
-//! then run them one after another.
+//! One `study run` (also `study sweep` and `study calibrate`): check the
+//! device, load the data, hold the output folder, check every job before the
+//! first epoch, then run them one after another.
 //!
 //! ```text
+//! --device    checked first (device.rs): `cuda` without a usable GPU fails before
+//!             any data is read or file written
 //! unsharded   lock <out> exclusively; remove stale temporary files; prepare every job; run
 //! shard I/N   the jobs k with k % N == I; lock <out> shared and each of those jobs
 //!             exclusively (<out>/.locks/<stem>.lock); remove their temporary files;
@@ -18,6 +20,7 @@ use anyhow::{Context, Result};
 use netdsl_runtime::data::FashionMnist;
 
 use crate::bench::peak_rss_mib;
+use crate::device::{self, DeviceKind};
 use crate::identity::DataIdentity;
 use crate::jobs::{Job, Shard};
 use crate::run::RunCtx;
@@ -37,12 +40,17 @@ pub struct Session {
     pub data: Option<PathBuf>,
     pub out: PathBuf,
     pub resume: bool,
+    /// `--device`.
+    pub device: DeviceKind,
 }
 
 impl Session {
     /// Runs the session's jobs (this shard's), printing one line per job
     /// that ran on stdout.
     pub fn run(self) -> Result<()> {
+        if let Some(line) = device::check(self.device)? {
+            errln!("{line}")?;
+        }
         let fit = study_fit(self.epochs, self.batch, 0, None);
         fit.check()?;
         let total = self.jobs.len();
@@ -119,6 +127,7 @@ impl Session {
             out: out.clone(),
             resume: self.resume,
             progress: std::io::stderr().is_terminal(),
+            device: self.device,
         };
         // Every job is checked before the first one trains.
         let starts = jobs
@@ -129,8 +138,8 @@ impl Session {
             errln!("shard {shard}: {} of {total} jobs", jobs.len())?;
         }
         for (job, start) in jobs.iter().zip(starts) {
-            let Some(r) = (job.variant.run)(job, &ctx, start).with_context(|| job_name(job))?
-            else {
+            let run = job.variant.on(self.device)?.run;
+            let Some(r) = run(job, &ctx, start).with_context(|| job_name(job))? else {
                 continue;
             };
             let last = r.epochs.last().context("no epoch ran")?;

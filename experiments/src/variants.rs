@@ -91,9 +91,13 @@ network! {
     }
 }
 
+use crate::device::DeviceKind;
 use crate::prepare::{prepare_variant, PrepareFn};
 use crate::run::{bench_variant, run_variant, BenchFn, RunFn};
 use netdsl_runtime::data::Augment;
+use netdsl_runtime::dfdx::prelude::Cpu;
+#[cfg(feature = "cuda")]
+use netdsl_runtime::dfdx::prelude::Cuda;
 use netdsl_runtime::network::{Network, Summary};
 use netdsl_runtime::optim::Optimizer;
 use netdsl_runtime::train::Fit;
@@ -147,10 +151,36 @@ pub struct Variant {
     pub augment: bool,
     pub params: usize,
     pub summary: fn() -> Summary,
-    /// Checks a run before anything trains and decides how it starts.
+    /// Checks a run before anything trains and decides how it starts (on
+    /// the CPU, whatever the device: checks only).
     pub prepare: PrepareFn,
+    /// Runs and benchmarks on the CPU.
+    pub cpu: OnDevice,
+    /// Runs and benchmarks on the GPU (builds with the `cuda` feature).
+    #[cfg(feature = "cuda")]
+    pub cuda: OnDevice,
+}
+
+/// A variant's run and benchmark, instantiated for one device.
+#[derive(Debug)]
+pub struct OnDevice {
     pub run: RunFn,
     pub bench: BenchFn,
+}
+
+impl Variant {
+    /// The run and benchmark on `device`; `--device cuda` in a build
+    /// without the `cuda` feature is an error saying how to build with it
+    /// (also checked before any data is loaded: `device::check`).
+    pub fn on(&self, device: DeviceKind) -> anyhow::Result<&OnDevice> {
+        match device {
+            DeviceKind::Cpu => Ok(&self.cpu),
+            #[cfg(feature = "cuda")]
+            DeviceKind::Cuda => Ok(&self.cuda),
+            #[cfg(not(feature = "cuda"))]
+            DeviceKind::Cuda => anyhow::bail!(crate::device::NOT_BUILT),
+        }
+    }
 }
 
 macro_rules! variant {
@@ -163,8 +193,15 @@ macro_rules! variant {
             params: <$net as Network>::PARAMS,
             summary: <$net as Network>::summary,
             prepare: prepare_variant::<$net>,
-            run: run_variant::<$net>,
-            bench: bench_variant::<$net>,
+            cpu: OnDevice {
+                run: run_variant::<$net, Cpu>,
+                bench: bench_variant::<$net, Cpu>,
+            },
+            #[cfg(feature = "cuda")]
+            cuda: OnDevice {
+                run: run_variant::<$net, Cuda>,
+                bench: bench_variant::<$net, Cuda>,
+            },
         }
     };
 }

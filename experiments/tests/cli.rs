@@ -142,6 +142,40 @@ fn bad_input_is_a_one_line_error() {
     assert!(e.contains("/nonexistent/fmnist"), "{e}");
 }
 
+/// `--device cuda` in the default build (no `cuda` feature): one line saying
+/// how to build with it, exit code 1, before any data is read or file written.
+/// (A `cuda` build without a GPU is tested in tests/cuda.rs.)
+#[cfg(not(feature = "cuda"))]
+#[test]
+fn device_cuda_without_the_feature_is_a_one_line_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("results");
+    let out = out.to_str().unwrap();
+    for args in [
+        format!("run dnn1 --device cuda --out {out}"),
+        "run dnn1 --device cuda --data /nonexistent/fmnist".to_owned(),
+        format!("sweep dnn1 --set lr=0.001,0.003 --device cuda --out {out}"),
+        "bench dnn2 --device cuda --data /nonexistent/fmnist".to_owned(),
+    ] {
+        let args: Vec<&str> = args.split_whitespace().collect();
+        let e = fails(&args);
+        assert!(e.starts_with("error: --device cuda: "), "{args:?}: {e}");
+        assert!(e.contains("built without CUDA"), "{e}");
+        assert!(e.contains("--features cuda"), "{e}");
+        let code = study().args(&args).output().unwrap().status.code();
+        assert_eq!(code, Some(1), "{args:?}");
+    }
+    assert!(!dir.path().join("results").exists(), "nothing written");
+    // clap's own usage error (several lines, exit code 2) names the choices.
+    let tpu = study()
+        .args(["run", "dnn1", "--device", "tpu"])
+        .output()
+        .unwrap();
+    let e = String::from_utf8_lossy(&tpu.stderr);
+    assert_eq!(tpu.status.code(), Some(2), "{e}");
+    assert!(e.contains("possible values: cpu, cuda"), "{e}");
+}
+
 /// A run's JSON with the wall-clock fields (and the thread count) blanked.
 fn without_clock(path: &std::path::Path) -> serde_json::Value {
     let mut v: serde_json::Value =
@@ -372,14 +406,16 @@ fn unwritable_output_and_foreign_checkpoint_are_one_line_errors() {
 /// code 1, quietly (the reader has gone), and no panic.
 #[test]
 fn closed_stdout_is_not_a_panic() {
-    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("study"))
+    // The reader goes away before the program starts: closing it after the
+    // spawn raced with the program, whose 13 kB fit the pipe's buffer.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = std::process::Command::new(assert_cmd::cargo::cargo_bin("study"))
         .arg("summary")
-        .stdout(std::process::Stdio::piped())
+        .stdout(writer)
         .stderr(std::process::Stdio::piped())
-        .spawn()
+        .output()
         .unwrap();
-    drop(child.stdout.take()); // the reader goes away before the first line
-    let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "stderr {stderr}");
     assert!(stderr.is_empty(), "{stderr}");

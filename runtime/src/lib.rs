@@ -37,6 +37,12 @@
 //! - [`metrics`]: histories, evaluations, and their snapshots for tests;
 //!   [`plot`]: learning curves, comparisons, confusion matrices as PNG.
 //!
+//! Models train on the CPU (`Cpu`), or on an NVIDIA GPU with the `cuda`
+//! feature (dfdx's `Cuda`, built with `cuda_device`, which checks the driver
+//! first; [`cuda_available`] says whether there is one). A `cuda` build needs
+//! the driver's `libcuda.so.1` to start at all: use the default build on
+//! machines without one.
+//!
 //! Users depend on this crate alone: it re-exports the [`network!`] macro and
 //! [`dfdx`] itself, so their versions cannot drift apart.
 
@@ -64,6 +70,9 @@ pub mod train;
 /// users need no dependency of their own).
 pub use dfdx;
 pub use error::{Error, Result};
+pub use model::cuda_available;
+#[cfg(feature = "cuda")]
+pub use model::{cuda_device, cuda_probe, CudaInfo};
 pub use netdsl_macros::network;
 
 /// What a user of the library needs in scope: `use netdsl_runtime::prelude::*;`.
@@ -80,6 +89,8 @@ pub mod prelude {
         Control, EarlyStopping, EpochEnd, Fit, FitPlan, Monitor, Observer, PrintEpochs, Trainer,
         Validation,
     };
+    #[cfg(feature = "cuda")]
+    pub use dfdx::prelude::Cuda;
     pub use dfdx::prelude::{Const, Cpu, Rank1, Rank3, Tensor, TensorFrom, TensorFromVec};
     pub use netdsl_macros::network;
 }

@@ -4,6 +4,11 @@
 //! ([`Model::predict`], `predict.rs`) and checkpoints ([`Model::save`],
 //! [`Model::load`], `checkpoint.rs`).
 //!
+//! The device is a type parameter: `Cpu`, or with the `cuda` feature dfdx's
+//! `Cuda`, built with `cuda_device` (which asks the driver first, so that a
+//! machine without a GPU gets an error, not cudarc's panic); see
+//! [`cuda_available`].
+//!
 //! ```
 //! use netdsl_runtime::prelude::*;
 //!
@@ -365,6 +370,227 @@ impl<D: Device<f32>, I: Iterator<Item = Vec<f32>>> TensorVisitor<f32, D> for Wri
             }
         }
         Ok(None)
+    }
+}
+
+// ---- choosing a device ----------------------------------------------------
+
+/// Whether this build can train on a GPU: built with the `cuda` feature, the
+/// NVIDIA driver answers and reports at least one device ([`cuda_probe`]).
+/// Always `false` without the feature.
+#[cfg(feature = "cuda")]
+pub fn cuda_available() -> bool {
+    cuda_probe().is_ok()
+}
+
+/// Whether this build can train on a GPU: never, it was built without the
+/// `cuda` feature.
+#[cfg(not(feature = "cuda"))]
+pub fn cuda_available() -> bool {
+    false
+}
+
+/// What the NVIDIA driver reports, as [`cuda_probe`] found it.
+#[cfg(feature = "cuda")]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CudaInfo {
+    /// The driver's CUDA version, e.g. `13000` for 13.0.
+    pub driver_version: i32,
+    /// Devices the driver sees.
+    pub devices: usize,
+    /// Device 0's name, e.g. `NVIDIA H200`.
+    pub name: String,
+    /// Device 0's compute capability, e.g. `(9, 0)`.
+    pub compute_capability: (i32, i32),
+}
+
+#[cfg(feature = "cuda")]
+impl std::fmt::Display for CudaInfo {
+    /// `NVIDIA H200 (sm_90), 1 device, driver CUDA 13.0`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (major, minor) = self.compute_capability;
+        let v = self.driver_version;
+        write!(
+            f,
+            "{} (sm_{major}{minor}), {} device{}, driver CUDA {}.{}",
+            self.name,
+            self.devices,
+            if self.devices == 1 { "" } else { "s" },
+            v / 1000,
+            v % 1000 / 10
+        )
+    }
+}
+
+/// Asks the NVIDIA driver (`cuInit`, `cuDeviceGetCount`, device 0's name)
+/// whether there is a device to build on, without building anything.
+///
+/// dfdx's `Cuda::seed_from_u64` and `Cuda::try_build` call cudarc's
+/// `CudaDevice::new`, which unwraps `cuInit`: without a working driver they
+/// panic. This probe turns that into an error naming the driver's code.
+/// A `cuda` build links the driver's `libcuda.so.1` when it loads, so on a
+/// machine without any NVIDIA driver it does not start at all; the link-only
+/// stub of `scripts/cuda-toolkit.sh` makes `cuInit` fail with
+/// `CUDA_ERROR_STUB_LIBRARY` instead.
+///
+/// # Errors
+/// [`Error::Device`] when the driver fails to initialise or sees no device.
+#[cfg(feature = "cuda")]
+pub fn cuda_probe() -> Result<CudaInfo> {
+    use driver::{
+        check, cuDeviceGet, cuDeviceGetAttribute, cuDeviceGetCount, cuDeviceGetName,
+        cuDriverGetVersion, cuInit, COMPUTE_CAPABILITY_MAJOR, COMPUTE_CAPABILITY_MINOR,
+    };
+    use std::ffi::{c_char, c_int, CStr};
+    // SAFETY: each declaration in `driver` matches cuda.h (CUdevice, CUresult
+    // and CUdevice_attribute are C ints), and each call gets pointers to live
+    // locals of the type it writes. cuDeviceGetName writes at most `len`
+    // bytes into `name`; its last byte is set to NUL afterwards, so
+    // `CStr::from_ptr` finds a terminator inside the buffer whatever the
+    // driver wrote.
+    unsafe {
+        check("cuInit", cuInit(0))?;
+        let mut version: c_int = 0;
+        check("cuDriverGetVersion", cuDriverGetVersion(&mut version))?;
+        let mut count: c_int = 0;
+        check("cuDeviceGetCount", cuDeviceGetCount(&mut count))?;
+        if count < 1 {
+            return Err(Error::Device(
+                "the NVIDIA driver answers but sees no CUDA device".into(),
+            ));
+        }
+        let mut device: c_int = 0;
+        check("cuDeviceGet", cuDeviceGet(&mut device, 0))?;
+        let mut name = [0 as c_char; 256];
+        check(
+            "cuDeviceGetName",
+            cuDeviceGetName(name.as_mut_ptr(), name.len() as c_int, device),
+        )?;
+        name[name.len() - 1] = 0;
+        let (mut major, mut minor): (c_int, c_int) = (0, 0);
+        check(
+            "cuDeviceGetAttribute",
+            cuDeviceGetAttribute(&mut major, COMPUTE_CAPABILITY_MAJOR, device),
+        )?;
+        check(
+            "cuDeviceGetAttribute",
+            cuDeviceGetAttribute(&mut minor, COMPUTE_CAPABILITY_MINOR, device),
+        )?;
+        Ok(CudaInfo {
+            driver_version: version,
+            devices: count as usize,
+            name: CStr::from_ptr(name.as_ptr()).to_string_lossy().into_owned(),
+            compute_capability: (major, minor),
+        })
+    }
+}
+
+/// dfdx's CUDA device 0, seeded with `seed` (the seed drives the
+/// parameters' initialisation and dropout, as on the CPU), after
+/// [`cuda_probe`] found a device: an error instead of cudarc's panic.
+///
+/// # Errors
+/// [`Error::Device`] from the probe, from building the device (cuBLAS,
+/// streams), or when building it panics after all.
+#[cfg(feature = "cuda")]
+pub fn cuda_device(seed: u64) -> Result<Cuda> {
+    cuda_probe()?;
+    // The probe checked what cudarc unwraps first (cuInit, device 0); it also
+    // unwraps retaining the device's primary context, which can still fail
+    // (a device in exclusive-process mode, out of memory). The panic message
+    // is printed by the panic hook, the error then says what failed.
+    match std::panic::catch_unwind(|| Cuda::try_build(0, seed)) {
+        Ok(Ok(device)) => Ok(device),
+        Ok(Err(e)) => Err(Error::Device(format!("building the CUDA device: {e:?}"))),
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| panic.downcast_ref::<&str>().copied())
+                .unwrap_or("no message");
+            Err(Error::Device(format!(
+                "building the CUDA device panicked: {what}"
+            )))
+        }
+    }
+}
+
+/// The driver's entry points that [`cuda_probe`] calls, resolved by the
+/// `-lcuda` that cudarc's build script adds. `CUresult` is a plain `c_int`
+/// here: cudarc declares it as a Rust enum of CUDA 11.8's codes, and a code
+/// a newer driver added would be undefined behaviour as that enum.
+#[cfg(feature = "cuda")]
+mod driver {
+    use std::ffi::{c_char, c_int, c_uint, CStr};
+
+    use crate::error::{Error, Result};
+
+    /// `CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR` and `_MINOR` (cuda.h).
+    pub const COMPUTE_CAPABILITY_MAJOR: c_int = 75;
+    pub const COMPUTE_CAPABILITY_MINOR: c_int = 76;
+
+    extern "C" {
+        pub fn cuInit(flags: c_uint) -> c_int;
+        pub fn cuDriverGetVersion(version: *mut c_int) -> c_int;
+        pub fn cuDeviceGetCount(count: *mut c_int) -> c_int;
+        pub fn cuDeviceGet(device: *mut c_int, ordinal: c_int) -> c_int;
+        pub fn cuDeviceGetName(name: *mut c_char, len: c_int, device: c_int) -> c_int;
+        pub fn cuDeviceGetAttribute(value: *mut c_int, attribute: c_int, device: c_int) -> c_int;
+        fn cuGetErrorName(error: c_int, name: *mut *const c_char) -> c_int;
+        fn cuGetErrorString(error: c_int, text: *mut *const c_char) -> c_int;
+    }
+
+    /// `Ok` for `CUDA_SUCCESS`, else an error naming the call and the code:
+    /// `cuInit failed: CUDA_ERROR_NO_DEVICE (100): no CUDA-capable device is
+    /// detected; no NVIDIA GPU is visible (CUDA_VISIBLE_DEVICES?)`.
+    pub fn check(call: &str, code: c_int) -> Result<()> {
+        if code == 0 {
+            return Ok(());
+        }
+        // SAFETY: `f` is cuGetErrorName or cuGetErrorString, declared as in
+        // cuda.h; each writes through the valid `&mut s` either a pointer to a
+        // static NUL-terminated string or nothing (returning an error, with
+        // `s` still null), and `s` is read only after success and a null check.
+        let text = |f: unsafe extern "C" fn(c_int, *mut *const c_char) -> c_int| unsafe {
+            let mut s: *const c_char = std::ptr::null();
+            (f(code, &mut s) == 0 && !s.is_null())
+                .then(|| CStr::from_ptr(s).to_string_lossy().into_owned())
+        };
+        // The stub of scripts/cuda-toolkit.sh answers both with its own text.
+        let name = text(cuGetErrorName)
+            .filter(|n| n.starts_with("CUDA_ERROR_"))
+            .or_else(|| known_name(code).map(String::from))
+            .unwrap_or_else(|| "CUresult".into());
+        let mut line = format!("{call} failed: {name} ({code})");
+        if let Some(description) = text(cuGetErrorString) {
+            line = format!("{line}: {description}");
+        }
+        let hint = match code {
+            34 => {
+                "; the loader found a stub libcuda.so.1, not the NVIDIA driver's (LD_LIBRARY_PATH?)"
+            }
+            35 => "; the NVIDIA driver is older than this build's CUDA 13.0",
+            100 => "; no NVIDIA GPU is visible (CUDA_VISIBLE_DEVICES?)",
+            _ => "",
+        };
+        Err(Error::Device(format!("{line}{hint}")))
+    }
+
+    /// cuda.h's names of the codes a missing or unusable driver returns.
+    fn known_name(code: c_int) -> Option<&'static str> {
+        Some(match code {
+            3 => "CUDA_ERROR_NOT_INITIALIZED",
+            34 => "CUDA_ERROR_STUB_LIBRARY",
+            35 => "CUDA_ERROR_INSUFFICIENT_DRIVER",
+            46 => "CUDA_ERROR_DEVICE_UNAVAILABLE",
+            100 => "CUDA_ERROR_NO_DEVICE",
+            101 => "CUDA_ERROR_INVALID_DEVICE",
+            802 => "CUDA_ERROR_SYSTEM_NOT_READY",
+            803 => "CUDA_ERROR_SYSTEM_DRIVER_MISMATCH",
+            804 => "CUDA_ERROR_COMPAT_NOT_SUPPORTED_ON_DEVICE",
+            999 => "CUDA_ERROR_UNKNOWN",
+            _ => return None,
+        })
     }
 }
 
