@@ -83,6 +83,7 @@ fn signature(kind: LayerKind) -> Signature {
         LayerKind::Dropout => (&["rate"], &[], "dropout<0.5>"),
         LayerKind::Flatten => (&[], &[], "flatten"),
         LayerKind::Relu => (&[], &[], "relu"),
+        LayerKind::LeakyRelu => (&[], &["alpha"], "leaky_relu<alpha = 0.1>"),
         LayerKind::Tanh => (&[], &[], "tanh"),
         LayerKind::Sigmoid => (&[], &[], "sigmoid"),
     };
@@ -148,6 +149,7 @@ pub fn check_layer_args(errors: &mut Errors, layer: &Layer) -> Option<Spec> {
     let mut stride = None;
     let mut pad = None;
     let mut l2 = None;
+    let mut alpha = None;
     let mut seen: Vec<&syn::Ident> = Vec::new();
     let mut index = 0;
     for arg in items {
@@ -181,6 +183,7 @@ pub fn check_layer_args(errors: &mut Errors, layer: &Layer) -> Option<Spec> {
                         "stride" => stride = check_size(errors, &opt.value, "stride"),
                         "pad" => pad = check_padding(errors, &opt.value),
                         "l2" => l2 = check_l2(errors, &opt.value),
+                        "alpha" => alpha = check_alpha(errors, &opt.value),
                         _ => unreachable!("options listed in signature()"),
                     }
                 }
@@ -214,6 +217,7 @@ pub fn check_layer_args(errors: &mut Errors, layer: &Layer) -> Option<Spec> {
         LayerKind::Dropout => Spec::Dropout { rate: rate? },
         LayerKind::Flatten => Spec::Flatten,
         LayerKind::Relu => Spec::Relu,
+        LayerKind::LeakyRelu => Spec::LeakyRelu { alpha },
         LayerKind::Tanh => Spec::Tanh,
         LayerKind::Sigmoid => Spec::Sigmoid,
     };
@@ -226,8 +230,15 @@ pub fn check_layer_args(errors: &mut Errors, layer: &Layer) -> Option<Spec> {
 fn extra_argument(kind: LayerKind, sig: &Signature, positional: &[&Value]) -> String {
     let word = kind.word();
     let want = sig.positional.len();
-    if want == 0 {
+    if want == 0 && sig.options.is_empty() {
         return format!("`{word}` takes no arguments; write `{word}`");
+    }
+    if want == 0 {
+        // `leaky_relu<0.1>`: the slope is an option.
+        let value = positional[0].text();
+        return format!(
+            "`{word}` takes its slope as an option: write `{word}<alpha = {value}>`"
+        );
     }
     let takes = sig.positional.join(" and ");
     if !sig.options.contains(&"stride") {
@@ -455,6 +466,33 @@ fn check_l2(errors: &mut Errors, value: &Value) -> Option<Float> {
         ),
         Ok(f) => return Some(f),
         Err(msg) => msg,
+    };
+    errors.error_spanned(value, msg);
+    None
+}
+
+/// `leaky_relu<alpha = A>` with A >= 0 (Keras rejects a negative slope) and
+/// finite as `f32` (the slope is stored as `f32` bits).
+///
+/// ```text
+/// leaky_relu<alpha = -0.1>   leaky_relu<alpha = 1e39>   leaky_relu<alpha = big>
+/// ```
+fn check_alpha(errors: &mut Errors, value: &Value) -> Option<Float> {
+    if !check_no_suffix(errors, value) {
+        return None;
+    }
+    let msg = match real(value) {
+        Ok(f) if f.value < 0.0 => format!(
+            "leaky_relu slope must be >= 0, got `{}`; Keras' default is `0.3`",
+            f.text
+        ),
+        Ok(f) if !(f.value as f32).is_finite() => format!(
+            "leaky_relu slope `{}` is too large for f32 (at most {:e})",
+            f.text,
+            f32::MAX
+        ),
+        Ok(f) => return Some(f),
+        Err(msg) => format!("leaky_relu slope: {msg}"),
     };
     errors.error_spanned(value, msg);
     None

@@ -8,7 +8,7 @@
 //!     dims      := value (',' value)* ','?        // <C, H, W> image or <N> vector
 //!     layers    := layer (',' layer)* ','?
 //! layer     := KIND ('<' arg (',' arg)* ','? '>')?
-//!     KIND      := dense | conv | maxpool | flatten | dropout | relu | tanh | sigmoid
+//!     KIND      := dense | conv | maxpool | flatten | dropout | relu | leaky_relu | tanh | sigmoid
 //!     arg       := value                          // positional: sizes, rate
 //!                | IDENT '=' value                // option: stride = 2, pad = same, l2 = 1e-3
 //!     value     := '-'? INT | '-'? FLOAT | IDENT
@@ -37,6 +37,7 @@ pub mod kw {
     syn::custom_keyword!(flatten);
     syn::custom_keyword!(dropout);
     syn::custom_keyword!(relu);
+    syn::custom_keyword!(leaky_relu);
     syn::custom_keyword!(tanh);
     syn::custom_keyword!(sigmoid);
 }
@@ -88,6 +89,7 @@ pub enum LayerKind {
     Flatten,
     Dropout,
     Relu,
+    LeakyRelu,
     Tanh,
     Sigmoid,
 }
@@ -120,13 +122,14 @@ pub enum Value {
 }
 
 impl LayerKind {
-    pub const ALL: [LayerKind; 8] = [
+    pub const ALL: [LayerKind; 9] = [
         LayerKind::Dense,
         LayerKind::Conv,
         LayerKind::MaxPool,
         LayerKind::Flatten,
         LayerKind::Dropout,
         LayerKind::Relu,
+        LayerKind::LeakyRelu,
         LayerKind::Tanh,
         LayerKind::Sigmoid,
     ];
@@ -140,6 +143,7 @@ impl LayerKind {
             LayerKind::Flatten => "flatten",
             LayerKind::Dropout => "dropout",
             LayerKind::Relu => "relu",
+            LayerKind::LeakyRelu => "leaky_relu",
             LayerKind::Tanh => "tanh",
             LayerKind::Sigmoid => "sigmoid",
         }
@@ -209,6 +213,8 @@ impl Parse for Layer {
             LayerKind::Dropout
         } else if lookahead.peek(kw::relu) {
             LayerKind::Relu
+        } else if lookahead.peek(kw::leaky_relu) {
+            LayerKind::LeakyRelu
         } else if lookahead.peek(kw::tanh) {
             LayerKind::Tanh
         } else if lookahead.peek(kw::sigmoid) {
@@ -263,6 +269,7 @@ fn alias(word: &str) -> Option<Alias> {
         "maxpool2d" | "maxpooling2d" => "maxpool",
         "linear" | "fc" | "fullyconnected" => "dense",
         "flatten2d" => "flatten",
+        "leakyrelu" => "leaky_relu",
         "softmax" | "logsoftmax" => return Some(Alias::Softmax),
         _ => return None,
     };

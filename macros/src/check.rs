@@ -58,6 +58,10 @@ pub enum Spec {
         rate: Float,
     },
     Relu,
+    /// `leaky_relu<alpha = A>`; `alpha` is Keras' default 0.3 when not written.
+    LeakyRelu {
+        alpha: Option<Float>,
+    },
     Tanh,
     Sigmoid,
 }
@@ -181,7 +185,11 @@ impl Spec {
             },
             Spec::MaxPool { kernel, stride } => Op::MaxPool { kernel, stride },
             Spec::Flatten => Op::Flatten,
-            Spec::Dropout { .. } | Spec::Relu | Spec::Tanh | Spec::Sigmoid => Op::Elementwise,
+            Spec::Dropout { .. }
+            | Spec::Relu
+            | Spec::LeakyRelu { .. }
+            | Spec::Tanh
+            | Spec::Sigmoid => Op::Elementwise,
         }
     }
 }
@@ -221,6 +229,8 @@ pub fn describe_spec(spec: &Spec) -> String {
         Spec::Flatten => "flatten".into(),
         Spec::Dropout { rate } => format!("dropout<{}>", rate.text),
         Spec::Relu => "relu".into(),
+        Spec::LeakyRelu { alpha: None } => "leaky_relu".into(),
+        Spec::LeakyRelu { alpha: Some(a) } => format!("leaky_relu<alpha = {}>", a.text),
         Spec::Tanh => "tanh".into(),
         Spec::Sigmoid => "sigmoid".into(),
     }
@@ -645,6 +655,26 @@ mod tests {
         assert!(
             err.starts_with("network names starting with `__` are reserved"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn leaky_relu_slope() {
+        let layers = check_one(quote!(N<784> { dense<8>, leaky_relu, leaky_relu<alpha = 0.1> }))
+            .unwrap();
+        assert_eq!(layers[1].0, "leaky_relu");
+        assert_eq!(layers[2].0, "leaky_relu<alpha = 0.1>");
+        assert_eq!(layers[2].1, "8");
+        let errs = errors(quote!(N<784> {
+            leaky_relu<0.1>, leaky_relu<alpha = -0.5>, leaky_relu<slope = 0.1>,
+        }));
+        assert_eq!(
+            errs,
+            [
+                "`leaky_relu` takes its slope as an option: write `leaky_relu<alpha = 0.1>`",
+                "leaky_relu slope must be >= 0, got `-0.5`; Keras' default is `0.3`",
+                "unknown option `slope` for `leaky_relu`; it takes `alpha`",
+            ]
         );
     }
 

@@ -293,6 +293,11 @@ fn expand_layer(layer: &CheckedLayer) -> TokenStream {
             quote_spanned!(span=> ::netdsl_runtime::nn::builders::Dropout<#bits>)
         }
         (Spec::Relu, _, _) => quote_spanned!(span=> ::netdsl_runtime::nn::builders::ReLU),
+        (Spec::LeakyRelu { alpha }, _, _) => {
+            // Keras' default slope, `LeakyReLU(negative_slope=0.3)`.
+            let bits = f32_bits(alpha.as_ref().map_or(0.3, |a| a.value));
+            quote_spanned!(span=> ::netdsl_runtime::nn::builders::LeakyReLU<#bits>)
+        }
         (Spec::Tanh, _, _) => quote_spanned!(span=> ::netdsl_runtime::nn::builders::Tanh),
         (Spec::Sigmoid, _, _) => quote_spanned!(span=> ::netdsl_runtime::nn::builders::Sigmoid),
         // check() only lets through layers whose input fits; keep codegen total anyway.

@@ -19,6 +19,7 @@ mod dropout;
 mod flatten;
 mod gemm;
 mod l2;
+mod leaky_relu;
 mod max_pool2d;
 mod recycle;
 /// Run-time choice of AVX2 + FMA for loops outside `nn` too (`optim.rs`'s
@@ -38,6 +39,7 @@ pub mod builders {
     pub use super::dense::builder::Dense;
     pub use super::dropout::builder::Dropout;
     pub use super::flatten::builder::Flatten;
+    pub use super::leaky_relu::builder::LeakyReLU;
     pub use super::max_pool2d::builder::MaxPool2D;
     pub use dfdx::nn::builders::{ReLU, Sigmoid, Tanh};
 }
@@ -49,6 +51,7 @@ pub mod modules {
     pub use super::dense::{Dense, DenseKernel};
     pub use super::dropout::{Dropout, DropoutKernel};
     pub use super::flatten::Flatten;
+    pub use super::leaky_relu::{LeakyReLU, LeakyReLUKernel};
     pub use super::max_pool2d::{MaxPool2D, MaxPool2DKernel};
     pub use dfdx::nn::modules::{ReLU, Sigmoid, Tanh};
 }
