@@ -73,10 +73,10 @@ struct Signature {
 
 fn signature(kind: LayerKind) -> Signature {
     let (positional, options, example): (&[&str], &[&str], &str) = match kind {
-        LayerKind::Dense => (&["units"], &["l2"], "dense<128>"),
+        LayerKind::Dense => (&["units"], &["l2", "bias"], "dense<128>"),
         LayerKind::Conv => (
             &["filters", "kernel size"],
-            &["stride", "pad", "l2"],
+            &["stride", "pad", "l2", "bias"],
             "conv<32, 3>",
         ),
         LayerKind::MaxPool => (&["pool size"], &["stride"], "maxpool<2>"),
@@ -150,6 +150,7 @@ pub fn check_layer_args(errors: &mut Errors, layer: &Layer) -> Option<Spec> {
     let mut pad = None;
     let mut l2 = None;
     let mut alpha = None;
+    let mut bias = None;
     let mut seen: Vec<&syn::Ident> = Vec::new();
     let mut index = 0;
     for arg in items {
@@ -184,6 +185,7 @@ pub fn check_layer_args(errors: &mut Errors, layer: &Layer) -> Option<Spec> {
                         "pad" => pad = check_padding(errors, &opt.value),
                         "l2" => l2 = check_l2(errors, &opt.value),
                         "alpha" => alpha = check_alpha(errors, &opt.value),
+                        "bias" => bias = check_bool(errors, &opt.value, "bias"),
                         _ => unreachable!("options listed in signature()"),
                     }
                 }
@@ -199,6 +201,7 @@ pub fn check_layer_args(errors: &mut Errors, layer: &Layer) -> Option<Spec> {
         LayerKind::Dense => Spec::Dense {
             units: (*sizes.first()?)?,
             l2,
+            bias: bias.unwrap_or(true),
         },
         LayerKind::Conv => Spec::Conv {
             filters: (*sizes.first()?)?,
@@ -206,6 +209,7 @@ pub fn check_layer_args(errors: &mut Errors, layer: &Layer) -> Option<Spec> {
             stride: stride.unwrap_or(1),
             pad: pad.unwrap_or(Padding::Valid),
             l2,
+            bias: bias.unwrap_or(true),
         },
         LayerKind::MaxPool => {
             let kernel = (*sizes.first()?)?;
@@ -303,7 +307,9 @@ fn check_size(errors: &mut Errors, value: &Value, what: &str) -> Option<usize> {
             "{what} must be an integer, got `{}`; write a whole number without a decimal point",
             value.text()
         ),
-        Value::Word(word) => format!("{what} must be an integer, got `{word}`"),
+        Value::Word(_) | Value::Bool(_) => {
+            format!("{what} must be an integer, got `{}`", value.text())
+        }
         Value::Str(lit) => {
             let fix = quoted_number(lit).unwrap_or_else(|| "the number".into());
             format!(
@@ -425,7 +431,9 @@ fn real(value: &Value) -> Result<Float, String> {
     let parsed = match value {
         Value::Int(_, lit) => lit.base10_parse::<f64>(),
         Value::Float(_, lit) => lit.base10_parse::<f64>(),
-        Value::Word(word) => return Err(format!("expected a number, got `{word}`")),
+        Value::Word(_) | Value::Bool(_) => {
+            return Err(format!("expected a number, got `{}`", value.text()))
+        }
         Value::Str(lit) => {
             let fix = quoted_number(lit).unwrap_or_else(|| "the number".into());
             return Err(format!(
@@ -468,6 +476,31 @@ fn check_l2(errors: &mut Errors, value: &Value) -> Option<Float> {
         Err(msg) => msg,
     };
     errors.error_spanned(value, msg);
+    None
+}
+
+/// A switch is `true` or `false`, written as a Rust literal.
+///
+/// ```text
+/// dense<10, bias = maybe>   conv<8, 3, bias = 0>   dense<10, bias = "false">
+/// ```
+fn check_bool(errors: &mut Errors, value: &Value, what: &str) -> Option<bool> {
+    let got = match value {
+        Value::Bool(lit) => return Some(lit.value),
+        Value::Str(lit) if matches!(lit.value().as_str(), "true" | "false") => {
+            let msg = format!(
+                "{what} is `true` or `false`, not a string: write `{}` without quotes",
+                lit.value()
+            );
+            errors.error_spanned(value, msg);
+            return None;
+        }
+        _ => value.text(),
+    };
+    errors.error_spanned(
+        value,
+        format!("{what} must be `true` or `false`, got `{got}`; e.g. `{what} = false`"),
+    );
     None
 }
 

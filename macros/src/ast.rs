@@ -11,7 +11,7 @@
 //!     KIND      := dense | conv | maxpool | flatten | dropout | relu | leaky_relu | tanh | sigmoid
 //!     arg       := value                          // positional: sizes, rate
 //!                | IDENT '=' value                // option: stride = 2, pad = same, l2 = 1e-3
-//!     value     := '-'? INT | '-'? FLOAT | IDENT
+//!     value     := '-'? INT | '-'? FLOAT | IDENT | 'true' | 'false'
 //!                | STRING | '(' value (',' value)* ','? ')'   // parsed only to be rejected with a hint
 //! ```
 //!
@@ -26,7 +26,8 @@ use quote::ToTokens;
 use syn::parse::{Parse, ParseStream, Parser};
 use syn::punctuated::Punctuated;
 use syn::{
-    braced, parenthesized, token, Attribute, Ident, LitFloat, LitInt, LitStr, Token, Visibility,
+    braced, parenthesized, token, Attribute, Ident, LitBool, LitFloat, LitInt, LitStr, Token,
+    Visibility,
 };
 
 /// DSL words, declared as keywords so `lookahead1` lists them in errors.
@@ -117,6 +118,8 @@ pub enum Value {
     Int(Option<Token![-]>, LitInt),
     Float(Option<Token![-]>, LitFloat),
     Word(Ident),
+    /// `true` or `false` (`bias = false`).
+    Bool(LitBool),
     Str(LitStr),
     Tuple(token::Paren, Punctuated<Value, Token![,]>),
 }
@@ -340,6 +343,9 @@ impl Parse for Value {
                 content.parse_terminated(Value::parse, Token![,])?,
             ));
         }
+        if input.peek(LitBool) {
+            return Ok(Value::Bool(input.parse()?));
+        }
         let neg: Option<Token![-]> = input.parse()?;
         let lookahead = input.lookahead1();
         if lookahead.peek(LitInt) {
@@ -371,6 +377,7 @@ impl Value {
             Value::Int(neg, lit) => format!("{}{}", sign(neg), lit),
             Value::Float(neg, lit) => format!("{}{}", sign(neg), lit),
             Value::Word(word) => word.to_string(),
+            Value::Bool(lit) => lit.value.to_string(),
             Value::Str(lit) => lit.token().to_string(),
             Value::Tuple(_, items) => {
                 let items: Vec<String> = items.iter().map(Value::text).collect();
@@ -384,7 +391,7 @@ impl Value {
         let suffix = match self {
             Value::Int(_, lit) => lit.suffix(),
             Value::Float(_, lit) => lit.suffix(),
-            Value::Word(_) | Value::Str(_) | Value::Tuple(..) => "",
+            Value::Word(_) | Value::Bool(_) | Value::Str(_) | Value::Tuple(..) => "",
         };
         (!suffix.is_empty()).then_some(suffix)
     }
@@ -410,6 +417,7 @@ impl ToTokens for Value {
                 lit.to_tokens(tokens);
             }
             Value::Word(word) => word.to_tokens(tokens),
+            Value::Bool(lit) => lit.to_tokens(tokens),
             Value::Str(lit) => lit.to_tokens(tokens),
             Value::Tuple(paren, items) => paren.surround(tokens, |tokens| items.to_tokens(tokens)),
         }

@@ -41,6 +41,8 @@ pub enum Spec {
     Dense {
         units: usize,
         l2: Option<Float>,
+        /// `bias = false` makes this false (Keras' `use_bias`).
+        bias: bool,
     },
     Conv {
         filters: usize,
@@ -48,6 +50,7 @@ pub enum Spec {
         stride: usize,
         pad: Padding,
         l2: Option<Float>,
+        bias: bool,
     },
     MaxPool {
         kernel: usize,
@@ -111,7 +114,7 @@ pub fn check(net: &Network) -> syn::Result<Checked<'_>> {
             Ok(output) => output,
             Err(err) => return Err(shape_error(layer, &spec, shape, &seen, err)),
         };
-        let layer_params = op
+        let layer_params = spec
             .params(shape)
             .ok_or_else(|| params_overflow(layer, &spec, shape, None))?;
         params = params
@@ -167,6 +170,17 @@ pub fn check_name(earlier: &[Network], net: &Network) -> syn::Result<()> {
 }
 
 impl Spec {
+    /// Trainable parameters for `input`: the shape arithmetic's kernel plus
+    /// bias, less the bias where `bias = false`.
+    pub fn params(&self, input: Shape) -> Option<usize> {
+        let all = self.op().params(input)?;
+        match *self {
+            Spec::Dense { units, bias: false, .. } => all.checked_sub(units),
+            Spec::Conv { filters, bias: false, .. } => all.checked_sub(filters),
+            _ => Some(all),
+        }
+    }
+
     /// What the layer does to shapes.
     pub fn op(&self) -> Op {
         match *self {
@@ -200,18 +214,20 @@ pub fn describe(layer: &CheckedLayer) -> String {
 }
 
 pub fn describe_spec(spec: &Spec) -> String {
+    let no_bias = |bias: bool| if bias { "" } else { ", bias = false" };
     let l2 = |l2: &Option<Float>| match l2 {
         Some(f) => format!(", l2 = {}", f.text),
         None => String::new(),
     };
     match spec {
-        Spec::Dense { units, l2: l } => format!("dense<{units}{}>", l2(l)),
+        Spec::Dense { units, l2: l, bias } => format!("dense<{units}{}{}>", l2(l), no_bias(*bias)),
         Spec::Conv {
             filters,
             kernel,
             stride,
             pad,
             l2: l,
+            bias,
         } => {
             let stride = match stride {
                 1 => String::new(),
@@ -222,7 +238,11 @@ pub fn describe_spec(spec: &Spec) -> String {
                 Padding::Same => ", pad = same".to_string(),
                 Padding::Explicit(p) => format!(", pad = {p}"),
             };
-            format!("conv<{filters}, {kernel}{stride}{pad}{}>", l2(l))
+            format!(
+                "conv<{filters}, {kernel}{stride}{pad}{}{}>",
+                l2(l),
+                no_bias(*bias)
+            )
         }
         Spec::MaxPool { kernel, stride } if stride == kernel => format!("maxpool<{kernel}>"),
         Spec::MaxPool { kernel, stride } => format!("maxpool<{kernel}, stride = {stride}>"),
@@ -573,7 +593,7 @@ mod tests {
             errs,
             [
                 "`relu` takes no arguments; write `relu` without `<>`",
-                "unknown option `padding` for `conv` (did you mean `pad`?); it takes `stride`, `pad`, `l2`",
+                "unknown option `padding` for `conv` (did you mean `pad`?); it takes `stride`, `pad`, `l2`, `bias`",
                 "extra argument: `conv` takes only its filters and kernel size; for a stride write `conv<32, 3, stride = 2>`",
                 "extra argument: `maxpool` takes only its pool size; for a stride write `maxpool<2, stride = 2>`",
                 "padding is a word, not a string: write `same` without quotes",
@@ -655,6 +675,32 @@ mod tests {
         assert!(
             err.starts_with("network names starting with `__` are reserved"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn bias_false_drops_the_bias_parameters() {
+        let layers = check_one(quote!(N<1, 8, 8> {
+            conv<4, 3, bias = false>, conv<4, 3, bias = true>, flatten,
+            dense<10, l2 = 0.1, bias = false>,
+        }))
+        .unwrap();
+        assert_eq!(layers[0].0, "conv<4, 3, bias = false>");
+        assert_eq!(layers[0].2, 36);
+        assert_eq!(layers[1].0, "conv<4, 3>");
+        assert_eq!(layers[1].2, 148);
+        assert_eq!(layers[3].0, "dense<10, l2 = 0.1, bias = false>");
+        assert_eq!(layers[3].2, 640);
+        let errs = errors(quote!(N<784> {
+            dense<10, bias = maybe>, dense<10, bias = 0>, dense<10, bias = "false">,
+        }));
+        assert_eq!(
+            errs,
+            [
+                "bias must be `true` or `false`, got `maybe`; e.g. `bias = false`",
+                "bias must be `true` or `false`, got `0`; e.g. `bias = false`",
+                "bias is `true` or `false`, not a string: write `false` without quotes",
+            ]
         );
     }
 

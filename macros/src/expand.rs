@@ -187,7 +187,8 @@ fn expand_layers(layers: &[CheckedLayer]) -> Vec<TokenStream> {
     let mut i = 0;
     while i < layers.len() {
         let relu_next = matches!(layers.get(i + 1).map(|l| &l.spec), Some(Spec::Relu));
-        if matches!(layers[i].spec, Spec::Conv { .. }) && relu_next {
+        // A convolution without bias stays unfused (`ConvBlock` always has one).
+        if matches!(layers[i].spec, Spec::Conv { bias: true, .. }) && relu_next {
             let pool = layers.get(i + 2).filter(
                 |l| matches!(l.spec, Spec::MaxPool { kernel, .. } if kernel <= MAX_FUSED_POOL),
             );
@@ -219,6 +220,7 @@ fn expand_block(
             stride,
             pad,
             l2,
+            ..
         },
         Shape::Image { c, h, w },
         Shape::Image { h: oh, w: ow, .. },
@@ -251,10 +253,9 @@ fn expand_layer(layer: &CheckedLayer) -> TokenStream {
     let span = layer.ast.name.span();
     let n = Literal::usize_unsuffixed;
     match (&layer.spec, layer.input, layer.output) {
-        (Spec::Dense { units, l2 }, Shape::Flat(i), _) => {
+        (Spec::Dense { units, l2, bias }, Shape::Flat(i), _) => {
             let (i, o) = (n(i), n(*units));
-            let l2 = l2.as_ref().map(|f| f32_bits(f.value));
-            let l2 = l2.map(|bits| quote!(, #bits));
+            let l2 = l2_and_bias(l2, *bias);
             quote_spanned!(span=> ::netdsl_runtime::nn::builders::Dense<#i, #o #l2>)
         }
         (
@@ -264,6 +265,7 @@ fn expand_layer(layer: &CheckedLayer) -> TokenStream {
                 stride,
                 pad,
                 l2,
+                bias,
             },
             Shape::Image { c, h, w },
             Shape::Image { h: oh, w: ow, .. },
@@ -272,8 +274,7 @@ fn expand_layer(layer: &CheckedLayer) -> TokenStream {
             let pad_h = conv_dim(h, *kernel, *stride, *pad).map_or(0, |d| d.pad_before);
             let pad_w = conv_dim(w, *kernel, *stride, *pad).map_or(0, |d| d.pad_before);
             let sizes = [c, *filters, *kernel, *stride, pad_h, pad_w, h, w, oh, ow].map(n);
-            let l2 = l2.as_ref().map(|f| f32_bits(f.value));
-            let l2 = l2.map(|bits| quote!(, #bits));
+            let l2 = l2_and_bias(l2, *bias);
             quote_spanned!(span=> ::netdsl_runtime::nn::builders::Conv2D<#(#sizes),* #l2>)
         }
         (
@@ -304,6 +305,21 @@ fn expand_layer(layer: &CheckedLayer) -> TokenStream {
         (spec, input, _) => {
             let msg = format!("internal error: `{spec:?}` on input {input}");
             quote_spanned!(span=> ::core::compile_error!(#msg))
+        }
+    }
+}
+
+/// The trailing generics `, L2, BIAS` of `Dense` and `Conv2D`, each left to
+/// its default where it can be: none, `, L2`, or `, L2, false` (L2 `0` when
+/// only the bias is off).
+fn l2_and_bias(l2: &Option<crate::check::Float>, bias: bool) -> Option<TokenStream> {
+    let bits = l2.as_ref().map(|f| f32_bits(f.value));
+    match (bits, bias) {
+        (None, true) => None,
+        (Some(bits), true) => Some(quote!(, #bits)),
+        (bits, false) => {
+            let bits = bits.unwrap_or_else(|| quote!(0));
+            Some(quote!(, #bits, false))
         }
     }
 }
@@ -509,6 +525,18 @@ mod tests {
             #[derive(Clone, Default, PartialEq)]
             #[deprecated]
             pub Small<1, 18, 18> { conv<2, 3>, relu, maxpool<16>, flatten, dense<3> }
+        }));
+    }
+
+    /// `bias = false` and `leaky_relu`: an unfused convolution without bias,
+    /// Keras' default slope.
+    #[test]
+    fn expansion_new_layers() {
+        insta::assert_snapshot!(expand(quote! {
+            pub Small<1, 8, 8> {
+                conv<2, 3, bias = false>, relu, leaky_relu, flatten,
+                dense<3, bias = false>, leaky_relu<alpha = 0.1>, dense<2, l2 = 0.5, bias = false>,
+            }
         }));
     }
 

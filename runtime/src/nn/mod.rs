@@ -32,6 +32,18 @@ mod cuda_tests;
 
 pub use l2::{f32_bits, L2Penalty, Penalty, Regularizer, Regularizers};
 
+/// The zero bias of a layer declared with `bias = false`, shaped `[O]`
+/// like the bias it stands for, on the weight's device.
+///
+/// dfdx's `visit_fields` builds a module with an infallible closure, so the
+/// allocation cannot return its error: it panics, as dfdx's `zeros` does,
+/// only when the device is out of memory for `O` elements.
+fn zero_bias<const O: usize, S: dfdx::shapes::Shape, E: dfdx::shapes::Dtype, D: dfdx::tensor_ops::Device<E>>(
+    weight: &dfdx::tensor::Tensor<S, E, D>,
+) -> dfdx::tensor::Tensor<dfdx::shapes::Rank1<O>, E, D> {
+    weight.device().zeros()
+}
+
 /// Zero-sized layer descriptions for `dev.build_module::<B, f32>()`.
 pub mod builders {
     pub use super::conv2d::builder::Conv2D;
