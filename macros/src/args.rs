@@ -80,6 +80,8 @@ fn signature(kind: LayerKind) -> Signature {
             "conv<32, 3>",
         ),
         LayerKind::MaxPool => (&["pool size"], &["stride"], "maxpool<2>"),
+        LayerKind::AvgPool => (&["pool size"], &["stride"], "avgpool<2>"),
+        LayerKind::GlobalAvgPool => (&[], &[], "globalavgpool"),
         LayerKind::Dropout => (&["rate"], &[], "dropout<0.5>"),
         LayerKind::Flatten => (&[], &[], "flatten"),
         LayerKind::Relu => (&[], &[], "relu"),
@@ -160,7 +162,10 @@ pub fn check_layer_args(errors: &mut Errors, layer: &Layer) -> Option<Spec> {
                 index += 1;
                 match sig.positional.get(i) {
                     Some(&"rate") => rate = check_rate(errors, value),
-                    Some(&"pool size") => sizes.push(check_pool(errors, value)),
+                    // only `maxpool` limits its window (see `MAX_POOL`)
+                    Some(&"pool size") if kind == LayerKind::MaxPool => {
+                        sizes.push(check_pool(errors, value))
+                    }
                     Some(what) => sizes.push(check_size(errors, value, what)),
                     None if i == want => {
                         let msg = extra_argument(kind, &sig, &positional);
@@ -218,6 +223,14 @@ pub fn check_layer_args(errors: &mut Errors, layer: &Layer) -> Option<Spec> {
                 stride: stride.unwrap_or(kernel),
             }
         }
+        LayerKind::AvgPool => {
+            let kernel = (*sizes.first()?)?;
+            Spec::AvgPool {
+                kernel,
+                stride: stride.unwrap_or(kernel),
+            }
+        }
+        LayerKind::GlobalAvgPool => Spec::GlobalAvgPool,
         LayerKind::Dropout => Spec::Dropout { rate: rate? },
         LayerKind::Flatten => Spec::Flatten,
         LayerKind::Relu => Spec::Relu,

@@ -8,7 +8,7 @@
 //!     dims      := value (',' value)* ','?        // <C, H, W> image or <N> vector
 //!     layers    := layer (',' layer)* ','?
 //! layer     := KIND ('<' arg (',' arg)* ','? '>')?
-//!     KIND      := dense | conv | maxpool | flatten | dropout | relu | leaky_relu | tanh | sigmoid
+//!     KIND      := dense | conv | maxpool | avgpool | globalavgpool | flatten | dropout | relu | leaky_relu | tanh | sigmoid
 //!     arg       := value                          // positional: sizes, rate
 //!                | IDENT '=' value                // option: stride = 2, pad = same, l2 = 1e-3
 //!     value     := '-'? INT | '-'? FLOAT | IDENT | 'true' | 'false'
@@ -35,6 +35,8 @@ pub mod kw {
     syn::custom_keyword!(dense);
     syn::custom_keyword!(conv);
     syn::custom_keyword!(maxpool);
+    syn::custom_keyword!(avgpool);
+    syn::custom_keyword!(globalavgpool);
     syn::custom_keyword!(flatten);
     syn::custom_keyword!(dropout);
     syn::custom_keyword!(relu);
@@ -87,6 +89,8 @@ pub enum LayerKind {
     Dense,
     Conv,
     MaxPool,
+    AvgPool,
+    GlobalAvgPool,
     Flatten,
     Dropout,
     Relu,
@@ -125,10 +129,12 @@ pub enum Value {
 }
 
 impl LayerKind {
-    pub const ALL: [LayerKind; 9] = [
+    pub const ALL: [LayerKind; 11] = [
         LayerKind::Dense,
         LayerKind::Conv,
         LayerKind::MaxPool,
+        LayerKind::AvgPool,
+        LayerKind::GlobalAvgPool,
         LayerKind::Flatten,
         LayerKind::Dropout,
         LayerKind::Relu,
@@ -143,6 +149,8 @@ impl LayerKind {
             LayerKind::Dense => "dense",
             LayerKind::Conv => "conv",
             LayerKind::MaxPool => "maxpool",
+            LayerKind::AvgPool => "avgpool",
+            LayerKind::GlobalAvgPool => "globalavgpool",
             LayerKind::Flatten => "flatten",
             LayerKind::Dropout => "dropout",
             LayerKind::Relu => "relu",
@@ -210,6 +218,10 @@ impl Parse for Layer {
             LayerKind::Conv
         } else if lookahead.peek(kw::maxpool) {
             LayerKind::MaxPool
+        } else if lookahead.peek(kw::avgpool) {
+            LayerKind::AvgPool
+        } else if lookahead.peek(kw::globalavgpool) {
+            LayerKind::GlobalAvgPool
         } else if lookahead.peek(kw::flatten) {
             LayerKind::Flatten
         } else if lookahead.peek(kw::dropout) {
@@ -270,6 +282,8 @@ fn alias(word: &str) -> Option<Alias> {
     let layer = match word.to_lowercase().replace('_', "").as_str() {
         "conv2d" | "convolution2d" => "conv",
         "maxpool2d" | "maxpooling2d" => "maxpool",
+        "avgpool2d" | "averagepooling2d" | "avgpooling2d" => "avgpool",
+        "globalaveragepooling2d" | "globalavgpool2d" | "adaptiveavgpool2d" => "globalavgpool",
         "linear" | "fc" | "fullyconnected" => "dense",
         "flatten2d" => "flatten",
         "leakyrelu" => "leaky_relu",

@@ -56,6 +56,12 @@ pub enum Spec {
         kernel: usize,
         stride: usize,
     },
+    /// `avgpool<K, stride = S>`: the same shape arithmetic as `maxpool`.
+    AvgPool {
+        kernel: usize,
+        stride: usize,
+    },
+    GlobalAvgPool,
     Flatten,
     Dropout {
         rate: Float,
@@ -197,7 +203,10 @@ impl Spec {
                 stride,
                 pad,
             },
-            Spec::MaxPool { kernel, stride } => Op::MaxPool { kernel, stride },
+            Spec::MaxPool { kernel, stride } | Spec::AvgPool { kernel, stride } => {
+                Op::MaxPool { kernel, stride }
+            }
+            Spec::GlobalAvgPool => Op::GlobalPool,
             Spec::Flatten => Op::Flatten,
             Spec::Dropout { .. }
             | Spec::Relu
@@ -246,6 +255,9 @@ pub fn describe_spec(spec: &Spec) -> String {
         }
         Spec::MaxPool { kernel, stride } if stride == kernel => format!("maxpool<{kernel}>"),
         Spec::MaxPool { kernel, stride } => format!("maxpool<{kernel}, stride = {stride}>"),
+        Spec::AvgPool { kernel, stride } if stride == kernel => format!("avgpool<{kernel}>"),
+        Spec::AvgPool { kernel, stride } => format!("avgpool<{kernel}, stride = {stride}>"),
+        Spec::GlobalAvgPool => "globalavgpool".into(),
         Spec::Flatten => "flatten".into(),
         Spec::Dropout { rate } => format!("dropout<{}>", rate.text),
         Spec::Relu => "relu".into(),
@@ -333,10 +345,10 @@ fn shape_error(
                     "kernel",
                     "use a smaller kernel, `pad = same`, or drop a pool before it",
                 ),
-                Spec::MaxPool { kernel, .. } => {
+                Spec::MaxPool { kernel, .. } | Spec::AvgPool { kernel, .. } => {
                     (*kernel, "pool", "use a smaller pool or drop a layer before it")
                 }
-                _ => unreachable!("only conv and maxpool have kernels"),
+                _ => unreachable!("only conv and the pools have kernels"),
             };
             let Shape::Image { h, w, .. } = input else {
                 unreachable!("kernel checks happen on images")
@@ -701,6 +713,32 @@ mod tests {
                 "bias must be `true` or `false`, got `0`; e.g. `bias = false`",
                 "bias is `true` or `false`, not a string: write `false` without quotes",
             ]
+        );
+    }
+
+    #[test]
+    fn average_pools() {
+        let layers = check_one(quote!(N<8, 11, 11> {
+            avgpool<2>, avgpool<3, stride = 1>, avgpool<20, stride = 2>, globalavgpool, dense<10>,
+        }));
+        let errs = layers.unwrap_err();
+        assert_eq!(
+            errs,
+            ["pool 20 larger than input 3x3 after `avgpool<3, stride = 1>`; use a smaller pool or drop a layer before it"]
+        );
+        let layers = check_one(quote!(N<8, 11, 11> {
+            avgpool<2>, avgpool<3, stride = 1>, globalavgpool, dense<10>,
+        }))
+        .unwrap();
+        let shapes: Vec<&str> = layers.iter().map(|l| l.1.as_str()).collect();
+        assert_eq!(shapes, ["8x5x5", "8x3x3", "8", "10"]);
+        assert_eq!(layers[1].0, "avgpool<3, stride = 1>");
+        assert_eq!(layers[2].0, "globalavgpool");
+        let errs = errors(quote!(N<784> { dense<10>, globalavgpool }));
+        assert!(
+            errs[0].starts_with("`globalavgpool` needs an image <C, H, W>, got a vector of 10 after `dense<10>`"),
+            "{}",
+            errs[0]
         );
     }
 

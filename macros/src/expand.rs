@@ -285,6 +285,18 @@ fn expand_layer(layer: &CheckedLayer) -> TokenStream {
             let sizes = [c, *kernel, *stride, h, w, oh, ow].map(n);
             quote_spanned!(span=> ::netdsl_runtime::nn::builders::MaxPool2D<#(#sizes),*>)
         }
+        (
+            Spec::AvgPool { kernel, stride },
+            Shape::Image { c, h, w },
+            Shape::Image { h: oh, w: ow, .. },
+        ) => {
+            let sizes = [c, *kernel, *stride, h, w, oh, ow].map(n);
+            quote_spanned!(span=> ::netdsl_runtime::nn::builders::AvgPool2D<#(#sizes),*>)
+        }
+        (Spec::GlobalAvgPool, Shape::Image { c, h, w }, _) => {
+            let sizes = [c, h, w].map(n);
+            quote_spanned!(span=> ::netdsl_runtime::nn::builders::GlobalAvgPool2D<#(#sizes),*>)
+        }
         (Spec::Flatten, Shape::Image { c, h, w }, Shape::Flat(len)) => {
             let sizes = [c, h, w, len].map(n);
             quote_spanned!(span=> ::netdsl_runtime::nn::builders::Flatten<#(#sizes),*>)

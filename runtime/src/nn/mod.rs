@@ -12,11 +12,13 @@
 //! The `// OWNER` markers say which file defines what; uncomment a line when
 //! its file defines the item.
 
+mod avg_pool2d;
 mod conv2d;
 mod conv_block;
 mod dense;
 mod dropout;
 mod flatten;
+mod global_avg_pool;
 mod gemm;
 mod l2;
 mod leaky_relu;
@@ -46,11 +48,13 @@ fn zero_bias<const O: usize, S: dfdx::shapes::Shape, E: dfdx::shapes::Dtype, D: 
 
 /// Zero-sized layer descriptions for `dev.build_module::<B, f32>()`.
 pub mod builders {
+    pub use super::avg_pool2d::builder::AvgPool2D;
     pub use super::conv2d::builder::Conv2D;
     pub use super::conv_block::builder::ConvBlock;
     pub use super::dense::builder::Dense;
     pub use super::dropout::builder::Dropout;
     pub use super::flatten::builder::Flatten;
+    pub use super::global_avg_pool::builder::GlobalAvgPool2D;
     pub use super::leaky_relu::builder::LeakyReLU;
     pub use super::max_pool2d::builder::MaxPool2D;
     pub use dfdx::nn::builders::{ReLU, Sigmoid, Tanh};
@@ -58,11 +62,13 @@ pub mod builders {
 
 /// The built layers, holding their parameters on a device.
 pub mod modules {
+    pub use super::avg_pool2d::{AvgPool2D, AvgPool2DKernel};
     pub use super::conv2d::{Conv2D, Conv2DKernel, Fusion};
     pub use super::conv_block::ConvBlock;
     pub use super::dense::{Dense, DenseKernel};
     pub use super::dropout::{Dropout, DropoutKernel};
     pub use super::flatten::Flatten;
+    pub use super::global_avg_pool::GlobalAvgPool2D;
     pub use super::leaky_relu::{LeakyReLU, LeakyReLUKernel};
     pub use super::max_pool2d::{MaxPool2D, MaxPool2DKernel};
     pub use dfdx::nn::modules::{ReLU, Sigmoid, Tanh};
