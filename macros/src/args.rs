@@ -83,6 +83,7 @@ fn signature(kind: LayerKind) -> Signature {
         LayerKind::AvgPool => (&["pool size"], &["stride"], "avgpool<2>"),
         LayerKind::GlobalAvgPool => (&[], &[], "globalavgpool"),
         LayerKind::Dropout => (&["rate"], &[], "dropout<0.5>"),
+        LayerKind::BatchNorm => (&[], &["momentum", "epsilon"], "batchnorm"),
         LayerKind::Flatten => (&[], &[], "flatten"),
         LayerKind::Relu => (&[], &[], "relu"),
         LayerKind::LeakyRelu => (&[], &["alpha"], "leaky_relu<alpha = 0.1>"),
@@ -153,6 +154,8 @@ pub fn check_layer_args(errors: &mut Errors, layer: &Layer) -> Option<Spec> {
     let mut l2 = None;
     let mut alpha = None;
     let mut bias = None;
+    let mut momentum = None;
+    let mut epsilon = None;
     let mut seen: Vec<&syn::Ident> = Vec::new();
     let mut index = 0;
     for arg in items {
@@ -191,6 +194,8 @@ pub fn check_layer_args(errors: &mut Errors, layer: &Layer) -> Option<Spec> {
                         "l2" => l2 = check_l2(errors, &opt.value),
                         "alpha" => alpha = check_alpha(errors, &opt.value),
                         "bias" => bias = check_bool(errors, &opt.value, "bias"),
+                        "momentum" => momentum = check_momentum(errors, &opt.value),
+                        "epsilon" => epsilon = check_epsilon(errors, &opt.value),
                         _ => unreachable!("options listed in signature()"),
                     }
                 }
@@ -232,6 +237,7 @@ pub fn check_layer_args(errors: &mut Errors, layer: &Layer) -> Option<Spec> {
         }
         LayerKind::GlobalAvgPool => Spec::GlobalAvgPool,
         LayerKind::Dropout => Spec::Dropout { rate: rate? },
+        LayerKind::BatchNorm => Spec::BatchNorm { momentum, epsilon },
         LayerKind::Flatten => Spec::Flatten,
         LayerKind::Relu => Spec::Relu,
         LayerKind::LeakyRelu => Spec::LeakyRelu { alpha },
@@ -249,6 +255,12 @@ fn extra_argument(kind: LayerKind, sig: &Signature, positional: &[&Value]) -> St
     let want = sig.positional.len();
     if want == 0 && sig.options.is_empty() {
         return format!("`{word}` takes no arguments; write `{word}`");
+    }
+    if want == 0 && kind == LayerKind::BatchNorm {
+        let value = positional[0].text();
+        return format!(
+            "`{word}` takes options only: write e.g. `{word}<momentum = {value}>`"
+        );
     }
     if want == 0 {
         // `leaky_relu<0.1>`: the slope is an option.
@@ -514,6 +526,53 @@ fn check_bool(errors: &mut Errors, value: &Value, what: &str) -> Option<bool> {
         value,
         format!("{what} must be `true` or `false`, got `{got}`; e.g. `{what} = false`"),
     );
+    None
+}
+
+/// `batchnorm<momentum = M>` with 0 <= M <= 1 (as `f32`): the weight of the
+/// old moving statistics in each update (Keras' convention; PyTorch's
+/// `momentum` is `1 - M`).
+///
+/// ```text
+/// batchnorm<momentum = 1.5>   batchnorm<momentum = -0.1>
+/// ```
+fn check_momentum(errors: &mut Errors, value: &Value) -> Option<Float> {
+    if !check_no_suffix(errors, value) {
+        return None;
+    }
+    let msg = match real(value) {
+        Ok(f) if !(0.0..=1.0).contains(&f.value) => format!(
+            "batchnorm momentum must be in [0, 1], got `{}`; it is the weight of the old \
+             moving statistics, Keras' default `0.99` (PyTorch's momentum 0.1 is `0.9` here)",
+            f.text
+        ),
+        Ok(f) => return Some(f),
+        Err(msg) => format!("batchnorm momentum: {msg}"),
+    };
+    errors.error_spanned(value, msg);
+    None
+}
+
+/// `batchnorm<epsilon = E>` with E > 0 and finite as `f32` (nonzero after rounding).
+///
+/// ```text
+/// batchnorm<epsilon = 0>   batchnorm<epsilon = 1e-50>
+/// ```
+fn check_epsilon(errors: &mut Errors, value: &Value) -> Option<Float> {
+    if !check_no_suffix(errors, value) {
+        return None;
+    }
+    let msg = match real(value) {
+        Ok(f) if f.value <= 0.0 || f.value as f32 <= 0.0 || !(f.value as f32).is_finite() => {
+            format!(
+                "batchnorm epsilon must be > 0 and finite as f32, got `{}`; Keras' default is `1e-3`",
+                f.text
+            )
+        }
+        Ok(f) => return Some(f),
+        Err(msg) => format!("batchnorm epsilon: {msg}"),
+    };
+    errors.error_spanned(value, msg);
     None
 }
 

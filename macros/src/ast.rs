@@ -8,7 +8,7 @@
 //!     dims      := value (',' value)* ','?        // <C, H, W> image or <N> vector
 //!     layers    := layer (',' layer)* ','?
 //! layer     := KIND ('<' arg (',' arg)* ','? '>')?
-//!     KIND      := dense | conv | maxpool | avgpool | globalavgpool | flatten | dropout | relu | leaky_relu | tanh | sigmoid
+//!     KIND      := dense | conv | maxpool | avgpool | globalavgpool | flatten | dropout | batchnorm | relu | leaky_relu | tanh | sigmoid
 //!     arg       := value                          // positional: sizes, rate
 //!                | IDENT '=' value                // option: stride = 2, pad = same, l2 = 1e-3
 //!     value     := '-'? INT | '-'? FLOAT | IDENT | 'true' | 'false'
@@ -39,6 +39,7 @@ pub mod kw {
     syn::custom_keyword!(globalavgpool);
     syn::custom_keyword!(flatten);
     syn::custom_keyword!(dropout);
+    syn::custom_keyword!(batchnorm);
     syn::custom_keyword!(relu);
     syn::custom_keyword!(leaky_relu);
     syn::custom_keyword!(tanh);
@@ -93,6 +94,7 @@ pub enum LayerKind {
     GlobalAvgPool,
     Flatten,
     Dropout,
+    BatchNorm,
     Relu,
     LeakyRelu,
     Tanh,
@@ -129,7 +131,7 @@ pub enum Value {
 }
 
 impl LayerKind {
-    pub const ALL: [LayerKind; 11] = [
+    pub const ALL: [LayerKind; 12] = [
         LayerKind::Dense,
         LayerKind::Conv,
         LayerKind::MaxPool,
@@ -137,6 +139,7 @@ impl LayerKind {
         LayerKind::GlobalAvgPool,
         LayerKind::Flatten,
         LayerKind::Dropout,
+        LayerKind::BatchNorm,
         LayerKind::Relu,
         LayerKind::LeakyRelu,
         LayerKind::Tanh,
@@ -153,6 +156,7 @@ impl LayerKind {
             LayerKind::GlobalAvgPool => "globalavgpool",
             LayerKind::Flatten => "flatten",
             LayerKind::Dropout => "dropout",
+            LayerKind::BatchNorm => "batchnorm",
             LayerKind::Relu => "relu",
             LayerKind::LeakyRelu => "leaky_relu",
             LayerKind::Tanh => "tanh",
@@ -226,6 +230,8 @@ impl Parse for Layer {
             LayerKind::Flatten
         } else if lookahead.peek(kw::dropout) {
             LayerKind::Dropout
+        } else if lookahead.peek(kw::batchnorm) {
+            LayerKind::BatchNorm
         } else if lookahead.peek(kw::relu) {
             LayerKind::Relu
         } else if lookahead.peek(kw::leaky_relu) {
@@ -287,6 +293,7 @@ fn alias(word: &str) -> Option<Alias> {
         "linear" | "fc" | "fullyconnected" => "dense",
         "flatten2d" => "flatten",
         "leakyrelu" => "leaky_relu",
+        "batchnormalization" | "batchnorm2d" | "batchnorm1d" => "batchnorm",
         "softmax" | "logsoftmax" => return Some(Alias::Softmax),
         _ => return None,
     };

@@ -24,6 +24,8 @@ pub struct Checked<'a> {
     pub layers: Vec<CheckedLayer<'a>>,
     /// Trainable parameters of the whole network.
     pub params: usize,
+    /// Non-trainable parameters (batchnorm's moving statistics).
+    pub non_trainable: usize,
 }
 
 /// One layer with its arguments resolved and its shapes known.
@@ -33,6 +35,8 @@ pub struct CheckedLayer<'a> {
     pub input: Shape,
     pub output: Shape,
     pub params: usize,
+    /// Non-trainable parameters (batchnorm's moving statistics).
+    pub non_trainable: usize,
 }
 
 /// A layer's validated arguments.
@@ -65,6 +69,11 @@ pub enum Spec {
     Flatten,
     Dropout {
         rate: Float,
+    },
+    /// `batchnorm<momentum = M, epsilon = E>`; Keras' defaults 0.99 and 1e-3 when not written.
+    BatchNorm {
+        momentum: Option<Float>,
+        epsilon: Option<Float>,
     },
     Relu,
     /// `leaky_relu<alpha = A>`; `alpha` is Keras' default 0.3 when not written.
@@ -106,6 +115,7 @@ pub fn check(net: &Network) -> syn::Result<Checked<'_>> {
     let mut shape = input;
     let mut checked: Vec<CheckedLayer> = Vec::with_capacity(layers.len());
     let mut params = 0usize;
+    let mut non_trainable = 0usize;
     for (layer, spec) in layers.iter().zip(specs) {
         let op = spec.op();
         let seen = Seen {
@@ -126,12 +136,16 @@ pub fn check(net: &Network) -> syn::Result<Checked<'_>> {
         params = params
             .checked_add(layer_params)
             .ok_or_else(|| params_overflow(layer, &spec, shape, Some(params)))?;
+        // at most the trainable count (batchnorm: 2C each), so no overflow check of its own
+        let layer_frozen = spec.non_trainable(shape).unwrap_or(0);
+        non_trainable += layer_frozen;
         checked.push(CheckedLayer {
             ast: layer,
             spec,
             input: shape,
             output,
             params: layer_params,
+            non_trainable: layer_frozen,
         });
         shape = output;
     }
@@ -140,6 +154,7 @@ pub fn check(net: &Network) -> syn::Result<Checked<'_>> {
         input,
         layers: checked,
         params,
+        non_trainable,
     })
 }
 
@@ -183,7 +198,18 @@ impl Spec {
         match *self {
             Spec::Dense { units, bias: false, .. } => all.checked_sub(units),
             Spec::Conv { filters, bias: false, .. } => all.checked_sub(filters),
+            // gamma and beta per channel (or unit)
+            Spec::BatchNorm { .. } => channels(input).checked_mul(2),
             _ => Some(all),
+        }
+    }
+
+    /// Non-trainable parameters for `input`: batchnorm's moving mean and
+    /// variance per channel (or unit), none elsewhere.
+    pub fn non_trainable(&self, input: Shape) -> Option<usize> {
+        match self {
+            Spec::BatchNorm { .. } => channels(input).checked_mul(2),
+            _ => Some(0),
         }
     }
 
@@ -209,11 +235,20 @@ impl Spec {
             Spec::GlobalAvgPool => Op::GlobalPool,
             Spec::Flatten => Op::Flatten,
             Spec::Dropout { .. }
+            | Spec::BatchNorm { .. }
             | Spec::Relu
             | Spec::LeakyRelu { .. }
             | Spec::Tanh
             | Spec::Sigmoid => Op::Elementwise,
         }
+    }
+}
+
+/// The channels of an image, the units of a vector: what batchnorm normalises over.
+fn channels(shape: Shape) -> usize {
+    match shape {
+        Shape::Image { c, .. } => c,
+        Shape::Flat(n) => n,
     }
 }
 
@@ -260,6 +295,17 @@ pub fn describe_spec(spec: &Spec) -> String {
         Spec::GlobalAvgPool => "globalavgpool".into(),
         Spec::Flatten => "flatten".into(),
         Spec::Dropout { rate } => format!("dropout<{}>", rate.text),
+        Spec::BatchNorm { momentum, epsilon } => {
+            let options: Vec<String> = [("momentum", momentum), ("epsilon", epsilon)]
+                .into_iter()
+                .filter_map(|(name, f)| f.as_ref().map(|f| format!("{name} = {}", f.text)))
+                .collect();
+            if options.is_empty() {
+                "batchnorm".into()
+            } else {
+                format!("batchnorm<{}>", options.join(", "))
+            }
+        }
         Spec::Relu => "relu".into(),
         Spec::LeakyRelu { alpha: None } => "leaky_relu".into(),
         Spec::LeakyRelu { alpha: Some(a) } => format!("leaky_relu<alpha = {}>", a.text),
@@ -740,6 +786,30 @@ mod tests {
             "{}",
             errs[0]
         );
+    }
+
+    #[test]
+    fn batchnorm_counts_and_options() {
+        let nets: Networks = syn::parse2(quote!(N<1, 8, 8> {
+            conv<4, 3, bias = false>, batchnorm, relu, flatten, dense<10>,
+            batchnorm<momentum = 0.9, epsilon = 1e-5>,
+        }))
+        .unwrap();
+        let checked = check(&nets.networks[0]).unwrap();
+        let l = &checked.layers;
+        assert_eq!((l[1].params, l[1].non_trainable), (8, 8));
+        assert_eq!(describe(&l[1]), "batchnorm");
+        assert_eq!((l[5].params, l[5].non_trainable), (20, 20));
+        assert_eq!(describe(&l[5]), "batchnorm<momentum = 0.9, epsilon = 1e-5>");
+        assert_eq!(checked.params, 36 + 8 + 1450 + 20);
+        assert_eq!(checked.non_trainable, 28);
+        let errs = errors(quote!(N<784> {
+            batchnorm<momentum = 1.5>, batchnorm<epsilon = 0>, batchnorm<0.9>,
+        }));
+        assert_eq!(errs.len(), 3, "{errs:#?}");
+        assert!(errs[0].starts_with("batchnorm momentum must be in [0, 1], got `1.5`"));
+        assert!(errs[1].starts_with("batchnorm epsilon must be > 0"));
+        assert_eq!(errs[2], "`batchnorm` takes options only: write e.g. `batchnorm<momentum = 0.9>`");
     }
 
     #[test]

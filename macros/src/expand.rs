@@ -109,6 +109,7 @@ fn expand_network(checked: &Checked) -> TokenStream {
     let name_str = name.unraw().to_string();
     let output = checked.layers.last().map_or(checked.input, |l| l.output);
     let params = Literal::usize_unsuffixed(checked.params);
+    let non_trainable = Literal::usize_unsuffixed(checked.non_trainable);
     let layers = nest(expand_layers(&checked.layers));
     let summary = expand_summary(checked);
     let generated_doc = format!(
@@ -150,6 +151,8 @@ fn expand_network(checked: &Checked) -> TokenStream {
             impl #name {
                 #[doc = #params_doc]
                 pub const PARAMS: ::core::primitive::usize = #params;
+                /// Non-trainable parameters (batchnorm's moving statistics).
+                pub const NON_TRAINABLE_PARAMS: ::core::primitive::usize = #non_trainable;
 
                 /// Keras-like summary: layers, output shapes, parameters.
                 pub fn summary() -> ::netdsl_runtime::network::Summary {
@@ -160,6 +163,7 @@ fn expand_network(checked: &Checked) -> TokenStream {
             impl ::netdsl_runtime::network::Network for #name {
                 const NAME: &'static ::core::primitive::str = #name_str;
                 const PARAMS: ::core::primitive::usize = #params;
+                const NON_TRAINABLE_PARAMS: ::core::primitive::usize = #non_trainable;
                 type Input = #input_ty;
                 type Output = #output_ty;
                 type BatchedInput = #batched_input_ty;
@@ -305,6 +309,16 @@ fn expand_layer(layer: &CheckedLayer) -> TokenStream {
             let bits = f32_bits(rate.value);
             quote_spanned!(span=> ::netdsl_runtime::nn::builders::Dropout<#bits>)
         }
+        (Spec::BatchNorm { momentum, epsilon }, input, _) => {
+            let c = n(match input {
+                Shape::Image { c, .. } => c,
+                Shape::Flat(units) => units,
+            });
+            // Keras' defaults: momentum 0.99, epsilon 1e-3.
+            let momentum = f32_bits(momentum.as_ref().map_or(0.99, |f| f.value));
+            let epsilon = f32_bits(epsilon.as_ref().map_or(1e-3, |f| f.value));
+            quote_spanned!(span=> ::netdsl_runtime::nn::builders::BatchNorm<#c, #momentum, #epsilon>)
+        }
         (Spec::Relu, _, _) => quote_spanned!(span=> ::netdsl_runtime::nn::builders::ReLU),
         (Spec::LeakyRelu { alpha }, _, _) => {
             // Keras' default slope, `LeakyReLU(negative_slope=0.3)`.
@@ -359,6 +373,19 @@ fn nest(items: Vec<TokenStream>) -> TokenStream {
 fn expand_summary(checked: &Checked) -> TokenStream {
     let name = checked.net.name.to_string();
     let input = checked.input.keras();
+    if checked.non_trainable > 0 {
+        // `(layer, shape, trainable, non-trainable)` rows
+        let rows = checked.layers.iter().map(|layer| {
+            let text = describe(layer);
+            let shape = layer.output.keras();
+            let params = Literal::usize_unsuffixed(layer.params);
+            let frozen = Literal::usize_unsuffixed(layer.non_trainable);
+            quote!((#text, #shape, #params, #frozen))
+        });
+        return quote! {
+            ::netdsl_runtime::network::Summary::with_non_trainable(#name, #input, &[#(#rows),*])
+        };
+    }
     let rows = checked.layers.iter().map(|layer| {
         let text = describe(layer);
         let shape = layer.output.keras();
@@ -546,7 +573,7 @@ mod tests {
     fn expansion_new_layers() {
         insta::assert_snapshot!(expand(quote! {
             pub Small<1, 8, 8> {
-                conv<2, 3, bias = false>, relu, leaky_relu, flatten,
+                conv<2, 3, bias = false>, batchnorm, relu, leaky_relu, flatten,
                 dense<3, bias = false>, leaky_relu<alpha = 0.1>, dense<2, l2 = 0.5, bias = false>,
             }
         }));

@@ -13,6 +13,7 @@
 //! its file defines the item.
 
 mod avg_pool2d;
+mod batch_norm;
 mod conv2d;
 mod conv_block;
 mod dense;
@@ -49,6 +50,7 @@ fn zero_bias<const O: usize, S: dfdx::shapes::Shape, E: dfdx::shapes::Dtype, D: 
 /// Zero-sized layer descriptions for `dev.build_module::<B, f32>()`.
 pub mod builders {
     pub use super::avg_pool2d::builder::AvgPool2D;
+    pub use super::batch_norm::builder::BatchNorm;
     pub use super::conv2d::builder::Conv2D;
     pub use super::conv_block::builder::ConvBlock;
     pub use super::dense::builder::Dense;
@@ -63,6 +65,7 @@ pub mod builders {
 /// The built layers, holding their parameters on a device.
 pub mod modules {
     pub use super::avg_pool2d::{AvgPool2D, AvgPool2DKernel};
+    pub use super::batch_norm::{BatchNorm, BatchNormKernel, BatchNormOp, BatchStats};
     pub use super::conv2d::{Conv2D, Conv2DKernel, Fusion};
     pub use super::conv_block::ConvBlock;
     pub use super::dense::{Dense, DenseKernel};
