@@ -258,16 +258,12 @@ fn extra_argument(kind: LayerKind, sig: &Signature, positional: &[&Value]) -> St
     }
     if want == 0 && kind == LayerKind::BatchNorm {
         let value = positional[0].text();
-        return format!(
-            "`{word}` takes options only: write e.g. `{word}<momentum = {value}>`"
-        );
+        return format!("`{word}` takes options only: write e.g. `{word}<momentum = {value}>`");
     }
     if want == 0 {
         // `leaky_relu<0.1>`: the slope is an option.
         let value = positional[0].text();
-        return format!(
-            "`{word}` takes its slope as an option: write `{word}<alpha = {value}>`"
-        );
+        return format!("`{word}` takes its slope as an option: write `{word}<alpha = {value}>`");
     }
     let takes = sig.positional.join(" and ");
     if !sig.options.contains(&"stride") {

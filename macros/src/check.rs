@@ -196,8 +196,14 @@ impl Spec {
     pub fn params(&self, input: Shape) -> Option<usize> {
         let all = self.op().params(input)?;
         match *self {
-            Spec::Dense { units, bias: false, .. } => all.checked_sub(units),
-            Spec::Conv { filters, bias: false, .. } => all.checked_sub(filters),
+            Spec::Dense {
+                units, bias: false, ..
+            } => all.checked_sub(units),
+            Spec::Conv {
+                filters,
+                bias: false,
+                ..
+            } => all.checked_sub(filters),
             // gamma and beta per channel (or unit)
             Spec::BatchNorm { .. } => channels(input).checked_mul(2),
             _ => Some(all),
@@ -782,7 +788,9 @@ mod tests {
         assert_eq!(layers[2].0, "globalavgpool");
         let errs = errors(quote!(N<784> { dense<10>, globalavgpool }));
         assert!(
-            errs[0].starts_with("`globalavgpool` needs an image <C, H, W>, got a vector of 10 after `dense<10>`"),
+            errs[0].starts_with(
+                "`globalavgpool` needs an image <C, H, W>, got a vector of 10 after `dense<10>`"
+            ),
             "{}",
             errs[0]
         );
@@ -809,13 +817,16 @@ mod tests {
         assert_eq!(errs.len(), 3, "{errs:#?}");
         assert!(errs[0].starts_with("batchnorm momentum must be in [0, 1], got `1.5`"));
         assert!(errs[1].starts_with("batchnorm epsilon must be > 0"));
-        assert_eq!(errs[2], "`batchnorm` takes options only: write e.g. `batchnorm<momentum = 0.9>`");
+        assert_eq!(
+            errs[2],
+            "`batchnorm` takes options only: write e.g. `batchnorm<momentum = 0.9>`"
+        );
     }
 
     #[test]
     fn leaky_relu_slope() {
-        let layers = check_one(quote!(N<784> { dense<8>, leaky_relu, leaky_relu<alpha = 0.1> }))
-            .unwrap();
+        let layers =
+            check_one(quote!(N<784> { dense<8>, leaky_relu, leaky_relu<alpha = 0.1> })).unwrap();
         assert_eq!(layers[1].0, "leaky_relu");
         assert_eq!(layers[2].0, "leaky_relu<alpha = 0.1>");
         assert_eq!(layers[2].1, "8");

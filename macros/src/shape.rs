@@ -135,9 +135,10 @@ impl Op {
                 Ok(Shape::Flat(shape.len().ok_or(ShapeError::Overflow)?))
             }
             (Op::GlobalPool, Shape::Image { c, .. }) => Ok(Shape::Flat(c)),
-            (Op::Conv { .. } | Op::MaxPool { .. } | Op::Flatten | Op::GlobalPool, Shape::Flat(_)) => {
-                Err(ShapeError::NeedsImage)
-            }
+            (
+                Op::Conv { .. } | Op::MaxPool { .. } | Op::Flatten | Op::GlobalPool,
+                Shape::Flat(_),
+            ) => Err(ShapeError::NeedsImage),
             (op @ (Op::Conv { .. } | Op::MaxPool { .. }), Shape::Image { c, h, w }) => {
                 let (ch, kernel, stride, pad) = match op {
                     Op::Conv {

@@ -110,8 +110,7 @@ impl Summary {
         input_shape: &str,
         layers: &[(&str, &str, usize, usize)],
     ) -> Self {
-        let rows: Vec<(&str, &str, usize)> =
-            layers.iter().map(|&(l, s, p, _)| (l, s, p)).collect();
+        let rows: Vec<(&str, &str, usize)> = layers.iter().map(|&(l, s, p, _)| (l, s, p)).collect();
         let mut summary = Summary::new(name, input_shape, &rows);
         for (row, &(.., frozen)) in summary.layers.iter_mut().zip(layers) {
             row.non_trainable = frozen;
@@ -231,11 +230,17 @@ _________________________________________________________________";
         let s = Summary::with_non_trainable(
             "Bn",
             "(None, 4)",
-            &[("dense<8>", "(None, 8)", 40, 0), ("batchnorm", "(None, 8)", 16, 16)],
+            &[
+                ("dense<8>", "(None, 8)", 40, 0),
+                ("batchnorm", "(None, 8)", 16, 16),
+            ],
         );
         assert_eq!((s.params, s.non_trainable_params), (56, 16));
         let text = s.to_string();
-        assert!(text.contains(" batchnorm    (None, 8)       32\n"), "{text}");
+        assert!(
+            text.contains(" batchnorm    (None, 8)       32\n"),
+            "{text}"
+        );
         assert!(
             text.contains("Total params: 72\nTrainable params: 56\nNon-trainable params: 16\n"),
             "{text}"
@@ -243,7 +248,10 @@ _________________________________________________________________";
         let json = serde_json::to_value(&s).unwrap();
         assert_eq!(json["non_trainable_params"], 16);
         assert_eq!(json["layers"][1]["non_trainable"], 16);
-        assert!(serde_json::to_value(dnn1()).unwrap().get("non_trainable_params").is_none());
+        assert!(serde_json::to_value(dnn1())
+            .unwrap()
+            .get("non_trainable_params")
+            .is_none());
     }
 
     #[test]

@@ -79,8 +79,14 @@ impl AvgPoolOp {
         const HO: usize,
         const WO: usize,
     >() -> Self {
-        assert!(K >= 1 && S >= 1, "AvgPool2D: kernel and stride must be >= 1");
-        assert!(HI >= K && WI >= K, "AvgPool2D: kernel larger than the input");
+        assert!(
+            K >= 1 && S >= 1,
+            "AvgPool2D: kernel and stride must be >= 1"
+        );
+        assert!(
+            HI >= K && WI >= K,
+            "AvgPool2D: kernel larger than the input"
+        );
         assert!(
             HO == (HI - K) / S + 1 && WO == (WI - K) / S + 1,
             "AvgPool2D: H_OUT/W_OUT must be floor((in - KERNEL_SIZE) / STRIDE) + 1"
@@ -242,8 +248,30 @@ macro_rules! device_kernel {
     };
 }
 
-device_kernel!(Cpu, f32, |x| try_avg_pool2d_cpu::<B, f32, T, C, K, S, HI, WI, HO, WO>(x));
-device_kernel!(Cpu, f64, |x| try_avg_pool2d_cpu::<B, f64, T, C, K, S, HI, WI, HO, WO>(x));
+device_kernel!(Cpu, f32, |x| try_avg_pool2d_cpu::<
+    B,
+    f32,
+    T,
+    C,
+    K,
+    S,
+    HI,
+    WI,
+    HO,
+    WO,
+>(x));
+device_kernel!(Cpu, f64, |x| try_avg_pool2d_cpu::<
+    B,
+    f64,
+    T,
+    C,
+    K,
+    S,
+    HI,
+    WI,
+    HO,
+    WO,
+>(x));
 #[cfg(feature = "cuda")]
 device_kernel!(dfdx::tensor::Cuda, f32, |x| {
     try_avg_pool2d_composed::<B, f32, Self, T, C, K, S, HI, WI, HO, WO>(x)
@@ -296,7 +324,9 @@ fn try_avg_pool2d_cpu<
             }
         });
     drop(xs);
-    let y = x.device().try_tensor_from_vec(y, (batch, Const, Const, Const))?;
+    let y = x
+        .device()
+        .try_tensor_from_vec(y, (batch, Const, Const, Const))?;
     let (x_ghost, y_ghost) = (x.ghost(), y.ghost());
     tape.add_backward_op(move |grads| {
         let gy = std::mem::take::<Vec<E>>(grads.get_or_alloc_mut(&y_ghost)?);
@@ -397,11 +427,16 @@ mod tests {
         let shape = (3, Const::<2>, Const::<7>, Const::<6>);
         let xv = test_values(3 * 2 * 7 * 6, 1);
         let x = dev.tensor_from_vec(xv.clone(), shape);
-        let r = dev.tensor_from_vec(test_values(3 * 2 * 3 * 2, 2), (3, Const::<2>, Const::<3>, Const::<2>));
+        let r = dev.tensor_from_vec(
+            test_values(3 * 2 * 3 * 2, 2),
+            (3, Const::<2>, Const::<3>, Const::<2>),
+        );
         type Pool = AvgPool2D<2, 3, 2, 7, 6, 3, 2>;
         let loss = |xv: &[f64]| {
             let x = dev.tensor_from_vec(xv.to_vec(), shape);
-            (Pool::default().forward(x) * r.clone()).sum::<Rank0, _>().array()
+            (Pool::default().forward(x) * r.clone())
+                .sum::<Rank0, _>()
+                .array()
         };
         let y = Pool::default().forward(x.clone());
         let g = (Pool::default().forward(x.leaky_trace()) * r.clone())

@@ -55,8 +55,8 @@ pub mod builder {
     #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
     pub struct BatchNorm<
         const CHAN: usize,
-        const MOMENTUM: u32 = 0x3F7D70A4, // f32_bits(0.99)
-        const EPSILON: u32 = 0x3A83126F,  // f32_bits(1e-3)
+        const MOMENTUM: u32 = 0x3F7D70A4,
+        const EPSILON: u32 = 0x3A83126F,
     >;
 }
 
@@ -77,8 +77,13 @@ impl<const C: usize, const M: u32, const EPS: u32, E: Dtype, D: Device<E>> Build
 /// - input: `(B, C, H, W)` or `(B, C)`, any batch `B: Dim`
 /// - output: the same
 #[derive(Debug, Clone)]
-pub struct BatchNorm<const C: usize, E: Dtype, D: dfdx::tensor::Storage<E>, const M: u32, const EPS: u32>
-{
+pub struct BatchNorm<
+    const C: usize,
+    E: Dtype,
+    D: dfdx::tensor::Storage<E>,
+    const M: u32,
+    const EPS: u32,
+> {
     /// `gamma [C]`, trainable, ones.
     pub gamma: Tensor<Rank1<C>, E, D>,
     /// `beta [C]`, trainable, zeros.
@@ -95,13 +100,19 @@ impl<const C: usize, E: Dtype, D: dfdx::tensor::Storage<E>, const M: u32, const 
     /// The momentum, checked to lie in `[0, 1]` at build time.
     pub const MOMENTUM: f32 = {
         let m = f32::from_bits(M);
-        assert!(m >= 0.0 && m <= 1.0, "BatchNorm: momentum must be in [0, 1]");
+        assert!(
+            m >= 0.0 && m <= 1.0,
+            "BatchNorm: momentum must be in [0, 1]"
+        );
         m
     };
     /// Epsilon, checked to be positive and finite at build time.
     pub const EPSILON: f32 = {
         let eps = f32::from_bits(EPS);
-        assert!(eps > 0.0 && eps.is_finite(), "BatchNorm: epsilon must be > 0");
+        assert!(
+            eps > 0.0 && eps.is_finite(),
+            "BatchNorm: epsilon must be > 0"
+        );
         eps
     };
 }
@@ -198,7 +209,13 @@ pub trait BatchNormKernel<E: Dtype>: Device<E> {
         gamma: &Tensor<Rank1<C>, E, Self>,
         beta: &Tensor<Rank1<C>, E, Self>,
         epsilon: f32,
-    ) -> Result<(Tensor<S, E, Self, OwnedTape<E, Self>>, BatchStats<C, E, Self>), Self::Err>;
+    ) -> Result<
+        (
+            Tensor<S, E, Self, OwnedTape<E, Self>>,
+            BatchStats<C, E, Self>,
+        ),
+        Self::Err,
+    >;
 
     /// Evaluation: normalise with the given (moving) statistics.
     #[allow(clippy::too_many_arguments)]
@@ -270,8 +287,16 @@ fn vector_op<B: Dim, const C: usize>(batch: B) -> BatchNormOp {
     }
 }
 
-impl<B: Dim, const C: usize, const H: usize, const W: usize, E, D, const M: u32, const EPS: u32>
-    Module<Images<B, C, H, W, E, D, NoneTape>> for BatchNorm<C, E, D, M, EPS>
+impl<
+        B: Dim,
+        const C: usize,
+        const H: usize,
+        const W: usize,
+        E,
+        D,
+        const M: u32,
+        const EPS: u32,
+    > Module<Images<B, C, H, W, E, D, NoneTape>> for BatchNorm<C, E, D, M, EPS>
 where
     E: Dtype,
     D: BatchNormKernel<E>,
@@ -285,8 +310,16 @@ where
     }
 }
 
-impl<B: Dim, const C: usize, const H: usize, const W: usize, E, D, const M: u32, const EPS: u32>
-    ModuleMut<Images<B, C, H, W, E, D, OwnedTape<E, D>>> for BatchNorm<C, E, D, M, EPS>
+impl<
+        B: Dim,
+        const C: usize,
+        const H: usize,
+        const W: usize,
+        E,
+        D,
+        const M: u32,
+        const EPS: u32,
+    > ModuleMut<Images<B, C, H, W, E, D, OwnedTape<E, D>>> for BatchNorm<C, E, D, M, EPS>
 where
     E: Dtype,
     D: BatchNormKernel<E>,
@@ -313,7 +346,10 @@ where
     type Error = D::Err;
 
     /// Evaluation: the moving statistics.
-    fn try_forward(&self, x: Tensor<(B, Const<C>), E, D, NoneTape>) -> Result<Self::Output, D::Err> {
+    fn try_forward(
+        &self,
+        x: Tensor<(B, Const<C>), E, D, NoneTape>,
+    ) -> Result<Self::Output, D::Err> {
         self.try_eval(vector_op::<B, C>(x.shape().0), x)
     }
 }
@@ -367,7 +403,11 @@ fn channel<E>(x: &[E], op: BatchNormOp, c: usize) -> impl Iterator<Item = &[E]> 
 fn moments<E: GemmFloat>(x: &[E], op: BatchNormOp, c: usize) -> (E, E) {
     let n = op.count() as f64;
     let sum: f64 = channel(x, op, c)
-        .map(|xs| xs.iter().map(|&v| v.to_f64().unwrap_or_default()).sum::<f64>())
+        .map(|xs| {
+            xs.iter()
+                .map(|&v| v.to_f64().unwrap_or_default())
+                .sum::<f64>()
+        })
         .sum();
     let mean = sum / n;
     let sq: f64 = channel(x, op, c)
@@ -408,11 +448,19 @@ fn inv_std<E: GemmFloat>(var: E, eps: f32) -> E {
 }
 
 /// `scale = gamma / sqrt(var + eps)`, `shift = beta - mean · scale` per channel.
-fn affine<E: GemmFloat>(gamma: &[E], beta: &[E], mean: &[E], var: &[E], eps: f32) -> (Vec<E>, Vec<E>) {
+fn affine<E: GemmFloat>(
+    gamma: &[E],
+    beta: &[E],
+    mean: &[E],
+    var: &[E],
+    eps: f32,
+) -> (Vec<E>, Vec<E>) {
     let scale: Vec<E> = (0..gamma.len())
         .map(|c| gamma[c] * inv_std(var[c], eps))
         .collect();
-    let shift = (0..gamma.len()).map(|c| beta[c] - mean[c] * scale[c]).collect();
+    let shift = (0..gamma.len())
+        .map(|c| beta[c] - mean[c] * scale[c])
+        .collect();
     (scale, shift)
 }
 
@@ -426,7 +474,10 @@ fn try_batch_norm_train_cpu<S: Shape, E: GemmFloat, const C: usize>(
     let (x, mut tape) = x.split_tape();
     let xs = read(&x); // kept for the backward pass
     let (g, b) = (gamma.as_vec(), beta.as_vec());
-    let stats: Vec<(E, E)> = (0..C).into_par_iter().map(|c| moments(&xs, op, c)).collect();
+    let stats: Vec<(E, E)> = (0..C)
+        .into_par_iter()
+        .map(|c| moments(&xs, op, c))
+        .collect();
     let (mean, var): (Vec<E>, Vec<E>) = stats.into_iter().unzip();
     let (scale, shift) = affine(&g, &b, &mean, &var, epsilon);
     let mut y = vec![E::default(); xs.len()];
@@ -575,8 +626,8 @@ fn try_batch_norm_train_composed<S: Shape, E: Dtype, D: Device<E>, const C: usiz
     let shape = *x.shape();
     let grouped: Grouped<C> = (op.batch, Const, op.len);
     let x = x.try_reshape_like(&grouped)?; // [B, C, L]
-    // Each statistic is consumed once below, which merges its tape (its
-    // backward ops) into the output's; the copies in `stats` carry none.
+                                           // Each statistic is consumed once below, which merges its tape (its
+                                           // backward ops) into the output's; the copies in `stats` carry none.
     let mean = x.retaped::<T<E, D>>().try_mean::<Rank1<C>, Axes2<0, 2>>()?; // [C]
     let mean_stat = mean.retaped::<NoneTape>();
     let centered = x.try_sub(mean.try_broadcast_like(&grouped)?)?; // [B, C, L]
@@ -634,7 +685,13 @@ where
         gamma: &Tensor<Rank1<C>, E, Self>,
         beta: &Tensor<Rank1<C>, E, Self>,
         epsilon: f32,
-    ) -> Result<(Tensor<S, E, Self, OwnedTape<E, Self>>, BatchStats<C, E, Self>), Self::Err> {
+    ) -> Result<
+        (
+            Tensor<S, E, Self, OwnedTape<E, Self>>,
+            BatchStats<C, E, Self>,
+        ),
+        Self::Err,
+    > {
         try_batch_norm_train_composed(op, x, gamma, beta, epsilon)
     }
 
@@ -766,13 +823,22 @@ mod tests {
         let g_c = (y_c * r.clone()).sum::<Rank0, _>().backward();
         let g_f = (y_f * r.clone()).sum::<Rank0, _>().backward();
         assert_close(&g_c.get(&x).as_vec(), &g_f.get(&x).as_vec(), 1e-10);
-        assert_close(&g_c.get(&m.gamma).as_vec(), &g_f.get(&m.gamma).as_vec(), 1e-10);
+        assert_close(
+            &g_c.get(&m.gamma).as_vec(),
+            &g_f.get(&m.gamma).as_vec(),
+            1e-10,
+        );
         let e_c = try_batch_norm_eval_composed(
-            op, x.clone(), &m.gamma, &m.beta, &stats.mean, &stats.variance, 1e-3,
+            op,
+            x.clone(),
+            &m.gamma,
+            &m.beta,
+            &stats.mean,
+            &stats.variance,
+            1e-3,
         )
         .unwrap();
-        let e_f = m.clone();
-        let mut e_f = e_f;
+        let mut e_f = m.clone();
         e_f.moving_mean = stats.mean.clone();
         e_f.moving_variance = stats.variance.clone();
         assert_close(&e_c.as_vec(), &e_f.forward(x.clone()).as_vec(), 1e-12);
@@ -792,7 +858,11 @@ mod tests {
             let var = col.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / 5.0;
             for b in 0..5 {
                 let want = (col[b] - mean) / (var + 1e-3f32 as f64).sqrt();
-                assert!((y[b * 3 + u] - want).abs() < 1e-12, "{} vs {want}", y[b * 3 + u]);
+                assert!(
+                    (y[b * 3 + u] - want).abs() < 1e-12,
+                    "{} vs {want}",
+                    y[b * 3 + u]
+                );
             }
         }
         // gradient of one vector-input case, against central differences
@@ -821,7 +891,9 @@ mod tests {
         let mut sgd = Sgd::new(&m, SgdConfig::default());
         let y = m.forward_mut(x.traced(m.alloc_grads()));
         let (mm, mv) = (m.moving_mean.as_vec(), m.moving_variance.as_vec());
-        let grads = (y * dev.sample_normal_like(&(6, Const))).sum::<Rank0, _>().backward();
+        let grads = (y * dev.sample_normal_like(&(6, Const)))
+            .sum::<Rank0, _>()
+            .backward();
         sgd.update(&mut m, &grads).unwrap();
         assert_eq!(m.moving_mean.as_vec(), mm);
         assert_eq!(m.moving_variance.as_vec(), mv);

@@ -823,7 +823,8 @@ mod tests {
     #[test]
     fn without_bias() {
         let dev: Cpu = Default::default();
-        let mut m = dev.build_module::<builder::Conv2D<2, 3, 3, 1, 1, 1, 5, 5, 5, 5, 0, false>, f64>();
+        let mut m =
+            dev.build_module::<builder::Conv2D<2, 3, 3, 1, 1, 1, 5, 5, 5, 5, 0, false>, f64>();
         assert_eq!(NumParams::<f64, Cpu>::num_trainable_params(&m), 3 * 2 * 9);
         let wv = test_values(3 * 2 * 9, 1);
         m.weight = dev.tensor_from_vec(wv.clone(), (Const, Const, Const, Const));
@@ -833,14 +834,19 @@ mod tests {
         let y = m.forward(x.clone());
         assert_close(&y.as_vec(), &naive(&op, &xv, &wv, &[0.0; 3]), 1e-12);
 
-        let r = dev.tensor_from_vec(test_values(2 * 3 * 25, 3), (2, Const::<3>, Const::<5>, Const::<5>));
+        let r = dev.tensor_from_vec(
+            test_values(2 * 3 * 25, 3),
+            (2, Const::<3>, Const::<5>, Const::<5>),
+        );
         let grads = (m.forward(x.clone().traced(m.alloc_grads())) * r.clone())
             .sum::<Rank0, _>()
             .backward();
         let numeric = finite_difference(&wv, 1e-3, |wp| {
             let mut m2 = m.clone();
             m2.weight = dev.tensor_from_vec(wp.to_vec(), (Const, Const, Const, Const));
-            (m2.forward(x.clone()) * r.clone()).sum::<Rank0, _>().array()
+            (m2.forward(x.clone()) * r.clone())
+                .sum::<Rank0, _>()
+                .array()
         });
         assert_grad_close("weight", &grads.get(&m.weight).as_vec(), &numeric, 1e-6);
         assert_eq!(m.bias.as_vec(), [0.0; 3], "the bias is not a parameter");

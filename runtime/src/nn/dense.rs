@@ -827,7 +827,10 @@ mod tests {
         assert_eq!(m.forward(x.clone()).array(), [[6.0, -0.5], [-1.0, -2.0]]);
         use dfdx::optim::{Optimizer, Sgd, SgdConfig};
         let mut sgd = Sgd::new(&m, SgdConfig::default());
-        let grads = m.forward(x.traced(m.alloc_grads())).sum::<Rank0, _>().backward();
+        let grads = m
+            .forward(x.traced(m.alloc_grads()))
+            .sum::<Rank0, _>()
+            .backward();
         sgd.update(&mut m, &grads).unwrap();
         assert_eq!(m.bias.array(), [0.0, 0.0]);
         assert_ne!(m.weight.array()[0], [1.0, 2.0, 3.0]);

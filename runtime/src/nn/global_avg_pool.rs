@@ -86,7 +86,14 @@ mod tests {
         let xv: Vec<f64> = (0..24).map(|i| ((i as f64) - 5.0).powi(2) / 7.0).collect();
         let x = dev.tensor_from_vec(xv, (Const::<2>, Const::<3>, Const::<2>, Const::<2>));
         let y = GlobalAvgPool2D::<3, 2, 2>.forward(x);
-        let want = [1.9285714286, 0.2142857143, 3.0714285714, 10.5, 22.5, 39.0714285714];
+        let want = [
+            1.9285714286,
+            0.2142857143,
+            3.0714285714,
+            10.5,
+            22.5,
+            39.0714285714,
+        ];
         assert_close(&y.as_vec(), &want, 1e-9);
     }
 

@@ -203,7 +203,11 @@ mod tests {
 
         // the composed (Cuda) path on Cpu: same values and gradients
         let y_c = try_leaky_relu_composed(x.leaky_trace(), f32::from_bits(f32_bits(0.1))).unwrap();
-        assert_close(&y_c.as_vec(), &Leaky::default().forward(x.clone()).as_vec(), 1e-15);
+        assert_close(
+            &y_c.as_vec(),
+            &Leaky::default().forward(x.clone()).as_vec(),
+            1e-15,
+        );
         let g_c = (y_c * r).sum::<Rank0, _>().backward();
         assert_close(&g_c.get(&x).as_vec(), &grads.get(&x).as_vec(), 1e-15);
     }

@@ -19,8 +19,8 @@ mod conv_block;
 mod dense;
 mod dropout;
 mod flatten;
-mod global_avg_pool;
 mod gemm;
+mod global_avg_pool;
 mod l2;
 mod leaky_relu;
 mod max_pool2d;
@@ -41,7 +41,12 @@ pub use l2::{f32_bits, L2Penalty, Penalty, Regularizer, Regularizers};
 /// dfdx's `visit_fields` builds a module with an infallible closure, so the
 /// allocation cannot return its error: it panics, as dfdx's `zeros` does,
 /// only when the device is out of memory for `O` elements.
-fn zero_bias<const O: usize, S: dfdx::shapes::Shape, E: dfdx::shapes::Dtype, D: dfdx::tensor_ops::Device<E>>(
+fn zero_bias<
+    const O: usize,
+    S: dfdx::shapes::Shape,
+    E: dfdx::shapes::Dtype,
+    D: dfdx::tensor_ops::Device<E>,
+>(
     weight: &dfdx::tensor::Tensor<S, E, D>,
 ) -> dfdx::tensor::Tensor<dfdx::shapes::Rank1<O>, E, D> {
     weight.device().zeros()
