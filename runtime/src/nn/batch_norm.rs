@@ -198,6 +198,10 @@ pub struct BatchStats<const C: usize, E: Dtype, D: dfdx::tensor::Storage<E>> {
     pub variance: Tensor<Rank1<C>, E, D>,
 }
 
+/// A training step's output (on its tape) and the batch statistics.
+pub type Normalized<S, const C: usize, E, D> =
+    (Tensor<S, E, D, OwnedTape<E, D>>, BatchStats<C, E, D>);
+
 /// Batch normalisation per device (see the module docs).
 pub trait BatchNormKernel<E: Dtype>: Device<E> {
     /// Training: normalise with the batch statistics, recording the backward
@@ -209,13 +213,7 @@ pub trait BatchNormKernel<E: Dtype>: Device<E> {
         gamma: &Tensor<Rank1<C>, E, Self>,
         beta: &Tensor<Rank1<C>, E, Self>,
         epsilon: f32,
-    ) -> Result<
-        (
-            Tensor<S, E, Self, OwnedTape<E, Self>>,
-            BatchStats<C, E, Self>,
-        ),
-        Self::Err,
-    >;
+    ) -> Result<Normalized<S, C, E, Self>, Self::Err>;
 
     /// Evaluation: normalise with the given (moving) statistics.
     #[allow(clippy::too_many_arguments)]
@@ -237,6 +235,7 @@ pub trait BatchNormKernel<E: Dtype>: Device<E> {
 impl<const C: usize, E: Dtype, D: BatchNormKernel<E>, const M: u32, const EPS: u32>
     BatchNorm<C, E, D, M, EPS>
 {
+    #[allow(clippy::type_complexity)]
     fn try_train<S: Shape>(
         &mut self,
         op: BatchNormOp,
@@ -470,7 +469,7 @@ fn try_batch_norm_train_cpu<S: Shape, E: GemmFloat, const C: usize>(
     gamma: &Tensor<Rank1<C>, E, Cpu>,
     beta: &Tensor<Rank1<C>, E, Cpu>,
     epsilon: f32,
-) -> Result<(Tensor<S, E, Cpu, OwnedTape<E, Cpu>>, BatchStats<C, E, Cpu>), CpuError> {
+) -> Result<Normalized<S, C, E, Cpu>, CpuError> {
     let (x, mut tape) = x.split_tape();
     let xs = read(&x); // kept for the backward pass
     let (g, b) = (gamma.as_vec(), beta.as_vec());
@@ -584,7 +583,7 @@ macro_rules! cpu_batch_norm {
                 gamma: &Tensor<Rank1<C>, $E, Self>,
                 beta: &Tensor<Rank1<C>, $E, Self>,
                 epsilon: f32,
-            ) -> Result<(Tensor<S, $E, Self, OwnedTape<$E, Self>>, BatchStats<C, $E, Self>), CpuError> {
+            ) -> Result<Normalized<S, C, $E, Self>, CpuError> {
                 try_batch_norm_train_cpu(op, x, gamma, beta, epsilon)
             }
 
@@ -621,7 +620,7 @@ fn try_batch_norm_train_composed<S: Shape, E: Dtype, D: Device<E>, const C: usiz
     gamma: &Tensor<Rank1<C>, E, D>,
     beta: &Tensor<Rank1<C>, E, D>,
     epsilon: f32,
-) -> Result<(Tensor<S, E, D, OwnedTape<E, D>>, BatchStats<C, E, D>), D::Err> {
+) -> Result<Normalized<S, C, E, D>, D::Err> {
     type T<E, D> = OwnedTape<E, D>;
     let shape = *x.shape();
     let grouped: Grouped<C> = (op.batch, Const, op.len);
@@ -685,13 +684,7 @@ where
         gamma: &Tensor<Rank1<C>, E, Self>,
         beta: &Tensor<Rank1<C>, E, Self>,
         epsilon: f32,
-    ) -> Result<
-        (
-            Tensor<S, E, Self, OwnedTape<E, Self>>,
-            BatchStats<C, E, Self>,
-        ),
-        Self::Err,
-    > {
+    ) -> Result<Normalized<S, C, E, Self>, Self::Err> {
         try_batch_norm_train_composed(op, x, gamma, beta, epsilon)
     }
 
