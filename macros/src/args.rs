@@ -73,16 +73,20 @@ struct Signature {
 
 fn signature(kind: LayerKind) -> Signature {
     let (positional, options, example): (&[&str], &[&str], &str) = match kind {
-        LayerKind::Dense => (&["units"], &["l2"], "dense<128>"),
+        LayerKind::Dense => (&["units"], &["l2", "bias"], "dense<128>"),
         LayerKind::Conv => (
             &["filters", "kernel size"],
-            &["stride", "pad", "l2"],
+            &["stride", "pad", "l2", "bias"],
             "conv<32, 3>",
         ),
         LayerKind::MaxPool => (&["pool size"], &["stride"], "maxpool<2>"),
+        LayerKind::AvgPool => (&["pool size"], &["stride"], "avgpool<2>"),
+        LayerKind::GlobalAvgPool => (&[], &[], "globalavgpool"),
         LayerKind::Dropout => (&["rate"], &[], "dropout<0.5>"),
+        LayerKind::BatchNorm => (&[], &["momentum", "epsilon"], "batchnorm"),
         LayerKind::Flatten => (&[], &[], "flatten"),
         LayerKind::Relu => (&[], &[], "relu"),
+        LayerKind::LeakyRelu => (&[], &["alpha"], "leaky_relu<alpha = 0.1>"),
         LayerKind::Tanh => (&[], &[], "tanh"),
         LayerKind::Sigmoid => (&[], &[], "sigmoid"),
     };
@@ -148,6 +152,10 @@ pub fn check_layer_args(errors: &mut Errors, layer: &Layer) -> Option<Spec> {
     let mut stride = None;
     let mut pad = None;
     let mut l2 = None;
+    let mut alpha = None;
+    let mut bias = None;
+    let mut momentum = None;
+    let mut epsilon = None;
     let mut seen: Vec<&syn::Ident> = Vec::new();
     let mut index = 0;
     for arg in items {
@@ -157,7 +165,10 @@ pub fn check_layer_args(errors: &mut Errors, layer: &Layer) -> Option<Spec> {
                 index += 1;
                 match sig.positional.get(i) {
                     Some(&"rate") => rate = check_rate(errors, value),
-                    Some(&"pool size") => sizes.push(check_pool(errors, value)),
+                    // only `maxpool` limits its window (see `MAX_POOL`)
+                    Some(&"pool size") if kind == LayerKind::MaxPool => {
+                        sizes.push(check_pool(errors, value))
+                    }
                     Some(what) => sizes.push(check_size(errors, value, what)),
                     None if i == want => {
                         let msg = extra_argument(kind, &sig, &positional);
@@ -181,6 +192,10 @@ pub fn check_layer_args(errors: &mut Errors, layer: &Layer) -> Option<Spec> {
                         "stride" => stride = check_size(errors, &opt.value, "stride"),
                         "pad" => pad = check_padding(errors, &opt.value),
                         "l2" => l2 = check_l2(errors, &opt.value),
+                        "alpha" => alpha = check_alpha(errors, &opt.value),
+                        "bias" => bias = check_bool(errors, &opt.value, "bias"),
+                        "momentum" => momentum = check_momentum(errors, &opt.value),
+                        "epsilon" => epsilon = check_epsilon(errors, &opt.value),
                         _ => unreachable!("options listed in signature()"),
                     }
                 }
@@ -196,6 +211,7 @@ pub fn check_layer_args(errors: &mut Errors, layer: &Layer) -> Option<Spec> {
         LayerKind::Dense => Spec::Dense {
             units: (*sizes.first()?)?,
             l2,
+            bias: bias.unwrap_or(true),
         },
         LayerKind::Conv => Spec::Conv {
             filters: (*sizes.first()?)?,
@@ -203,6 +219,7 @@ pub fn check_layer_args(errors: &mut Errors, layer: &Layer) -> Option<Spec> {
             stride: stride.unwrap_or(1),
             pad: pad.unwrap_or(Padding::Valid),
             l2,
+            bias: bias.unwrap_or(true),
         },
         LayerKind::MaxPool => {
             let kernel = (*sizes.first()?)?;
@@ -211,9 +228,19 @@ pub fn check_layer_args(errors: &mut Errors, layer: &Layer) -> Option<Spec> {
                 stride: stride.unwrap_or(kernel),
             }
         }
+        LayerKind::AvgPool => {
+            let kernel = (*sizes.first()?)?;
+            Spec::AvgPool {
+                kernel,
+                stride: stride.unwrap_or(kernel),
+            }
+        }
+        LayerKind::GlobalAvgPool => Spec::GlobalAvgPool,
         LayerKind::Dropout => Spec::Dropout { rate: rate? },
+        LayerKind::BatchNorm => Spec::BatchNorm { momentum, epsilon },
         LayerKind::Flatten => Spec::Flatten,
         LayerKind::Relu => Spec::Relu,
+        LayerKind::LeakyRelu => Spec::LeakyRelu { alpha },
         LayerKind::Tanh => Spec::Tanh,
         LayerKind::Sigmoid => Spec::Sigmoid,
     };
@@ -226,8 +253,17 @@ pub fn check_layer_args(errors: &mut Errors, layer: &Layer) -> Option<Spec> {
 fn extra_argument(kind: LayerKind, sig: &Signature, positional: &[&Value]) -> String {
     let word = kind.word();
     let want = sig.positional.len();
-    if want == 0 {
+    if want == 0 && sig.options.is_empty() {
         return format!("`{word}` takes no arguments; write `{word}`");
+    }
+    if want == 0 && kind == LayerKind::BatchNorm {
+        let value = positional[0].text();
+        return format!("`{word}` takes options only: write e.g. `{word}<momentum = {value}>`");
+    }
+    if want == 0 {
+        // `leaky_relu<0.1>`: the slope is an option.
+        let value = positional[0].text();
+        return format!("`{word}` takes its slope as an option: write `{word}<alpha = {value}>`");
     }
     let takes = sig.positional.join(" and ");
     if !sig.options.contains(&"stride") {
@@ -292,7 +328,9 @@ fn check_size(errors: &mut Errors, value: &Value, what: &str) -> Option<usize> {
             "{what} must be an integer, got `{}`; write a whole number without a decimal point",
             value.text()
         ),
-        Value::Word(word) => format!("{what} must be an integer, got `{word}`"),
+        Value::Word(_) | Value::Bool(_) => {
+            format!("{what} must be an integer, got `{}`", value.text())
+        }
         Value::Str(lit) => {
             let fix = quoted_number(lit).unwrap_or_else(|| "the number".into());
             format!(
@@ -414,7 +452,9 @@ fn real(value: &Value) -> Result<Float, String> {
     let parsed = match value {
         Value::Int(_, lit) => lit.base10_parse::<f64>(),
         Value::Float(_, lit) => lit.base10_parse::<f64>(),
-        Value::Word(word) => return Err(format!("expected a number, got `{word}`")),
+        Value::Word(_) | Value::Bool(_) => {
+            return Err(format!("expected a number, got `{}`", value.text()))
+        }
         Value::Str(lit) => {
             let fix = quoted_number(lit).unwrap_or_else(|| "the number".into());
             return Err(format!(
@@ -455,6 +495,105 @@ fn check_l2(errors: &mut Errors, value: &Value) -> Option<Float> {
         ),
         Ok(f) => return Some(f),
         Err(msg) => msg,
+    };
+    errors.error_spanned(value, msg);
+    None
+}
+
+/// A switch is `true` or `false`, written as a Rust literal.
+///
+/// ```text
+/// dense<10, bias = maybe>   conv<8, 3, bias = 0>   dense<10, bias = "false">
+/// ```
+fn check_bool(errors: &mut Errors, value: &Value, what: &str) -> Option<bool> {
+    let got = match value {
+        Value::Bool(lit) => return Some(lit.value),
+        Value::Str(lit) if matches!(lit.value().as_str(), "true" | "false") => {
+            let msg = format!(
+                "{what} is `true` or `false`, not a string: write `{}` without quotes",
+                lit.value()
+            );
+            errors.error_spanned(value, msg);
+            return None;
+        }
+        _ => value.text(),
+    };
+    errors.error_spanned(
+        value,
+        format!("{what} must be `true` or `false`, got `{got}`; e.g. `{what} = false`"),
+    );
+    None
+}
+
+/// `batchnorm<momentum = M>` with 0 <= M <= 1 (as `f32`): the weight of the
+/// old moving statistics in each update (Keras' convention; PyTorch's
+/// `momentum` is `1 - M`).
+///
+/// ```text
+/// batchnorm<momentum = 1.5>   batchnorm<momentum = -0.1>
+/// ```
+fn check_momentum(errors: &mut Errors, value: &Value) -> Option<Float> {
+    if !check_no_suffix(errors, value) {
+        return None;
+    }
+    let msg = match real(value) {
+        Ok(f) if !(0.0..=1.0).contains(&f.value) => format!(
+            "batchnorm momentum must be in [0, 1], got `{}`; it is the weight of the old \
+             moving statistics, Keras' default `0.99` (PyTorch's momentum 0.1 is `0.9` here)",
+            f.text
+        ),
+        Ok(f) => return Some(f),
+        Err(msg) => format!("batchnorm momentum: {msg}"),
+    };
+    errors.error_spanned(value, msg);
+    None
+}
+
+/// `batchnorm<epsilon = E>` with E > 0 and finite as `f32` (nonzero after rounding).
+///
+/// ```text
+/// batchnorm<epsilon = 0>   batchnorm<epsilon = 1e-50>
+/// ```
+fn check_epsilon(errors: &mut Errors, value: &Value) -> Option<Float> {
+    if !check_no_suffix(errors, value) {
+        return None;
+    }
+    let msg = match real(value) {
+        Ok(f) if f.value <= 0.0 || f.value as f32 <= 0.0 || !(f.value as f32).is_finite() => {
+            format!(
+                "batchnorm epsilon must be > 0 and finite as f32, got `{}`; Keras' default is `1e-3`",
+                f.text
+            )
+        }
+        Ok(f) => return Some(f),
+        Err(msg) => format!("batchnorm epsilon: {msg}"),
+    };
+    errors.error_spanned(value, msg);
+    None
+}
+
+/// `leaky_relu<alpha = A>` with A >= 0 (Keras rejects a negative slope) and
+/// finite as `f32` (the slope is stored as `f32` bits).
+///
+/// ```text
+/// leaky_relu<alpha = -0.1>   leaky_relu<alpha = 1e39>   leaky_relu<alpha = big>
+/// ```
+fn check_alpha(errors: &mut Errors, value: &Value) -> Option<Float> {
+    if !check_no_suffix(errors, value) {
+        return None;
+    }
+    let msg = match real(value) {
+        Ok(f) if f.value < 0.0 => format!(
+            "leaky_relu slope must be >= 0, got `{}`; Keras' default is `0.3`",
+            f.text
+        ),
+        Ok(f) if !(f.value as f32).is_finite() => format!(
+            "leaky_relu slope `{}` is too large for f32 (at most {:e})",
+            f.text,
+            f32::MAX
+        ),
+        Ok(f) => return Some(f),
+        Err(msg) => format!("leaky_relu slope: {msg}"),
     };
     errors.error_spanned(value, msg);
     None

@@ -8,10 +8,10 @@
 //!     dims      := value (',' value)* ','?        // <C, H, W> image or <N> vector
 //!     layers    := layer (',' layer)* ','?
 //! layer     := KIND ('<' arg (',' arg)* ','? '>')?
-//!     KIND      := dense | conv | maxpool | flatten | dropout | relu | tanh | sigmoid
+//!     KIND      := dense | conv | maxpool | avgpool | globalavgpool | flatten | dropout | batchnorm | relu | leaky_relu | tanh | sigmoid
 //!     arg       := value                          // positional: sizes, rate
 //!                | IDENT '=' value                // option: stride = 2, pad = same, l2 = 1e-3
-//!     value     := '-'? INT | '-'? FLOAT | IDENT
+//!     value     := '-'? INT | '-'? FLOAT | IDENT | 'true' | 'false'
 //!                | STRING | '(' value (',' value)* ','? ')'   // parsed only to be rejected with a hint
 //! ```
 //!
@@ -26,7 +26,8 @@ use quote::ToTokens;
 use syn::parse::{Parse, ParseStream, Parser};
 use syn::punctuated::Punctuated;
 use syn::{
-    braced, parenthesized, token, Attribute, Ident, LitFloat, LitInt, LitStr, Token, Visibility,
+    braced, parenthesized, token, Attribute, Ident, LitBool, LitFloat, LitInt, LitStr, Token,
+    Visibility,
 };
 
 /// DSL words, declared as keywords so `lookahead1` lists them in errors.
@@ -34,9 +35,13 @@ pub mod kw {
     syn::custom_keyword!(dense);
     syn::custom_keyword!(conv);
     syn::custom_keyword!(maxpool);
+    syn::custom_keyword!(avgpool);
+    syn::custom_keyword!(globalavgpool);
     syn::custom_keyword!(flatten);
     syn::custom_keyword!(dropout);
+    syn::custom_keyword!(batchnorm);
     syn::custom_keyword!(relu);
+    syn::custom_keyword!(leaky_relu);
     syn::custom_keyword!(tanh);
     syn::custom_keyword!(sigmoid);
 }
@@ -85,9 +90,13 @@ pub enum LayerKind {
     Dense,
     Conv,
     MaxPool,
+    AvgPool,
+    GlobalAvgPool,
     Flatten,
     Dropout,
+    BatchNorm,
     Relu,
+    LeakyRelu,
     Tanh,
     Sigmoid,
 }
@@ -115,18 +124,24 @@ pub enum Value {
     Int(Option<Token![-]>, LitInt),
     Float(Option<Token![-]>, LitFloat),
     Word(Ident),
+    /// `true` or `false` (`bias = false`).
+    Bool(LitBool),
     Str(LitStr),
     Tuple(token::Paren, Punctuated<Value, Token![,]>),
 }
 
 impl LayerKind {
-    pub const ALL: [LayerKind; 8] = [
+    pub const ALL: [LayerKind; 12] = [
         LayerKind::Dense,
         LayerKind::Conv,
         LayerKind::MaxPool,
+        LayerKind::AvgPool,
+        LayerKind::GlobalAvgPool,
         LayerKind::Flatten,
         LayerKind::Dropout,
+        LayerKind::BatchNorm,
         LayerKind::Relu,
+        LayerKind::LeakyRelu,
         LayerKind::Tanh,
         LayerKind::Sigmoid,
     ];
@@ -137,9 +152,13 @@ impl LayerKind {
             LayerKind::Dense => "dense",
             LayerKind::Conv => "conv",
             LayerKind::MaxPool => "maxpool",
+            LayerKind::AvgPool => "avgpool",
+            LayerKind::GlobalAvgPool => "globalavgpool",
             LayerKind::Flatten => "flatten",
             LayerKind::Dropout => "dropout",
+            LayerKind::BatchNorm => "batchnorm",
             LayerKind::Relu => "relu",
+            LayerKind::LeakyRelu => "leaky_relu",
             LayerKind::Tanh => "tanh",
             LayerKind::Sigmoid => "sigmoid",
         }
@@ -203,12 +222,20 @@ impl Parse for Layer {
             LayerKind::Conv
         } else if lookahead.peek(kw::maxpool) {
             LayerKind::MaxPool
+        } else if lookahead.peek(kw::avgpool) {
+            LayerKind::AvgPool
+        } else if lookahead.peek(kw::globalavgpool) {
+            LayerKind::GlobalAvgPool
         } else if lookahead.peek(kw::flatten) {
             LayerKind::Flatten
         } else if lookahead.peek(kw::dropout) {
             LayerKind::Dropout
+        } else if lookahead.peek(kw::batchnorm) {
+            LayerKind::BatchNorm
         } else if lookahead.peek(kw::relu) {
             LayerKind::Relu
+        } else if lookahead.peek(kw::leaky_relu) {
+            LayerKind::LeakyRelu
         } else if lookahead.peek(kw::tanh) {
             LayerKind::Tanh
         } else if lookahead.peek(kw::sigmoid) {
@@ -261,8 +288,12 @@ fn alias(word: &str) -> Option<Alias> {
     let layer = match word.to_lowercase().replace('_', "").as_str() {
         "conv2d" | "convolution2d" => "conv",
         "maxpool2d" | "maxpooling2d" => "maxpool",
+        "avgpool2d" | "averagepooling2d" | "avgpooling2d" => "avgpool",
+        "globalaveragepooling2d" | "globalavgpool2d" | "adaptiveavgpool2d" => "globalavgpool",
         "linear" | "fc" | "fullyconnected" => "dense",
         "flatten2d" => "flatten",
+        "leakyrelu" => "leaky_relu",
+        "batchnormalization" | "batchnorm2d" | "batchnorm1d" => "batchnorm",
         "softmax" | "logsoftmax" => return Some(Alias::Softmax),
         _ => return None,
     };
@@ -333,6 +364,9 @@ impl Parse for Value {
                 content.parse_terminated(Value::parse, Token![,])?,
             ));
         }
+        if input.peek(LitBool) {
+            return Ok(Value::Bool(input.parse()?));
+        }
         let neg: Option<Token![-]> = input.parse()?;
         let lookahead = input.lookahead1();
         if lookahead.peek(LitInt) {
@@ -364,6 +398,7 @@ impl Value {
             Value::Int(neg, lit) => format!("{}{}", sign(neg), lit),
             Value::Float(neg, lit) => format!("{}{}", sign(neg), lit),
             Value::Word(word) => word.to_string(),
+            Value::Bool(lit) => lit.value.to_string(),
             Value::Str(lit) => lit.token().to_string(),
             Value::Tuple(_, items) => {
                 let items: Vec<String> = items.iter().map(Value::text).collect();
@@ -377,7 +412,7 @@ impl Value {
         let suffix = match self {
             Value::Int(_, lit) => lit.suffix(),
             Value::Float(_, lit) => lit.suffix(),
-            Value::Word(_) | Value::Str(_) | Value::Tuple(..) => "",
+            Value::Word(_) | Value::Bool(_) | Value::Str(_) | Value::Tuple(..) => "",
         };
         (!suffix.is_empty()).then_some(suffix)
     }
@@ -403,6 +438,7 @@ impl ToTokens for Value {
                 lit.to_tokens(tokens);
             }
             Value::Word(word) => word.to_tokens(tokens),
+            Value::Bool(lit) => lit.to_tokens(tokens),
             Value::Str(lit) => lit.to_tokens(tokens),
             Value::Tuple(paren, items) => paren.surround(tokens, |tokens| items.to_tokens(tokens)),
         }

@@ -24,6 +24,8 @@ pub struct Checked<'a> {
     pub layers: Vec<CheckedLayer<'a>>,
     /// Trainable parameters of the whole network.
     pub params: usize,
+    /// Non-trainable parameters (batchnorm's moving statistics).
+    pub non_trainable: usize,
 }
 
 /// One layer with its arguments resolved and its shapes known.
@@ -33,6 +35,8 @@ pub struct CheckedLayer<'a> {
     pub input: Shape,
     pub output: Shape,
     pub params: usize,
+    /// Non-trainable parameters (batchnorm's moving statistics).
+    pub non_trainable: usize,
 }
 
 /// A layer's validated arguments.
@@ -41,6 +45,8 @@ pub enum Spec {
     Dense {
         units: usize,
         l2: Option<Float>,
+        /// `bias = false` makes this false (Keras' `use_bias`).
+        bias: bool,
     },
     Conv {
         filters: usize,
@@ -48,16 +54,32 @@ pub enum Spec {
         stride: usize,
         pad: Padding,
         l2: Option<Float>,
+        bias: bool,
     },
     MaxPool {
         kernel: usize,
         stride: usize,
     },
+    /// `avgpool<K, stride = S>`: the same shape arithmetic as `maxpool`.
+    AvgPool {
+        kernel: usize,
+        stride: usize,
+    },
+    GlobalAvgPool,
     Flatten,
     Dropout {
         rate: Float,
     },
+    /// `batchnorm<momentum = M, epsilon = E>`; Keras' defaults 0.99 and 1e-3 when not written.
+    BatchNorm {
+        momentum: Option<Float>,
+        epsilon: Option<Float>,
+    },
     Relu,
+    /// `leaky_relu<alpha = A>`; `alpha` is Keras' default 0.3 when not written.
+    LeakyRelu {
+        alpha: Option<Float>,
+    },
     Tanh,
     Sigmoid,
 }
@@ -93,6 +115,7 @@ pub fn check(net: &Network) -> syn::Result<Checked<'_>> {
     let mut shape = input;
     let mut checked: Vec<CheckedLayer> = Vec::with_capacity(layers.len());
     let mut params = 0usize;
+    let mut non_trainable = 0usize;
     for (layer, spec) in layers.iter().zip(specs) {
         let op = spec.op();
         let seen = Seen {
@@ -107,18 +130,22 @@ pub fn check(net: &Network) -> syn::Result<Checked<'_>> {
             Ok(output) => output,
             Err(err) => return Err(shape_error(layer, &spec, shape, &seen, err)),
         };
-        let layer_params = op
+        let layer_params = spec
             .params(shape)
             .ok_or_else(|| params_overflow(layer, &spec, shape, None))?;
         params = params
             .checked_add(layer_params)
             .ok_or_else(|| params_overflow(layer, &spec, shape, Some(params)))?;
+        // at most the trainable count (batchnorm: 2C each), so no overflow check of its own
+        let layer_frozen = spec.non_trainable(shape).unwrap_or(0);
+        non_trainable += layer_frozen;
         checked.push(CheckedLayer {
             ast: layer,
             spec,
             input: shape,
             output,
             params: layer_params,
+            non_trainable: layer_frozen,
         });
         shape = output;
     }
@@ -127,6 +154,7 @@ pub fn check(net: &Network) -> syn::Result<Checked<'_>> {
         input,
         layers: checked,
         params,
+        non_trainable,
     })
 }
 
@@ -163,6 +191,34 @@ pub fn check_name(earlier: &[Network], net: &Network) -> syn::Result<()> {
 }
 
 impl Spec {
+    /// Trainable parameters for `input`: the shape arithmetic's kernel plus
+    /// bias, less the bias where `bias = false`.
+    pub fn params(&self, input: Shape) -> Option<usize> {
+        let all = self.op().params(input)?;
+        match *self {
+            Spec::Dense {
+                units, bias: false, ..
+            } => all.checked_sub(units),
+            Spec::Conv {
+                filters,
+                bias: false,
+                ..
+            } => all.checked_sub(filters),
+            // gamma and beta per channel (or unit)
+            Spec::BatchNorm { .. } => channels(input).checked_mul(2),
+            _ => Some(all),
+        }
+    }
+
+    /// Non-trainable parameters for `input`: batchnorm's moving mean and
+    /// variance per channel (or unit), none elsewhere.
+    pub fn non_trainable(&self, input: Shape) -> Option<usize> {
+        match self {
+            Spec::BatchNorm { .. } => channels(input).checked_mul(2),
+            _ => Some(0),
+        }
+    }
+
     /// What the layer does to shapes.
     pub fn op(&self) -> Op {
         match *self {
@@ -179,10 +235,26 @@ impl Spec {
                 stride,
                 pad,
             },
-            Spec::MaxPool { kernel, stride } => Op::MaxPool { kernel, stride },
+            Spec::MaxPool { kernel, stride } | Spec::AvgPool { kernel, stride } => {
+                Op::MaxPool { kernel, stride }
+            }
+            Spec::GlobalAvgPool => Op::GlobalPool,
             Spec::Flatten => Op::Flatten,
-            Spec::Dropout { .. } | Spec::Relu | Spec::Tanh | Spec::Sigmoid => Op::Elementwise,
+            Spec::Dropout { .. }
+            | Spec::BatchNorm { .. }
+            | Spec::Relu
+            | Spec::LeakyRelu { .. }
+            | Spec::Tanh
+            | Spec::Sigmoid => Op::Elementwise,
         }
+    }
+}
+
+/// The channels of an image, the units of a vector: what batchnorm normalises over.
+fn channels(shape: Shape) -> usize {
+    match shape {
+        Shape::Image { c, .. } => c,
+        Shape::Flat(n) => n,
     }
 }
 
@@ -192,18 +264,20 @@ pub fn describe(layer: &CheckedLayer) -> String {
 }
 
 pub fn describe_spec(spec: &Spec) -> String {
+    let no_bias = |bias: bool| if bias { "" } else { ", bias = false" };
     let l2 = |l2: &Option<Float>| match l2 {
         Some(f) => format!(", l2 = {}", f.text),
         None => String::new(),
     };
     match spec {
-        Spec::Dense { units, l2: l } => format!("dense<{units}{}>", l2(l)),
+        Spec::Dense { units, l2: l, bias } => format!("dense<{units}{}{}>", l2(l), no_bias(*bias)),
         Spec::Conv {
             filters,
             kernel,
             stride,
             pad,
             l2: l,
+            bias,
         } => {
             let stride = match stride {
                 1 => String::new(),
@@ -214,13 +288,33 @@ pub fn describe_spec(spec: &Spec) -> String {
                 Padding::Same => ", pad = same".to_string(),
                 Padding::Explicit(p) => format!(", pad = {p}"),
             };
-            format!("conv<{filters}, {kernel}{stride}{pad}{}>", l2(l))
+            format!(
+                "conv<{filters}, {kernel}{stride}{pad}{}{}>",
+                l2(l),
+                no_bias(*bias)
+            )
         }
         Spec::MaxPool { kernel, stride } if stride == kernel => format!("maxpool<{kernel}>"),
         Spec::MaxPool { kernel, stride } => format!("maxpool<{kernel}, stride = {stride}>"),
+        Spec::AvgPool { kernel, stride } if stride == kernel => format!("avgpool<{kernel}>"),
+        Spec::AvgPool { kernel, stride } => format!("avgpool<{kernel}, stride = {stride}>"),
+        Spec::GlobalAvgPool => "globalavgpool".into(),
         Spec::Flatten => "flatten".into(),
         Spec::Dropout { rate } => format!("dropout<{}>", rate.text),
+        Spec::BatchNorm { momentum, epsilon } => {
+            let options: Vec<String> = [("momentum", momentum), ("epsilon", epsilon)]
+                .into_iter()
+                .filter_map(|(name, f)| f.as_ref().map(|f| format!("{name} = {}", f.text)))
+                .collect();
+            if options.is_empty() {
+                "batchnorm".into()
+            } else {
+                format!("batchnorm<{}>", options.join(", "))
+            }
+        }
         Spec::Relu => "relu".into(),
+        Spec::LeakyRelu { alpha: None } => "leaky_relu".into(),
+        Spec::LeakyRelu { alpha: Some(a) } => format!("leaky_relu<alpha = {}>", a.text),
         Spec::Tanh => "tanh".into(),
         Spec::Sigmoid => "sigmoid".into(),
     }
@@ -303,10 +397,10 @@ fn shape_error(
                     "kernel",
                     "use a smaller kernel, `pad = same`, or drop a pool before it",
                 ),
-                Spec::MaxPool { kernel, .. } => {
+                Spec::MaxPool { kernel, .. } | Spec::AvgPool { kernel, .. } => {
                     (*kernel, "pool", "use a smaller pool or drop a layer before it")
                 }
-                _ => unreachable!("only conv and maxpool have kernels"),
+                _ => unreachable!("only conv and the pools have kernels"),
             };
             let Shape::Image { h, w, .. } = input else {
                 unreachable!("kernel checks happen on images")
@@ -563,7 +657,7 @@ mod tests {
             errs,
             [
                 "`relu` takes no arguments; write `relu` without `<>`",
-                "unknown option `padding` for `conv` (did you mean `pad`?); it takes `stride`, `pad`, `l2`",
+                "unknown option `padding` for `conv` (did you mean `pad`?); it takes `stride`, `pad`, `l2`, `bias`",
                 "extra argument: `conv` takes only its filters and kernel size; for a stride write `conv<32, 3, stride = 2>`",
                 "extra argument: `maxpool` takes only its pool size; for a stride write `maxpool<2, stride = 2>`",
                 "padding is a word, not a string: write `same` without quotes",
@@ -645,6 +739,107 @@ mod tests {
         assert!(
             err.starts_with("network names starting with `__` are reserved"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn bias_false_drops_the_bias_parameters() {
+        let layers = check_one(quote!(N<1, 8, 8> {
+            conv<4, 3, bias = false>, conv<4, 3, bias = true>, flatten,
+            dense<10, l2 = 0.1, bias = false>,
+        }))
+        .unwrap();
+        assert_eq!(layers[0].0, "conv<4, 3, bias = false>");
+        assert_eq!(layers[0].2, 36);
+        assert_eq!(layers[1].0, "conv<4, 3>");
+        assert_eq!(layers[1].2, 148);
+        assert_eq!(layers[3].0, "dense<10, l2 = 0.1, bias = false>");
+        assert_eq!(layers[3].2, 640);
+        let errs = errors(quote!(N<784> {
+            dense<10, bias = maybe>, dense<10, bias = 0>, dense<10, bias = "false">,
+        }));
+        assert_eq!(
+            errs,
+            [
+                "bias must be `true` or `false`, got `maybe`; e.g. `bias = false`",
+                "bias must be `true` or `false`, got `0`; e.g. `bias = false`",
+                "bias is `true` or `false`, not a string: write `false` without quotes",
+            ]
+        );
+    }
+
+    #[test]
+    fn average_pools() {
+        let layers = check_one(quote!(N<8, 11, 11> {
+            avgpool<2>, avgpool<3, stride = 1>, avgpool<20, stride = 2>, globalavgpool, dense<10>,
+        }));
+        let errs = layers.unwrap_err();
+        assert_eq!(
+            errs,
+            ["pool 20 larger than input 3x3 after `avgpool<3, stride = 1>`; use a smaller pool or drop a layer before it"]
+        );
+        let layers = check_one(quote!(N<8, 11, 11> {
+            avgpool<2>, avgpool<3, stride = 1>, globalavgpool, dense<10>,
+        }))
+        .unwrap();
+        let shapes: Vec<&str> = layers.iter().map(|l| l.1.as_str()).collect();
+        assert_eq!(shapes, ["8x5x5", "8x3x3", "8", "10"]);
+        assert_eq!(layers[1].0, "avgpool<3, stride = 1>");
+        assert_eq!(layers[2].0, "globalavgpool");
+        let errs = errors(quote!(N<784> { dense<10>, globalavgpool }));
+        assert!(
+            errs[0].starts_with(
+                "`globalavgpool` needs an image <C, H, W>, got a vector of 10 after `dense<10>`"
+            ),
+            "{}",
+            errs[0]
+        );
+    }
+
+    #[test]
+    fn batchnorm_counts_and_options() {
+        let nets: Networks = syn::parse2(quote!(N<1, 8, 8> {
+            conv<4, 3, bias = false>, batchnorm, relu, flatten, dense<10>,
+            batchnorm<momentum = 0.9, epsilon = 1e-5>,
+        }))
+        .unwrap();
+        let checked = check(&nets.networks[0]).unwrap();
+        let l = &checked.layers;
+        assert_eq!((l[1].params, l[1].non_trainable), (8, 8));
+        assert_eq!(describe(&l[1]), "batchnorm");
+        assert_eq!((l[5].params, l[5].non_trainable), (20, 20));
+        assert_eq!(describe(&l[5]), "batchnorm<momentum = 0.9, epsilon = 1e-5>");
+        assert_eq!(checked.params, 36 + 8 + 1450 + 20);
+        assert_eq!(checked.non_trainable, 28);
+        let errs = errors(quote!(N<784> {
+            batchnorm<momentum = 1.5>, batchnorm<epsilon = 0>, batchnorm<0.9>,
+        }));
+        assert_eq!(errs.len(), 3, "{errs:#?}");
+        assert!(errs[0].starts_with("batchnorm momentum must be in [0, 1], got `1.5`"));
+        assert!(errs[1].starts_with("batchnorm epsilon must be > 0"));
+        assert_eq!(
+            errs[2],
+            "`batchnorm` takes options only: write e.g. `batchnorm<momentum = 0.9>`"
+        );
+    }
+
+    #[test]
+    fn leaky_relu_slope() {
+        let layers =
+            check_one(quote!(N<784> { dense<8>, leaky_relu, leaky_relu<alpha = 0.1> })).unwrap();
+        assert_eq!(layers[1].0, "leaky_relu");
+        assert_eq!(layers[2].0, "leaky_relu<alpha = 0.1>");
+        assert_eq!(layers[2].1, "8");
+        let errs = errors(quote!(N<784> {
+            leaky_relu<0.1>, leaky_relu<alpha = -0.5>, leaky_relu<slope = 0.1>,
+        }));
+        assert_eq!(
+            errs,
+            [
+                "`leaky_relu` takes its slope as an option: write `leaky_relu<alpha = 0.1>`",
+                "leaky_relu slope must be >= 0, got `-0.5`; Keras' default is `0.3`",
+                "unknown option `slope` for `leaky_relu`; it takes `alpha`",
+            ]
         );
     }
 

@@ -109,6 +109,7 @@ fn expand_network(checked: &Checked) -> TokenStream {
     let name_str = name.unraw().to_string();
     let output = checked.layers.last().map_or(checked.input, |l| l.output);
     let params = Literal::usize_unsuffixed(checked.params);
+    let non_trainable = Literal::usize_unsuffixed(checked.non_trainable);
     let layers = nest(expand_layers(&checked.layers));
     let summary = expand_summary(checked);
     let generated_doc = format!(
@@ -150,6 +151,8 @@ fn expand_network(checked: &Checked) -> TokenStream {
             impl #name {
                 #[doc = #params_doc]
                 pub const PARAMS: ::core::primitive::usize = #params;
+                /// Non-trainable parameters (batchnorm's moving statistics).
+                pub const NON_TRAINABLE_PARAMS: ::core::primitive::usize = #non_trainable;
 
                 /// Keras-like summary: layers, output shapes, parameters.
                 pub fn summary() -> ::netdsl_runtime::network::Summary {
@@ -160,6 +163,7 @@ fn expand_network(checked: &Checked) -> TokenStream {
             impl ::netdsl_runtime::network::Network for #name {
                 const NAME: &'static ::core::primitive::str = #name_str;
                 const PARAMS: ::core::primitive::usize = #params;
+                const NON_TRAINABLE_PARAMS: ::core::primitive::usize = #non_trainable;
                 type Input = #input_ty;
                 type Output = #output_ty;
                 type BatchedInput = #batched_input_ty;
@@ -187,7 +191,8 @@ fn expand_layers(layers: &[CheckedLayer]) -> Vec<TokenStream> {
     let mut i = 0;
     while i < layers.len() {
         let relu_next = matches!(layers.get(i + 1).map(|l| &l.spec), Some(Spec::Relu));
-        if matches!(layers[i].spec, Spec::Conv { .. }) && relu_next {
+        // A convolution without bias stays unfused (`ConvBlock` always has one).
+        if matches!(layers[i].spec, Spec::Conv { bias: true, .. }) && relu_next {
             let pool = layers.get(i + 2).filter(
                 |l| matches!(l.spec, Spec::MaxPool { kernel, .. } if kernel <= MAX_FUSED_POOL),
             );
@@ -219,6 +224,7 @@ fn expand_block(
             stride,
             pad,
             l2,
+            ..
         },
         Shape::Image { c, h, w },
         Shape::Image { h: oh, w: ow, .. },
@@ -251,10 +257,9 @@ fn expand_layer(layer: &CheckedLayer) -> TokenStream {
     let span = layer.ast.name.span();
     let n = Literal::usize_unsuffixed;
     match (&layer.spec, layer.input, layer.output) {
-        (Spec::Dense { units, l2 }, Shape::Flat(i), _) => {
+        (Spec::Dense { units, l2, bias }, Shape::Flat(i), _) => {
             let (i, o) = (n(i), n(*units));
-            let l2 = l2.as_ref().map(|f| f32_bits(f.value));
-            let l2 = l2.map(|bits| quote!(, #bits));
+            let l2 = l2_and_bias(l2, *bias);
             quote_spanned!(span=> ::netdsl_runtime::nn::builders::Dense<#i, #o #l2>)
         }
         (
@@ -264,6 +269,7 @@ fn expand_layer(layer: &CheckedLayer) -> TokenStream {
                 stride,
                 pad,
                 l2,
+                bias,
             },
             Shape::Image { c, h, w },
             Shape::Image { h: oh, w: ow, .. },
@@ -272,8 +278,7 @@ fn expand_layer(layer: &CheckedLayer) -> TokenStream {
             let pad_h = conv_dim(h, *kernel, *stride, *pad).map_or(0, |d| d.pad_before);
             let pad_w = conv_dim(w, *kernel, *stride, *pad).map_or(0, |d| d.pad_before);
             let sizes = [c, *filters, *kernel, *stride, pad_h, pad_w, h, w, oh, ow].map(n);
-            let l2 = l2.as_ref().map(|f| f32_bits(f.value));
-            let l2 = l2.map(|bits| quote!(, #bits));
+            let l2 = l2_and_bias(l2, *bias);
             quote_spanned!(span=> ::netdsl_runtime::nn::builders::Conv2D<#(#sizes),* #l2>)
         }
         (
@@ -284,6 +289,18 @@ fn expand_layer(layer: &CheckedLayer) -> TokenStream {
             let sizes = [c, *kernel, *stride, h, w, oh, ow].map(n);
             quote_spanned!(span=> ::netdsl_runtime::nn::builders::MaxPool2D<#(#sizes),*>)
         }
+        (
+            Spec::AvgPool { kernel, stride },
+            Shape::Image { c, h, w },
+            Shape::Image { h: oh, w: ow, .. },
+        ) => {
+            let sizes = [c, *kernel, *stride, h, w, oh, ow].map(n);
+            quote_spanned!(span=> ::netdsl_runtime::nn::builders::AvgPool2D<#(#sizes),*>)
+        }
+        (Spec::GlobalAvgPool, Shape::Image { c, h, w }, _) => {
+            let sizes = [c, h, w].map(n);
+            quote_spanned!(span=> ::netdsl_runtime::nn::builders::GlobalAvgPool2D<#(#sizes),*>)
+        }
         (Spec::Flatten, Shape::Image { c, h, w }, Shape::Flat(len)) => {
             let sizes = [c, h, w, len].map(n);
             quote_spanned!(span=> ::netdsl_runtime::nn::builders::Flatten<#(#sizes),*>)
@@ -292,13 +309,43 @@ fn expand_layer(layer: &CheckedLayer) -> TokenStream {
             let bits = f32_bits(rate.value);
             quote_spanned!(span=> ::netdsl_runtime::nn::builders::Dropout<#bits>)
         }
+        (Spec::BatchNorm { momentum, epsilon }, input, _) => {
+            let c = n(match input {
+                Shape::Image { c, .. } => c,
+                Shape::Flat(units) => units,
+            });
+            // Keras' defaults: momentum 0.99, epsilon 1e-3.
+            let momentum = f32_bits(momentum.as_ref().map_or(0.99, |f| f.value));
+            let epsilon = f32_bits(epsilon.as_ref().map_or(1e-3, |f| f.value));
+            quote_spanned!(span=> ::netdsl_runtime::nn::builders::BatchNorm<#c, #momentum, #epsilon>)
+        }
         (Spec::Relu, _, _) => quote_spanned!(span=> ::netdsl_runtime::nn::builders::ReLU),
+        (Spec::LeakyRelu { alpha }, _, _) => {
+            // Keras' default slope, `LeakyReLU(negative_slope=0.3)`.
+            let bits = f32_bits(alpha.as_ref().map_or(0.3, |a| a.value));
+            quote_spanned!(span=> ::netdsl_runtime::nn::builders::LeakyReLU<#bits>)
+        }
         (Spec::Tanh, _, _) => quote_spanned!(span=> ::netdsl_runtime::nn::builders::Tanh),
         (Spec::Sigmoid, _, _) => quote_spanned!(span=> ::netdsl_runtime::nn::builders::Sigmoid),
         // check() only lets through layers whose input fits; keep codegen total anyway.
         (spec, input, _) => {
             let msg = format!("internal error: `{spec:?}` on input {input}");
             quote_spanned!(span=> ::core::compile_error!(#msg))
+        }
+    }
+}
+
+/// The trailing generics `, L2, BIAS` of `Dense` and `Conv2D`, each left to
+/// its default where it can be: none, `, L2`, or `, L2, false` (L2 `0` when
+/// only the bias is off).
+fn l2_and_bias(l2: &Option<crate::check::Float>, bias: bool) -> Option<TokenStream> {
+    let bits = l2.as_ref().map(|f| f32_bits(f.value));
+    match (bits, bias) {
+        (None, true) => None,
+        (Some(bits), true) => Some(quote!(, #bits)),
+        (bits, false) => {
+            let bits = bits.unwrap_or_else(|| quote!(0));
+            Some(quote!(, #bits, false))
         }
     }
 }
@@ -326,6 +373,19 @@ fn nest(items: Vec<TokenStream>) -> TokenStream {
 fn expand_summary(checked: &Checked) -> TokenStream {
     let name = checked.net.name.to_string();
     let input = checked.input.keras();
+    if checked.non_trainable > 0 {
+        // `(layer, shape, trainable, non-trainable)` rows
+        let rows = checked.layers.iter().map(|layer| {
+            let text = describe(layer);
+            let shape = layer.output.keras();
+            let params = Literal::usize_unsuffixed(layer.params);
+            let frozen = Literal::usize_unsuffixed(layer.non_trainable);
+            quote!((#text, #shape, #params, #frozen))
+        });
+        return quote! {
+            ::netdsl_runtime::network::Summary::with_non_trainable(#name, #input, &[#(#rows),*])
+        };
+    }
     let rows = checked.layers.iter().map(|layer| {
         let text = describe(layer);
         let shape = layer.output.keras();
@@ -504,6 +564,18 @@ mod tests {
             #[derive(Clone, Default, PartialEq)]
             #[deprecated]
             pub Small<1, 18, 18> { conv<2, 3>, relu, maxpool<16>, flatten, dense<3> }
+        }));
+    }
+
+    /// `bias = false` and `leaky_relu`: an unfused convolution without bias,
+    /// Keras' default slope.
+    #[test]
+    fn expansion_new_layers() {
+        insta::assert_snapshot!(expand(quote! {
+            pub Small<1, 8, 8> {
+                conv<2, 3, bias = false>, batchnorm, relu, leaky_relu, flatten,
+                dense<3, bias = false>, leaky_relu<alpha = 0.1>, dense<2, l2 = 0.5, bias = false>,
+            }
         }));
     }
 

@@ -9,7 +9,8 @@
 //! - same:     out = ceil(in / S); total = max((out - 1) * S + K - in, 0);
 //!   before = floor(total / 2), after = total - before
 //! - explicit: out = floor((in + 2P - K) / S) + 1, P before and after
-//! - max pool: valid padding, stride defaults to K.
+//! - max and average pool: valid padding, stride defaults to K.
+//! - global average pool: C x H x W -> C.
 
 use std::fmt;
 
@@ -45,6 +46,8 @@ pub enum Op {
         stride: usize,
     },
     Flatten,
+    /// Global pooling: an image `C x H x W` becomes the vector `C`.
+    GlobalPool,
     /// Activations and dropout: shape unchanged.
     Elementwise,
 }
@@ -54,7 +57,7 @@ pub enum Op {
 pub enum ShapeError {
     /// `dense` got an image.
     NeedsFlat,
-    /// `conv`, `maxpool` or `flatten` got a vector.
+    /// `conv`, a pool or `flatten` got a vector.
     NeedsImage,
     /// The (padded) input is smaller than the kernel in height or width.
     KernelTooLarge { padded_h: usize, padded_w: usize },
@@ -131,9 +134,11 @@ impl Op {
             (Op::Flatten, shape @ Shape::Image { .. }) => {
                 Ok(Shape::Flat(shape.len().ok_or(ShapeError::Overflow)?))
             }
-            (Op::Conv { .. } | Op::MaxPool { .. } | Op::Flatten, Shape::Flat(_)) => {
-                Err(ShapeError::NeedsImage)
-            }
+            (Op::GlobalPool, Shape::Image { c, .. }) => Ok(Shape::Flat(c)),
+            (
+                Op::Conv { .. } | Op::MaxPool { .. } | Op::Flatten | Op::GlobalPool,
+                Shape::Flat(_),
+            ) => Err(ShapeError::NeedsImage),
             (op @ (Op::Conv { .. } | Op::MaxPool { .. }), Shape::Image { c, h, w }) => {
                 let (ch, kernel, stride, pad) = match op {
                     Op::Conv {

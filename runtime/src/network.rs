@@ -27,6 +27,8 @@ pub trait Network {
     const NAME: &'static str;
     /// Trainable parameters (kernels and biases), computed by the macro.
     const PARAMS: usize;
+    /// Non-trainable parameters (batchnorm's moving statistics), computed by the macro.
+    const NON_TRAINABLE_PARAMS: usize = 0;
     /// One sample: `Rank3<C, H, W>` or `Rank1<N>`.
     type Input: Shape;
     /// One sample's output, e.g. `Rank1<10>`.
@@ -55,6 +57,10 @@ pub struct Summary {
     pub layers: Vec<LayerSummary>,
     /// Total trainable parameters.
     pub params: usize,
+    /// Total non-trainable parameters (batchnorm's moving statistics);
+    /// left out of the JSON when 0.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub non_trainable_params: usize,
 }
 
 /// One row of a [`Summary`].
@@ -66,6 +72,13 @@ pub struct LayerSummary {
     pub output_shape: String,
     /// Trainable parameters of the layer.
     pub params: usize,
+    /// Non-trainable parameters of the layer; left out of the JSON when 0.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub non_trainable: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 impl Summary {
@@ -78,14 +91,32 @@ impl Summary {
                 layer: layer.to_string(),
                 output_shape: output_shape.to_string(),
                 params,
+                non_trainable: 0,
             })
             .collect();
         Summary {
             name: name.to_string(),
             input_shape: input_shape.to_string(),
             params: layers.iter().map(|l| l.params).sum(),
+            non_trainable_params: 0,
             layers,
         }
+    }
+
+    /// A summary from `(layer, output_shape, trainable, non_trainable)` rows
+    /// (what `network!` expands to for a network with batchnorm).
+    pub fn with_non_trainable(
+        name: &str,
+        input_shape: &str,
+        layers: &[(&str, &str, usize, usize)],
+    ) -> Self {
+        let rows: Vec<(&str, &str, usize)> = layers.iter().map(|&(l, s, p, _)| (l, s, p)).collect();
+        let mut summary = Summary::new(name, input_shape, &rows);
+        for (row, &(.., frozen)) in summary.layers.iter_mut().zip(layers) {
+            row.non_trainable = frozen;
+        }
+        summary.non_trainable_params = layers.iter().map(|l| l.3).sum();
+        summary
     }
 }
 
@@ -114,11 +145,21 @@ impl fmt::Display for Summary {
         writeln!(f, " {LAYER:<col1$}{SHAPE:<col2$}{PARAMS}")?;
         writeln!(f, "{thick}")?;
         for l in &self.layers {
-            let params = thousands(l.params);
+            // Keras' column counts every weight of the layer, trainable or not.
+            let params = thousands(l.params + l.non_trainable);
             writeln!(f, " {:<col1$}{:<col2$}{params}", l.layer, l.output_shape)?;
         }
         writeln!(f, "{thick}")?;
-        writeln!(f, "Total params: {}", thousands(self.params))?;
+        if self.non_trainable_params == 0 {
+            writeln!(f, "Total params: {}", thousands(self.params))?;
+        } else {
+            // Keras' three lines (printed only where some parameter is not trainable)
+            let total = self.params + self.non_trainable_params;
+            writeln!(f, "Total params: {}", thousands(total))?;
+            writeln!(f, "Trainable params: {}", thousands(self.params))?;
+            let frozen = thousands(self.non_trainable_params);
+            writeln!(f, "Non-trainable params: {frozen}")?;
+        }
         write!(f, "{thin}")
     }
 }
@@ -182,6 +223,35 @@ _________________________________________________________________";
         assert_eq!(json["layers"][0]["layer"], "dense<5>");
         assert_eq!(json["layers"][0]["output_shape"], "(None, 5)");
         assert_eq!(json["layers"][0]["params"], 3925);
+    }
+
+    #[test]
+    fn non_trainable_counts_as_keras_shows_them() {
+        let s = Summary::with_non_trainable(
+            "Bn",
+            "(None, 4)",
+            &[
+                ("dense<8>", "(None, 8)", 40, 0),
+                ("batchnorm", "(None, 8)", 16, 16),
+            ],
+        );
+        assert_eq!((s.params, s.non_trainable_params), (56, 16));
+        let text = s.to_string();
+        assert!(
+            text.contains(" batchnorm    (None, 8)       32\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("Total params: 72\nTrainable params: 56\nNon-trainable params: 16\n"),
+            "{text}"
+        );
+        let json = serde_json::to_value(&s).unwrap();
+        assert_eq!(json["non_trainable_params"], 16);
+        assert_eq!(json["layers"][1]["non_trainable"], 16);
+        assert!(serde_json::to_value(dnn1())
+            .unwrap()
+            .get("non_trainable_params")
+            .is_none());
     }
 
     #[test]

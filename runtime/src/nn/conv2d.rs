@@ -49,6 +49,7 @@ pub mod builder {
     ///   `const { assert!(..) }` rejects inconsistent ones when the code is built.
     /// - `L2`: Keras `kernel_regularizer=l2(λ)` factor as `f32` bits
     ///   (`{ f32_bits(1e-3) }`), 0 for none.
+    /// - `BIAS`: whether the layer has a trainable bias (Keras' `use_bias`).
     ///
     /// PyTorch: `nn.Conv2d(IN_CHAN, OUT_CHAN, KERNEL_SIZE, STRIDE, padding=..)`.
     #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -64,6 +65,7 @@ pub mod builder {
         const H_OUT: usize,
         const W_OUT: usize,
         const L2: u32 = 0,
+        const BIAS: bool = true,
     >;
 }
 
@@ -258,10 +260,12 @@ pub struct Conv2D<
     const L2: u32,
     E: Dtype,
     D: dfdx::tensor::Storage<E>,
+    const BIAS: bool = true,
 > {
     /// The kernel, `[out_channels, in_channels, K, K]` (Glorot uniform at build).
     pub weight: Tensor<Rank4<O, I, K, K>, E, D>,
-    /// The bias, one per output channel (zeros at build).
+    /// The bias, one per output channel (zeros at build; zero, and no
+    /// parameter, when `BIAS` is false).
     pub bias: Tensor<Rank1<O>, E, D>,
     /// The kernel's L2 factor λ, `L2` unless changed at run time (0: none).
     pub l2: f32,
@@ -279,9 +283,10 @@ impl<
         const HO: usize,
         const WO: usize,
         const L2: u32,
+        const BIAS: bool,
         E: Dtype,
         D: dfdx::tensor::Storage<E>,
-    > Conv2D<I, O, K, S, PH, PW, H, W, HO, WO, L2, E, D>
+    > Conv2D<I, O, K, S, PH, PW, H, W, HO, WO, L2, E, D, BIAS>
 {
     /// Fails the build when the sizes disagree (evaluated when code using
     /// this layer is compiled to a binary or test, not by `cargo check`).
@@ -325,11 +330,12 @@ impl<
         const HO: usize,
         const WO: usize,
         const L2: u32,
+        const BIAS: bool,
         E: Dtype + SampleUniform,
         D: Device<E>,
-    > BuildOnDevice<D, E> for builder::Conv2D<I, O, K, S, PH, PW, H, W, HO, WO, L2>
+    > BuildOnDevice<D, E> for builder::Conv2D<I, O, K, S, PH, PW, H, W, HO, WO, L2, BIAS>
 {
-    type Built = Conv2D<I, O, K, S, PH, PW, H, W, HO, WO, L2, E, D>;
+    type Built = Conv2D<I, O, K, S, PH, PW, H, W, HO, WO, L2, E, D, BIAS>;
     fn try_build_on_device(device: &D) -> Result<Self::Built, D::Err> {
         #[allow(clippy::let_unit_value)]
         let () = Self::Built::SIZES_OK;
@@ -349,23 +355,34 @@ impl<
         const HO: usize,
         const WO: usize,
         const L2: u32,
+        const BIAS: bool,
         E: Dtype + SampleUniform,
         D: Device<E>,
-    > TensorCollection<E, D> for Conv2D<I, O, K, S, PH, PW, H, W, HO, WO, L2, E, D>
+    > TensorCollection<E, D> for Conv2D<I, O, K, S, PH, PW, H, W, HO, WO, L2, E, D, BIAS>
 {
-    type To<E2: Dtype, D2: Device<E2>> = Conv2D<I, O, K, S, PH, PW, H, W, HO, WO, L2, E2, D2>;
+    type To<E2: Dtype, D2: Device<E2>> = Conv2D<I, O, K, S, PH, PW, H, W, HO, WO, L2, E2, D2, BIAS>;
 
     fn iter_tensors<V: ModuleVisitor<Self, E, D>>(
         visitor: &mut V,
     ) -> Result<Option<Self::To<V::E2, V::D2>>, V::Err> {
+        let weight = Self::tensor(
+            "weight",
+            |s| &s.weight,
+            |s| &mut s.weight,
+            TensorOptions::reset_with(glorot_uniform),
+        );
+        if !BIAS {
+            // No bias parameter (Keras' `use_bias=False`): the kernels still
+            // add one, a zero tensor made with the weight, outside the collection.
+            return visitor.visit_fields((weight,), |(weight,)| Conv2D {
+                bias: super::zero_bias(&weight),
+                weight,
+                l2: f32::from_bits(L2),
+            });
+        }
         visitor.visit_fields(
             (
-                Self::tensor(
-                    "weight",
-                    |s| &s.weight,
-                    |s| &mut s.weight,
-                    TensorOptions::reset_with(glorot_uniform),
-                ),
+                weight,
                 Self::tensor(
                     "bias",
                     |s| &s.bias,
@@ -394,12 +411,13 @@ impl<
         const HO: usize,
         const WO: usize,
         const L2: u32,
+        const BIAS: bool,
         B: Dim,
         E: Dtype,
         D: Conv2DKernel<E>,
         T: Tape<E, D>,
     > Module<Tensor<(B, Const<I>, Const<H>, Const<W>), E, D, T>>
-    for Conv2D<I, O, K, S, PH, PW, H, W, HO, WO, L2, E, D>
+    for Conv2D<I, O, K, S, PH, PW, H, W, HO, WO, L2, E, D, BIAS>
 {
     type Output = Tensor<(B, Const<O>, Const<HO>, Const<WO>), E, D, T>;
     type Error = D::Err;
@@ -432,9 +450,10 @@ impl<
         const HO: usize,
         const WO: usize,
         const L2: u32,
+        const BIAS: bool,
         E: Dtype,
         D: dfdx::tensor::Storage<E>,
-    > NonMutableModule for Conv2D<I, O, K, S, PH, PW, H, W, HO, WO, L2, E, D>
+    > NonMutableModule for Conv2D<I, O, K, S, PH, PW, H, W, HO, WO, L2, E, D, BIAS>
 {
 }
 
@@ -450,9 +469,10 @@ impl<
         const HO: usize,
         const WO: usize,
         const L2: u32,
+        const BIAS: bool,
         E: Dtype,
         D: Device<E>,
-    > L2Penalty<E, D> for Conv2D<I, O, K, S, PH, PW, H, W, HO, WO, L2, E, D>
+    > L2Penalty<E, D> for Conv2D<I, O, K, S, PH, PW, H, W, HO, WO, L2, E, D, BIAS>
 {
     /// λ·Σw² over the kernel (never the bias), `None` when λ is 0.
     fn try_l2_penalty(&self) -> Result<Option<Tensor<Rank0, E, D, OwnedTape<E, D>>>, D::Err> {
@@ -472,9 +492,10 @@ impl<
         const HO: usize,
         const WO: usize,
         const L2: u32,
+        const BIAS: bool,
         E: Dtype,
         D: dfdx::tensor::Storage<E>,
-    > Regularizers for Conv2D<I, O, K, S, PH, PW, H, W, HO, WO, L2, E, D>
+    > Regularizers for Conv2D<I, O, K, S, PH, PW, H, W, HO, WO, L2, E, D, BIAS>
 {
     one_regularizer!(Regularizer::ConvL2, l2);
 }
@@ -797,5 +818,40 @@ mod tests {
         assert!(!output_size_fits(28, 3, 1, 0, 25));
         assert!(!output_size_fits(1, 3, 1, 0, 1)); // kernel larger than the padded input
         assert!(!output_size_fits(28, 3, 0, 0, 26));
+    }
+
+    /// `bias = false`: the weight is the only parameter (counted, saved and
+    /// trained), the output is the convolution alone, and the weight's
+    /// gradient matches central differences.
+    #[test]
+    fn without_bias() {
+        let dev: Cpu = Default::default();
+        let mut m =
+            dev.build_module::<builder::Conv2D<2, 3, 3, 1, 1, 1, 5, 5, 5, 5, 0, false>, f64>();
+        assert_eq!(NumParams::<f64, Cpu>::num_trainable_params(&m), 3 * 2 * 9);
+        let wv = test_values(3 * 2 * 9, 1);
+        m.weight = dev.tensor_from_vec(wv.clone(), (Const, Const, Const, Const));
+        let xv = test_values(2 * 2 * 5 * 5, 2);
+        let x = dev.tensor_from_vec(xv.clone(), (2, Const::<2>, Const::<5>, Const::<5>));
+        let op = Conv2D::<2, 3, 3, 1, 1, 1, 5, 5, 5, 5, 0, f64, Cpu, false>::op(2);
+        let y = m.forward(x.clone());
+        assert_close(&y.as_vec(), &naive(&op, &xv, &wv, &[0.0; 3]), 1e-12);
+
+        let r = dev.tensor_from_vec(
+            test_values(2 * 3 * 25, 3),
+            (2, Const::<3>, Const::<5>, Const::<5>),
+        );
+        let grads = (m.forward(x.clone().traced(m.alloc_grads())) * r.clone())
+            .sum::<Rank0, _>()
+            .backward();
+        let numeric = finite_difference(&wv, 1e-3, |wp| {
+            let mut m2 = m.clone();
+            m2.weight = dev.tensor_from_vec(wp.to_vec(), (Const, Const, Const, Const));
+            (m2.forward(x.clone()) * r.clone())
+                .sum::<Rank0, _>()
+                .array()
+        });
+        assert_grad_close("weight", &grads.get(&m.weight).as_vec(), &numeric, 1e-6);
+        assert_eq!(m.bias.as_vec(), [0.0; 3], "the bias is not a parameter");
     }
 }

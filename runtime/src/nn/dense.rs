@@ -32,6 +32,7 @@ use dfdx::prelude::{
 use rand::distributions::{uniform::SampleUniform, Uniform};
 
 use super::l2::{one_regularizer, try_l2_term, Penalty, Regularizer, Regularizers};
+use super::zero_bias;
 use super::L2Penalty;
 
 /// The zero-sized description of a [`Dense`](super::Dense) layer.
@@ -39,18 +40,19 @@ pub mod builder {
     /// Builds a [`Dense`](super::Dense) with `dev.build_module::<Dense<784, 10>, f32>()`.
     ///
     /// Generics: `IN` inputs, `OUT` outputs, `L2` the kernel's L2 factor λ as
-    /// `f32` bits (`f32_bits(1e-3)`; 0 = none).
+    /// `f32` bits (`f32_bits(1e-3)`; 0 = none), `BIAS` whether the layer has
+    /// a trainable bias (Keras' `use_bias`; `false`: `y = x · Wᵀ`).
     #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-    pub struct Dense<const IN: usize, const OUT: usize, const L2: u32 = 0>;
+    pub struct Dense<const IN: usize, const OUT: usize, const L2: u32 = 0, const BIAS: bool = true>;
 }
 
-impl<const I: usize, const O: usize, const L2: u32, E, D> BuildOnDevice<D, E>
-    for builder::Dense<I, O, L2>
+impl<const I: usize, const O: usize, const L2: u32, const BIAS: bool, E, D> BuildOnDevice<D, E>
+    for builder::Dense<I, O, L2, BIAS>
 where
     E: Dtype + SampleUniform,
     D: Device<E>,
 {
-    type Built = Dense<I, O, E, D, L2>;
+    type Built = Dense<I, O, E, D, L2, BIAS>;
     fn try_build_on_device(device: &D) -> Result<Self::Built, D::Err> {
         Self::Built::try_build(device)
     }
@@ -62,51 +64,70 @@ where
 /// - `IN`, `OUT`: input and output features.
 /// - `E`, `D`: dtype and device.
 /// - `L2`: the kernel's L2 factor λ as `f32` bits (0 = not regularised).
+/// - `BIAS`: whether `bias` is a parameter; without one (`false`) it stays
+///   a zero tensor that is neither trained, counted nor saved.
 ///
 /// # Shapes
 /// - input: `(B, IN)`, any batch `B: Dim` (const or `usize`)
 /// - output: `(B, OUT)`
 #[derive(Debug, Clone)]
-pub struct Dense<const IN: usize, const OUT: usize, E: Dtype, D: Storage<E>, const L2: u32 = 0> {
+pub struct Dense<
+    const IN: usize,
+    const OUT: usize,
+    E: Dtype,
+    D: Storage<E>,
+    const L2: u32 = 0,
+    const BIAS: bool = true,
+> {
     /// The kernel, `[OUT, IN]` (PyTorch layout); glorot-uniform initialised.
     pub weight: Tensor<Rank2<OUT, IN>, E, D>,
-    /// The bias, `[OUT]`; zero initialised.
+    /// The bias, `[OUT]`; zero initialised (and kept at zero when `BIAS` is false).
     pub bias: Tensor<Rank1<OUT>, E, D>,
     /// The kernel's L2 factor λ, `L2` unless changed at run time (0: none).
     pub l2: f32,
 }
 
-impl<const I: usize, const O: usize, E: Dtype, D: Storage<E>, const L2: u32> NonMutableModule
-    for Dense<I, O, E, D, L2>
+impl<const I: usize, const O: usize, E: Dtype, D: Storage<E>, const L2: u32, const BIAS: bool>
+    NonMutableModule for Dense<I, O, E, D, L2, BIAS>
 {
 }
 
-impl<const I: usize, const O: usize, E, D, const L2: u32> TensorCollection<E, D>
-    for Dense<I, O, E, D, L2>
+impl<const I: usize, const O: usize, E, D, const L2: u32, const BIAS: bool> TensorCollection<E, D>
+    for Dense<I, O, E, D, L2, BIAS>
 where
     E: Dtype + SampleUniform,
     D: Device<E>,
 {
-    type To<E2: Dtype, D2: Device<E2>> = Dense<I, O, E2, D2, L2>;
+    type To<E2: Dtype, D2: Device<E2>> = Dense<I, O, E2, D2, L2, BIAS>;
 
     fn iter_tensors<V: ModuleVisitor<Self, E, D>>(
         visitor: &mut V,
     ) -> Result<Option<Self::To<V::E2, V::D2>>, V::Err> {
+        let weight = Self::tensor(
+            "weight",
+            |s| &s.weight,
+            |s| &mut s.weight,
+            TensorOptions::reset_with(|w| {
+                // Keras GlorotUniform: U(-limit, limit), limit = sqrt(6 / (fan_in + fan_out))
+                // (keras/src/initializers/random_initializers.py).
+                let limit = (6.0 / (I + O) as f64).sqrt();
+                let lo = E::from_f64(-limit).unwrap_or_default();
+                let hi = E::from_f64(limit).unwrap_or_default();
+                w.try_fill_with_distr(Uniform::new_inclusive(lo, hi))
+            }),
+        );
+        if !BIAS {
+            // No bias parameter (Keras' `use_bias=False`): the kernels still
+            // add one, a zero tensor made with the weight, outside the collection.
+            return visitor.visit_fields((weight,), |(weight,)| Dense {
+                bias: zero_bias(&weight),
+                weight,
+                l2: f32::from_bits(L2),
+            });
+        }
         visitor.visit_fields(
             (
-                Self::tensor(
-                    "weight",
-                    |s| &s.weight,
-                    |s| &mut s.weight,
-                    TensorOptions::reset_with(|w| {
-                        // Keras GlorotUniform: U(-limit, limit), limit = sqrt(6 / (fan_in + fan_out))
-                        // (keras/src/initializers/random_initializers.py).
-                        let limit = (6.0 / (I + O) as f64).sqrt();
-                        let lo = E::from_f64(-limit).unwrap_or_default();
-                        let hi = E::from_f64(limit).unwrap_or_default();
-                        w.try_fill_with_distr(Uniform::new_inclusive(lo, hi))
-                    }),
-                ),
+                weight,
                 Self::tensor(
                     "bias",
                     |s| &s.bias,
@@ -160,8 +181,8 @@ device_dense!(dfdx::tensor::Cpu, cpu::try_dense, f32, f64);
 #[cfg(feature = "cuda")]
 device_dense!(dfdx::tensor::Cuda, composed::try_dense_composed, f32, f64);
 
-impl<B, const I: usize, const O: usize, E, D, T, const L2: u32> Module<Features<B, I, E, D, T>>
-    for Dense<I, O, E, D, L2>
+impl<B, const I: usize, const O: usize, E, D, T, const L2: u32, const BIAS: bool>
+    Module<Features<B, I, E, D, T>> for Dense<I, O, E, D, L2, BIAS>
 where
     B: Dim,
     E: Dtype,
@@ -178,8 +199,8 @@ where
     }
 }
 
-impl<const I: usize, const O: usize, E: Dtype, D: Device<E>, const L2: u32> L2Penalty<E, D>
-    for Dense<I, O, E, D, L2>
+impl<const I: usize, const O: usize, E: Dtype, D: Device<E>, const L2: u32, const BIAS: bool>
+    L2Penalty<E, D> for Dense<I, O, E, D, L2, BIAS>
 {
     /// λ·Σw² over the kernel (never the bias); `None` when λ is 0.
     fn try_l2_penalty(&self) -> Result<Option<Penalty<E, D>>, D::Err> {
@@ -187,8 +208,8 @@ impl<const I: usize, const O: usize, E: Dtype, D: Device<E>, const L2: u32> L2Pe
     }
 }
 
-impl<const I: usize, const O: usize, E: Dtype, D: Storage<E>, const L2: u32> Regularizers
-    for Dense<I, O, E, D, L2>
+impl<const I: usize, const O: usize, E: Dtype, D: Storage<E>, const L2: u32, const BIAS: bool>
+    Regularizers for Dense<I, O, E, D, L2, BIAS>
 {
     one_regularizer!(Regularizer::DenseL2, l2);
 }
@@ -792,5 +813,26 @@ mod tests {
         ] {
             kernel(batch, inp, out, 300);
         }
+    }
+
+    /// `bias = false`: one parameter tensor, `y = x · Wᵀ`, and an optimiser
+    /// step leaves the zero bias alone.
+    #[test]
+    fn without_bias() {
+        let dev: Cpu = Default::default();
+        let mut m = dev.build_module::<builder::Dense<3, 2, 0, false>, f64>();
+        assert_eq!(NumParams::<f64, Cpu>::num_trainable_params(&m), 6);
+        m.weight = dev.tensor([[1.0, 2.0, 3.0], [-1.0, 0.5, 0.0]]);
+        let x: Tensor<Rank2<2, 3>, f64, _> = dev.tensor([[1.0, 1.0, 1.0], [2.0, 0.0, -1.0]]);
+        assert_eq!(m.forward(x.clone()).array(), [[6.0, -0.5], [-1.0, -2.0]]);
+        use dfdx::optim::{Optimizer, Sgd, SgdConfig};
+        let mut sgd = Sgd::new(&m, SgdConfig::default());
+        let grads = m
+            .forward(x.traced(m.alloc_grads()))
+            .sum::<Rank0, _>()
+            .backward();
+        sgd.update(&mut m, &grads).unwrap();
+        assert_eq!(m.bias.array(), [0.0, 0.0]);
+        assert_ne!(m.weight.array()[0], [1.0, 2.0, 3.0]);
     }
 }

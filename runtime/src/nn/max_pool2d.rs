@@ -533,7 +533,35 @@ pub fn try_max_pool2d_composed<
 ) -> Result<Tensor<(B, Const<C>, Const<HO>, Const<WO>), E, D, T>, D::Err> {
     let _checked = const { Pool2DOp::new::<K, S, HI, WI, HO, WO>() };
     let batch = x.shape().0;
-    let planes = batch.size() * C;
+    let w = try_windows::<B, E, D, T, C, K, S, HI, WI, HO, WO>(x)?; // [HO·WO, K·K, B·C]
+    let y = w.try_max::<(usize, usize), Axis<1>>()?; // [HO·WO, B·C]
+    try_unwindow::<B, E, D, T, C, HO, WO>(y, batch)
+}
+
+/// Every pooling window of `x` as a column, from public dfdx ops (for the
+/// composed poolings: max here, average in `avg_pool2d.rs`): `gather` of
+/// each window's pixels, the window axis in the middle. No bounds are
+/// checked here; the caller's `Pool2DOp` or assertion does that.
+///
+/// # Shapes
+/// `x: [B, C, HI, WI]` -> `[HO·WO, K·K, B·C]`
+#[allow(clippy::type_complexity)]
+pub(super) fn try_windows<
+    B: Dim,
+    E: Dtype,
+    D: Device<E>,
+    T: Tape<E, D>,
+    const C: usize,
+    const K: usize,
+    const S: usize,
+    const HI: usize,
+    const WI: usize,
+    const HO: usize,
+    const WO: usize,
+>(
+    x: Tensor<(B, Const<C>, Const<HI>, Const<WI>), E, D, T>,
+) -> Result<Tensor<(usize, usize, usize), E, D, T>, D::Err> {
+    let planes = x.shape().0.size() * C;
     // For each output pixel (oh, ow) and window offset (kh, kw): the input pixel's index.
     let mut windows = Vec::with_capacity(HO * WO * K * K);
     for oh in 0..HO {
@@ -551,8 +579,26 @@ pub fn try_max_pool2d_composed<
     let x = x.try_permute::<(Const<HI>, Const<WI>, B, Const<C>), Axes4<2, 3, 0, 1>>()?; // [HI, WI, B, C]
     let x = x.try_reshape_like(&(HI * WI, planes))?; // [HI·WI, B·C]
     let w = x.try_gather(windows)?; // [HO·WO·K·K, B·C]
-    let w = w.try_reshape_like(&(HO * WO, K * K, planes))?; // [HO·WO, K·K, B·C]
-    let y = w.try_max::<(usize, usize), Axis<1>>()?; // [HO·WO, B·C]
+    w.try_reshape_like(&(HO * WO, K * K, planes)) // [HO·WO, K·K, B·C]
+}
+
+/// The inverse layout of [`try_windows`]' outer axes: one value per window.
+///
+/// # Shapes
+/// `y: [HO·WO, B·C]` -> `[B, C, HO, WO]`
+#[allow(clippy::type_complexity)]
+pub(super) fn try_unwindow<
+    B: Dim,
+    E: Dtype,
+    D: Device<E>,
+    T: Tape<E, D>,
+    const C: usize,
+    const HO: usize,
+    const WO: usize,
+>(
+    y: Tensor<(usize, usize), E, D, T>,
+    batch: B,
+) -> Result<Tensor<(B, Const<C>, Const<HO>, Const<WO>), E, D, T>, D::Err> {
     let y = y.try_reshape_like(&(Const::<HO>, Const::<WO>, batch, Const::<C>))?; // [HO, WO, B, C]
     y.try_permute::<(B, Const<C>, Const<HO>, Const<WO>), Axes4<2, 3, 0, 1>>() // [B, C, HO, WO]
 }

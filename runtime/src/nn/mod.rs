@@ -12,13 +12,17 @@
 //! The `// OWNER` markers say which file defines what; uncomment a line when
 //! its file defines the item.
 
+mod avg_pool2d;
+mod batch_norm;
 mod conv2d;
 mod conv_block;
 mod dense;
 mod dropout;
 mod flatten;
 mod gemm;
+mod global_avg_pool;
 mod l2;
+mod leaky_relu;
 mod max_pool2d;
 mod recycle;
 /// Run-time choice of AVX2 + FMA for loops outside `nn` too (`optim.rs`'s
@@ -31,24 +35,49 @@ mod cuda_tests;
 
 pub use l2::{f32_bits, L2Penalty, Penalty, Regularizer, Regularizers};
 
+/// The zero bias of a layer declared with `bias = false`, shaped `[O]`
+/// like the bias it stands for, on the weight's device.
+///
+/// dfdx's `visit_fields` builds a module with an infallible closure, so the
+/// allocation cannot return its error: it panics, as dfdx's `zeros` does,
+/// only when the device is out of memory for `O` elements.
+fn zero_bias<
+    const O: usize,
+    S: dfdx::shapes::Shape,
+    E: dfdx::shapes::Dtype,
+    D: dfdx::tensor_ops::Device<E>,
+>(
+    weight: &dfdx::tensor::Tensor<S, E, D>,
+) -> dfdx::tensor::Tensor<dfdx::shapes::Rank1<O>, E, D> {
+    weight.device().zeros()
+}
+
 /// Zero-sized layer descriptions for `dev.build_module::<B, f32>()`.
 pub mod builders {
+    pub use super::avg_pool2d::builder::AvgPool2D;
+    pub use super::batch_norm::builder::BatchNorm;
     pub use super::conv2d::builder::Conv2D;
     pub use super::conv_block::builder::ConvBlock;
     pub use super::dense::builder::Dense;
     pub use super::dropout::builder::Dropout;
     pub use super::flatten::builder::Flatten;
+    pub use super::global_avg_pool::builder::GlobalAvgPool2D;
+    pub use super::leaky_relu::builder::LeakyReLU;
     pub use super::max_pool2d::builder::MaxPool2D;
     pub use dfdx::nn::builders::{ReLU, Sigmoid, Tanh};
 }
 
 /// The built layers, holding their parameters on a device.
 pub mod modules {
+    pub use super::avg_pool2d::{AvgPool2D, AvgPool2DKernel};
+    pub use super::batch_norm::{BatchNorm, BatchNormKernel, BatchNormOp, BatchStats};
     pub use super::conv2d::{Conv2D, Conv2DKernel, Fusion};
     pub use super::conv_block::ConvBlock;
     pub use super::dense::{Dense, DenseKernel};
     pub use super::dropout::{Dropout, DropoutKernel};
     pub use super::flatten::Flatten;
+    pub use super::global_avg_pool::GlobalAvgPool2D;
+    pub use super::leaky_relu::{LeakyReLU, LeakyReLUKernel};
     pub use super::max_pool2d::{MaxPool2D, MaxPool2DKernel};
     pub use dfdx::nn::modules::{ReLU, Sigmoid, Tanh};
 }

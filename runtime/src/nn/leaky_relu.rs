@@ -1,0 +1,226 @@
+//! `LeakyReLU<ALPHA>`: `y = x` where `x > 0`, else `alpha · x` (Keras' `LeakyReLU`).
+//!
+//! The slope travels as `f32` bits (`LeakyReLU<{ f32_bits(0.1) }>`), because
+//! stable Rust has no `f32` const generics; the DSL's `leaky_relu` uses
+//! Keras' default slope 0.3 (`keras.layers.LeakyReLU(negative_slope=0.3)`).
+//!
+//! One custom op per device ([`LeakyReLUKernel`]):
+//! - `Cpu` (f32, f64): one pass over a copy of the input, which the backward
+//!   pass keeps (`gx += gy · (x > 0 ? 1 : alpha)`, TensorFlow's `LeakyReluGrad`);
+//! - `Cuda` (feature `cuda`): dfdx's `prelu` with a scalar slope, whose
+//!   backward dfdx records (the tests run it on `Cpu` against the fast one).
+//!
+//! PyTorch: `nn.LeakyReLU(alpha)`; Keras: `layers.LeakyReLU(negative_slope=alpha)`.
+//!
+//! Run the tests: `cargo test -p netdsl-runtime --lib nn::leaky_relu`.
+
+use dfdx::prelude::{
+    Cpu, CpuError, Device, Dtype, HasShape, Module, NonMutableModule, PutTape, Shape, SplitTape,
+    Tape, Tensor, TensorFromVec, ZeroSizedModule,
+};
+use dfdx::tensor_ops::TryPReLU;
+
+use super::gemm::{read, GemmFloat};
+use super::l2::{no_regularizer, Penalty, Regularizer, Regularizers};
+use super::simd::{self, Isa};
+use super::L2Penalty;
+
+/// Builder for [`LeakyReLU`]: the layer has no parameters, so it is its own builder.
+pub mod builder {
+    pub use super::LeakyReLU;
+}
+
+/// `max(x, 0) + alpha · min(x, 0)`, element-wise.
+///
+/// Generics:
+/// - `ALPHA`: the slope for negative inputs as `f32` bits (`f32_bits(0.3)`);
+///   a build-time assertion requires it to be finite.
+///
+/// # Shapes
+/// - input: any shape `S`, any batch
+/// - output: `S`
+#[derive(Debug, Default, Clone, Copy)]
+pub struct LeakyReLU<const ALPHA: u32>;
+
+impl<const ALPHA: u32> LeakyReLU<ALPHA> {
+    /// The slope, checked to be finite at build time.
+    pub const ALPHA: f32 = {
+        let alpha = f32::from_bits(ALPHA);
+        assert!(alpha.is_finite(), "LeakyReLU: alpha must be finite");
+        alpha
+    };
+}
+
+impl<const ALPHA: u32> ZeroSizedModule for LeakyReLU<ALPHA> {}
+impl<const ALPHA: u32> NonMutableModule for LeakyReLU<ALPHA> {}
+
+impl<const ALPHA: u32, S: Shape, E: Dtype, D: LeakyReLUKernel<E>, T: Tape<E, D>>
+    Module<Tensor<S, E, D, T>> for LeakyReLU<ALPHA>
+{
+    type Output = Tensor<S, E, D, T>;
+    type Error = D::Err;
+
+    fn try_forward(&self, x: Tensor<S, E, D, T>) -> Result<Self::Output, D::Err> {
+        D::try_leaky_relu(x, Self::ALPHA)
+    }
+}
+
+/// The leaky ReLU per device (see the module docs).
+pub trait LeakyReLUKernel<E: Dtype>: Device<E> {
+    /// `x > 0 ? x : alpha · x`, recording the backward op on `x`'s tape.
+    fn try_leaky_relu<S: Shape, T: Tape<E, Self>>(
+        x: Tensor<S, E, Self, T>,
+        alpha: f32,
+    ) -> Result<Tensor<S, E, Self, T>, Self::Err>;
+}
+
+/// The composed path (dfdx ops), used on `Cuda` and tested on `Cpu`.
+#[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+fn try_leaky_relu_composed<S: Shape, E: Dtype, D: Device<E>, T: Tape<E, D>>(
+    x: Tensor<S, E, D, T>,
+    alpha: f32,
+) -> Result<Tensor<S, E, D, T>, D::Err> {
+    x.try_prelu(E::from_f32(alpha).unwrap_or_default())
+}
+
+fn try_leaky_relu_cpu<S: Shape, E: GemmFloat, T: Tape<E, Cpu>>(
+    x: Tensor<S, E, Cpu, T>,
+    alpha: f32,
+) -> Result<Tensor<S, E, Cpu, T>, CpuError> {
+    let (x, mut tape) = x.split_tape();
+    let xs = read(&x); // kept for the backward pass
+    let a = E::from_f32(alpha).unwrap_or_default();
+    let zero = E::default();
+    let mut y = vec![zero; xs.len()];
+    let isa = Isa::detect();
+    simd::run!(isa, |_isa| {
+        for (y, &x) in y.iter_mut().zip(xs.iter()) {
+            *y = if x > zero { x } else { a * x };
+        }
+    });
+    let y = x.device().try_tensor_from_vec(y, *x.shape())?;
+    let (x_ghost, y_ghost) = (x.ghost(), y.ghost());
+    tape.add_backward_op(move |grads| {
+        let gy = std::mem::take::<Vec<E>>(grads.get_or_alloc_mut(&y_ghost)?);
+        let gx: &mut Vec<E> = grads.get_or_alloc_mut(&x_ghost)?;
+        let isa = Isa::detect();
+        simd::run!(isa, |_isa| {
+            for ((gx, &gy), &x) in gx.iter_mut().zip(gy.iter()).zip(xs.iter()) {
+                let slope = if x > zero { E::ONE } else { a };
+                *gx += slope * gy;
+            }
+        });
+        **grads.get_or_alloc_mut(&y_ghost)? = gy;
+        Ok(())
+    });
+    Ok(y.put_tape(tape))
+}
+
+macro_rules! cpu_leaky_relu {
+    ($($E:ty),+) => {$(
+        impl LeakyReLUKernel<$E> for Cpu {
+            fn try_leaky_relu<S: Shape, T: Tape<$E, Self>>(
+                x: Tensor<S, $E, Self, T>,
+                alpha: f32,
+            ) -> Result<Tensor<S, $E, Self, T>, CpuError> {
+                try_leaky_relu_cpu(x, alpha)
+            }
+        }
+    )+};
+}
+
+cpu_leaky_relu!(f32, f64);
+
+#[cfg(feature = "cuda")]
+impl<E: Dtype> LeakyReLUKernel<E> for dfdx::tensor::Cuda
+where
+    dfdx::tensor::Cuda: Device<E>,
+{
+    fn try_leaky_relu<S: Shape, T: Tape<E, Self>>(
+        x: Tensor<S, E, Self, T>,
+        alpha: f32,
+    ) -> Result<Tensor<S, E, Self, T>, Self::Err> {
+        try_leaky_relu_composed(x, alpha)
+    }
+}
+
+impl<const ALPHA: u32, E: Dtype, D: Device<E>> L2Penalty<E, D> for LeakyReLU<ALPHA> {
+    fn try_l2_penalty(&self) -> Result<Option<Penalty<E, D>>, D::Err> {
+        Ok(None)
+    }
+}
+
+impl<const ALPHA: u32> Regularizers for LeakyReLU<ALPHA> {
+    no_regularizer!();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nn::f32_bits;
+    use crate::tests::{assert_close, assert_grad_close, finite_difference, test_values};
+    use dfdx::prelude::*;
+
+    type Leaky = super::LeakyReLU<{ f32_bits(0.1) }>;
+
+    /// Forward against Keras: `keras.layers.LeakyReLU(negative_slope=0.1)`.
+    ///
+    /// ```python
+    /// import numpy as np
+    /// x = np.array([-2.0, -0.5, 0.0, 0.25, 3.0])
+    /// print(np.where(x > 0, x, 0.1 * x))   # [-0.2 -0.05 0. 0.25 3.]
+    /// ```
+    #[test]
+    fn forward_matches_numpy() {
+        let dev: Cpu = Default::default();
+        let x = dev.tensor([-2.0f64, -0.5, 0.0, 0.25, 3.0]);
+        let a = 0.1f32 as f64; // the slope is stored as f32
+        let y = Leaky::default().forward(x);
+        assert_close(&y.as_vec(), &[-2.0 * a, -0.5 * a, 0.0, 0.25, 3.0], 1e-15);
+    }
+
+    #[test]
+    fn gradients_match_finite_differences() {
+        let dev: Cpu = Default::default();
+        // no value near 0, where the derivative jumps
+        let xv: Vec<f64> = test_values(24, 5)
+            .iter()
+            .map(|v| if v.abs() < 0.05 { v + 0.1 } else { *v })
+            .collect();
+        let r = dev.tensor_from_vec(test_values(24, 6), (Const::<2>, Const::<3>, Const::<4>));
+        let loss = |xv: &[f64]| {
+            let x = dev.tensor_from_vec(xv.to_vec(), (Const::<2>, Const::<3>, Const::<4>));
+            (Leaky::default().forward(x) * r.clone())
+                .sum::<Rank0, _>()
+                .array()
+        };
+        let x = dev.tensor_from_vec(xv.clone(), (Const::<2>, Const::<3>, Const::<4>));
+        let grads = (Leaky::default().forward(x.leaky_trace()) * r.clone())
+            .sum::<Rank0, _>()
+            .backward();
+        let numeric = finite_difference(&xv, 1e-3, loss);
+        assert_grad_close("input", &grads.get(&x).as_vec(), &numeric, 1e-6);
+
+        // the composed (Cuda) path on Cpu: same values and gradients
+        let y_c = try_leaky_relu_composed(x.leaky_trace(), f32::from_bits(f32_bits(0.1))).unwrap();
+        assert_close(
+            &y_c.as_vec(),
+            &Leaky::default().forward(x.clone()).as_vec(),
+            1e-15,
+        );
+        let g_c = (y_c * r).sum::<Rank0, _>().backward();
+        assert_close(&g_c.get(&x).as_vec(), &grads.get(&x).as_vec(), 1e-15);
+    }
+
+    #[test]
+    fn trains_in_a_tuple_model_without_parameters() {
+        let dev: Cpu = Default::default();
+        let mut m = dev.build_module::<(Leaky, ReLU), f32>();
+        assert_eq!(NumParams::<f32, Cpu>::num_trainable_params(&m), 0);
+        let x: Tensor<(usize, Const<3>), f32, _> = dev.sample_normal_like(&(4, Const));
+        let _ = m.forward_mut(x.leaky_trace());
+        assert!(L2Penalty::<f32, Cpu>::l2_penalty(&m).is_none());
+        // the DSL's `leaky_relu`: Keras' default slope
+        assert_eq!(super::LeakyReLU::<{ f32_bits(0.3) }>::ALPHA, 0.3);
+    }
+}
