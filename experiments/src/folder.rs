@@ -51,12 +51,7 @@ pub struct FolderLock {
 pub fn lock(dir: &Path) -> Result<FolderLock> {
     fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let path = dir.join(LOCK_FILE);
-    let mut file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false) // the holder's pid stays readable until we hold the lock
-        .open(&path)
+    let mut file = open_lock_file(&path)
         .with_context(|| format!("output folder {} is not writable", dir.display()))?;
     match file.try_lock() {
         Ok(()) => {}
@@ -70,8 +65,7 @@ pub fn lock(dir: &Path) -> Result<FolderLock> {
             );
         }
         Err(TryLockError::WouldBlock) => {
-            let mut holder = String::new();
-            let _ = file.read_to_string(&mut holder);
+            let holder = read_holder(&mut file);
             let holder = match holder.trim() {
                 "" => "a process that has not written its pid yet".to_string(),
                 pid => format!("pid {pid}"),
@@ -94,13 +88,8 @@ pub fn lock(dir: &Path) -> Result<FolderLock> {
             return Err(e).with_context(|| format!("locking {}", path.display()));
         }
     }
-    let mut write_pid = || -> io::Result<()> {
-        file.set_len(0)?;
-        file.rewind()?;
-        writeln!(file, "{}", std::process::id())?;
-        file.flush()
-    };
-    write_pid().with_context(|| format!("output folder {} is not writable", dir.display()))?;
+    write_holder(&mut file, &std::process::id().to_string())
+        .with_context(|| format!("output folder {} is not writable", dir.display()))?;
     Ok(FolderLock { _file: file })
 }
 
@@ -113,18 +102,12 @@ pub const JOB_LOCKS: &str = ".locks";
 pub fn lock_shared(dir: &Path) -> Result<FolderLock> {
     fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let path = dir.join(LOCK_FILE);
-    let mut file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&path)
+    let mut file = open_lock_file(&path)
         .with_context(|| format!("output folder {} is not writable", dir.display()))?;
     match file.try_lock_shared() {
         Ok(()) => {}
         Err(TryLockError::WouldBlock) => {
-            let mut holder = String::new();
-            let _ = file.read_to_string(&mut holder);
+            let holder = read_holder(&mut file);
             bail!(
                 "output folder {} is in use by an unsharded `study run` (pid {}, see {}); \
                  wait for it to finish or use another --out",
@@ -161,18 +144,11 @@ pub fn lock_job(dir: &Path, stem: &str) -> Result<JobLock> {
     let locks = dir.join(JOB_LOCKS);
     fs::create_dir_all(&locks).with_context(|| format!("creating {}", locks.display()))?;
     let path = locks.join(format!("{stem}.lock"));
-    let mut file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&path)
-        .with_context(|| format!("opening {}", path.display()))?;
+    let mut file = open_lock_file(&path).with_context(|| format!("opening {}", path.display()))?;
     match file.try_lock() {
         Ok(()) => {}
         Err(TryLockError::WouldBlock) => {
-            let mut holder = String::new();
-            let _ = file.read_to_string(&mut holder);
+            let holder = read_holder(&mut file);
             bail!(
                 "{stem} is being run by another `study run` ({}, see {}); \
                  wait for it to finish, or leave {stem} to it",
@@ -187,14 +163,36 @@ pub fn lock_job(dir: &Path, stem: &str) -> Result<JobLock> {
             return Err(e).with_context(|| format!("locking {}", path.display()));
         }
     }
-    let mut write_holder = || -> io::Result<()> {
-        file.set_len(0)?;
-        file.rewind()?;
-        writeln!(file, "pid {} on {}", std::process::id(), host_name())?;
-        file.flush()
-    };
-    write_holder().with_context(|| format!("writing {}", path.display()))?;
+    let holder = format!("pid {} on {}", std::process::id(), host_name());
+    write_holder(&mut file, &holder).with_context(|| format!("writing {}", path.display()))?;
     Ok(JobLock { _file: file })
+}
+
+/// Opens a lock file for reading its holder and writing one's own, creating
+/// it if needed and never truncating it: the holder's text stays readable
+/// until the lock is ours.
+fn open_lock_file(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+}
+
+/// What the lock's holder wrote into it (empty if nothing yet or unreadable).
+fn read_holder(file: &mut File) -> String {
+    let mut holder = String::new();
+    let _ = file.read_to_string(&mut holder);
+    holder
+}
+
+/// Replaces the lock file's text with `holder`, one line.
+fn write_holder(file: &mut File, holder: &str) -> io::Result<()> {
+    file.set_len(0)?;
+    file.rewind()?;
+    writeln!(file, "{holder}")?;
+    file.flush()
 }
 
 /// This machine's name (Linux), or `unknown host`.
