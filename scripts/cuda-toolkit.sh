@@ -69,7 +69,7 @@ if [ "$(cat "$dir/pip/.pins" 2>/dev/null)" != "${pins[*]}" ]; then
     log "installing ${pins[*]} into $dir/pip (about 1 GB of wheels, mostly cuBLAS)"
     rm -rf "$dir/pip.partial"
     # --no-deps: every wheel the build needs is pinned above.
-    PIP_ROOT_USER_ACTION=ignore "$python" -m pip install --quiet --disable-pip-version-check --no-deps \
+    PIP_ROOT_USER_ACTION=ignore "$python" -m pip install --quiet --disable-pip-version-check --no-cache-dir --no-deps \
         --target "$dir/pip.partial" "${pins[@]}" >&2
     echo "${pins[*]}" >"$dir/pip.partial/.pins"
     rm -rf "$dir/pip"
