@@ -7,7 +7,7 @@
 use crate::ast::{Arg, Input, Layer, LayerKind, Network, Value};
 use crate::check::{Float, Spec};
 use crate::errors::{did_you_mean, Errors};
-use crate::shape::{Padding, Shape};
+use crate::shape::{Hw, Padding, Shape};
 use quote::quote;
 
 /// Largest accepted size: keeps every product of sizes far from `usize` overflow.
@@ -75,7 +75,7 @@ fn signature(kind: LayerKind) -> Signature {
     let (positional, options, example): (&[&str], &[&str], &str) = match kind {
         LayerKind::Dense => (&["units"], &["l2", "bias"], "dense<128>"),
         LayerKind::Conv => (
-            &["filters", "kernel size"],
+            &["filters", "kernel size"], // kernel: `3` or `(3, 5)`
             &["stride", "pad", "l2", "bias"],
             "conv<32, 3>",
         ),
@@ -149,6 +149,7 @@ pub fn check_layer_args(errors: &mut Errors, layer: &Layer) -> Option<Spec> {
     // one, and options (known names, each at most once).
     let mut sizes: Vec<Option<usize>> = Vec::new();
     let mut rate = None;
+    let mut kernel = None;
     let mut stride = None;
     let mut pad = None;
     let mut l2 = None;
@@ -165,6 +166,7 @@ pub fn check_layer_args(errors: &mut Errors, layer: &Layer) -> Option<Spec> {
                 index += 1;
                 match sig.positional.get(i) {
                     Some(&"rate") => rate = check_rate(errors, value),
+                    Some(&"kernel size") => kernel = check_hw(errors, value, "kernel size"),
                     // only `maxpool` limits its window (see `MAX_POOL`)
                     Some(&"pool size") if kind == LayerKind::MaxPool => {
                         sizes.push(check_pool(errors, value))
@@ -189,7 +191,13 @@ pub fn check_layer_args(errors: &mut Errors, layer: &Layer) -> Option<Spec> {
                 } else {
                     seen.push(&opt.name);
                     match name.as_str() {
-                        "stride" => stride = check_size(errors, &opt.value, "stride"),
+                        // a convolution's stride may differ per axis, a pool's not
+                        "stride" if kind == LayerKind::Conv => {
+                            stride = check_hw(errors, &opt.value, "stride")
+                        }
+                        "stride" => {
+                            stride = check_size(errors, &opt.value, "stride").map(Hw::square)
+                        }
                         "pad" => pad = check_padding(errors, &opt.value),
                         "l2" => l2 = check_l2(errors, &opt.value),
                         "alpha" => alpha = check_alpha(errors, &opt.value),
@@ -215,8 +223,8 @@ pub fn check_layer_args(errors: &mut Errors, layer: &Layer) -> Option<Spec> {
         },
         LayerKind::Conv => Spec::Conv {
             filters: (*sizes.first()?)?,
-            kernel: (*sizes.get(1)?)?,
-            stride: stride.unwrap_or(1),
+            kernel: kernel?,
+            stride: stride.unwrap_or(Hw::square(1)),
             pad: pad.unwrap_or(Padding::Valid),
             l2,
             bias: bias.unwrap_or(true),
@@ -225,14 +233,14 @@ pub fn check_layer_args(errors: &mut Errors, layer: &Layer) -> Option<Spec> {
             let kernel = (*sizes.first()?)?;
             Spec::MaxPool {
                 kernel,
-                stride: stride.unwrap_or(kernel),
+                stride: stride.map_or(kernel, |s| s.h),
             }
         }
         LayerKind::AvgPool => {
             let kernel = (*sizes.first()?)?;
             Spec::AvgPool {
                 kernel,
-                stride: stride.unwrap_or(kernel),
+                stride: stride.map_or(kernel, |s| s.h),
             }
         }
         LayerKind::GlobalAvgPool => Spec::GlobalAvgPool,
@@ -344,17 +352,47 @@ fn check_size(errors: &mut Errors, value: &Value, what: &str) -> Option<usize> {
     None
 }
 
-/// The message for a tuple where one size belongs: `conv<8, (3, 3)>`.
-///
-/// Kept in one place because non-square kernels are planned: when `(3, 3)`
-/// becomes a valid kernel size, only the kernel's case changes here.
+/// The message for a tuple where one size belongs: `maxpool<(2, 2)>`.
+/// (A convolution's kernel and stride take pairs: [`check_hw`].)
 fn tuple_size(what: &str, value: &Value) -> String {
     let hint = match what {
-        "kernel size" => "; non-square kernels are not supported, write one side, e.g. `3`",
         "pool size" => "; non-square pools are not supported, write one side, e.g. `2`",
+        "stride" => "; a pool steps the same along both axes, write one number, e.g. `2`",
         _ => "",
     };
     format!("{what} must be one integer, got `{}`{hint}", value.text())
+}
+
+/// A convolution's kernel size or stride: one size for both axes, or a pair
+/// `(height, width)` of sizes.
+///
+/// ```text
+/// conv<8, (3, 5, 7)>   conv<8, ()>   conv<8, (0, 3)>   conv<8, 3, stride = (2, 2.5)>
+/// ```
+fn check_hw(errors: &mut Errors, value: &Value, what: &str) -> Option<Hw> {
+    let Value::Tuple(_, items) = value else {
+        return check_size(errors, value, what).map(Hw::square);
+    };
+    if items.len() != 2 {
+        let example = if what == "stride" { "(2, 1)" } else { "(3, 5)" };
+        errors.error_spanned(
+            value,
+            format!(
+                "{what} must be one integer or a pair `(height, width)`, got `{}`; \
+                 write e.g. `{example}`",
+                value.text(),
+            ),
+        );
+        return None;
+    }
+    // both sides checked, so that both their errors are reported
+    let (what_h, what_w) = match what {
+        "kernel size" => ("kernel height", "kernel width"),
+        _ => ("vertical stride", "horizontal stride"),
+    };
+    let h = check_size(errors, &items[0], what_h);
+    let w = check_size(errors, &items[1], what_w);
+    Some(Hw { h: h?, w: w? })
 }
 
 /// `` `3` `` for the string `"3"` when it holds a plain number.

@@ -12,7 +12,8 @@
 //!     arg       := value                          // positional: sizes, rate
 //!                | IDENT '=' value                // option: stride = 2, pad = same, l2 = 1e-3
 //!     value     := '-'? INT | '-'? FLOAT | IDENT | 'true' | 'false'
-//!                | STRING | '(' value (',' value)* ','? ')'   // parsed only to be rejected with a hint
+//!                | '(' value (',' value)* ','? ')'  // conv kernel and stride: (3, 5), (2, 1)
+//!                | STRING                         // parsed only to be rejected with a hint
 //! ```
 //!
 //! The parser accepts any value in any argument slot, and any option name:
@@ -116,9 +117,10 @@ pub struct Opt {
 
 /// A number or a word, as written.
 ///
-/// `Str` (`pad = "same"`) and `Tuple` (`conv<8, (3, 3)>`) are never valid
-/// today; they are parsed so that the checker can say what to write instead,
-/// together with the other argument errors.
+/// `Tuple` is a convolution's kernel size or stride (`conv<8, (3, 5)>`,
+/// `stride = (2, 1)`) and a mistake anywhere else; `Str` (`pad = "same"`) is
+/// never valid. Both are parsed so that the checker can say what to write
+/// instead, together with the other argument errors.
 #[derive(Clone)]
 pub enum Value {
     Int(Option<Token![-]>, LitInt),
@@ -401,8 +403,10 @@ impl Value {
             Value::Bool(lit) => lit.value.to_string(),
             Value::Str(lit) => lit.token().to_string(),
             Value::Tuple(_, items) => {
-                let items: Vec<String> = items.iter().map(Value::text).collect();
-                format!("({})", items.join(", "))
+                let texts: Vec<String> = items.iter().map(Value::text).collect();
+                // `(3,)` keeps its comma: `(3)` would read as a plain 3
+                let comma = if texts.len() == 1 { "," } else { "" };
+                format!("({}{comma})", texts.join(", "))
             }
         }
     }

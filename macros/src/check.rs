@@ -14,7 +14,7 @@
 use crate::args;
 use crate::ast::{Arg, Input, Layer, LayerKind, Network, Value};
 use crate::errors::Errors;
-use crate::shape::{Op, Padding, Shape, ShapeError};
+use crate::shape::{Hw, Op, Padding, Shape, ShapeError};
 use syn::ext::IdentExt;
 
 /// A network whose arguments and shapes are all valid.
@@ -48,10 +48,11 @@ pub enum Spec {
         /// `bias = false` makes this false (Keras' `use_bias`).
         bias: bool,
     },
+    /// `conv<F, K>` or `conv<F, (KH, KW)>`, `stride = S` or `(SH, SW)`.
     Conv {
         filters: usize,
-        kernel: usize,
-        stride: usize,
+        kernel: Hw,
+        stride: Hw,
         pad: Padding,
         l2: Option<Float>,
         bias: bool,
@@ -280,7 +281,7 @@ pub fn describe_spec(spec: &Spec) -> String {
             bias,
         } => {
             let stride = match stride {
-                1 => String::new(),
+                Hw { h: 1, w: 1 } => String::new(),
                 s => format!(", stride = {s}"),
             };
             let pad = match pad {
@@ -397,9 +398,11 @@ fn shape_error(
                     "kernel",
                     "use a smaller kernel, `pad = same`, or drop a pool before it",
                 ),
-                Spec::MaxPool { kernel, .. } | Spec::AvgPool { kernel, .. } => {
-                    (*kernel, "pool", "use a smaller pool or drop a layer before it")
-                }
+                Spec::MaxPool { kernel, .. } | Spec::AvgPool { kernel, .. } => (
+                    Hw::square(*kernel),
+                    "pool",
+                    "use a smaller pool or drop a layer before it",
+                ),
                 _ => unreachable!("only conv and the pools have kernels"),
             };
             let Shape::Image { h, w, .. } = input else {
@@ -651,7 +654,7 @@ mod tests {
     fn argument_hints() {
         let errs = errors(quote!(N<1, 28, 28> {
             relu<>, conv<8, 3, padding = same>, conv<32, 3, 2>, maxpool<2, 2>,
-            conv<8, 3, pad = "same">, conv<8, (3, 3)>, flatten, dense<"10">, dense<10, 5>,
+            conv<8, 3, pad = "same">, conv<8, (3, 3, 3)>, maxpool<(2, 2)>, flatten, dense<"10">, dense<10, 5>,
         }));
         assert_eq!(
             errs,
@@ -661,7 +664,8 @@ mod tests {
                 "extra argument: `conv` takes only its filters and kernel size; for a stride write `conv<32, 3, stride = 2>`",
                 "extra argument: `maxpool` takes only its pool size; for a stride write `maxpool<2, stride = 2>`",
                 "padding is a word, not a string: write `same` without quotes",
-                "kernel size must be one integer, got `(3, 3)`; non-square kernels are not supported, write one side, e.g. `3`",
+                "kernel size must be one integer or a pair `(height, width)`, got `(3, 3, 3)`; write e.g. `(3, 5)`",
+                "pool size must be one integer, got `(2, 2)`; non-square pools are not supported, write one side, e.g. `2`",
                 "units must be an integer, got the string `\"10\"`; write `10` without quotes",
                 "extra argument: `dense` takes only its units, e.g. `dense<128>`",
             ]

@@ -7,7 +7,7 @@
 //! #[allow(deprecated)] // and the network's `#[cfg]`s
 //! const _: () = {
 //!     // `conv, relu[, maxpool]` runs fused into one layer; nested by 6
-//!     type __Layers = (ConvBlock<1, 32, 3, 1, 0, 0, 28, 28, 26, 26, 2, 2, 13, 13, 0, false>, ..);
+//!     type __Layers = (ConvBlock<1, 32, 3, 3, 1, 1, 0, 0, 28, 28, 26, 26, 2, 2, 13, 13, 0, false>, ..);
 //!     impl<__E: Dtype, __D: Device<__E>> BuildOnDevice<__D, __E> for Cnn3a where __Layers: .. {
 //!         type Built = <__Layers as BuildOnDevice<__D, __E>>::Built;
 //!     }
@@ -232,8 +232,8 @@ fn expand_block(
     else {
         return None;
     };
-    let pad_h = conv_dim(h, *kernel, *stride, *pad).map_or(0, |d| d.pad_before);
-    let pad_w = conv_dim(w, *kernel, *stride, *pad).map_or(0, |d| d.pad_before);
+    let pad_h = conv_dim(h, kernel.h, stride.h, *pad).map_or(0, |d| d.pad_before);
+    let pad_w = conv_dim(w, kernel.w, stride.w, *pad).map_or(0, |d| d.pad_before);
     let (pk, ps, ph, pw) = match pool.map(|p| (&p.spec, p.output)) {
         None => (1, 1, oh, ow),
         Some((Spec::MaxPool { kernel, stride }, Shape::Image { h, w, .. })) => {
@@ -242,7 +242,8 @@ fn expand_block(
         Some(_) => return None,
     };
     let sizes = [
-        c, *filters, *kernel, *stride, pad_h, pad_w, h, w, oh, ow, pk, ps, ph, pw,
+        c, *filters, kernel.h, kernel.w, stride.h, stride.w, pad_h, pad_w, h, w, oh, ow, pk, ps,
+        ph, pw,
     ]
     .map(n);
     let l2 = l2.as_ref().map_or(quote!(0), |f| f32_bits(f.value));
@@ -275,9 +276,12 @@ fn expand_layer(layer: &CheckedLayer) -> TokenStream {
             Shape::Image { h: oh, w: ow, .. },
         ) => {
             // Padding before (top/left); the padding after is implied by the output size.
-            let pad_h = conv_dim(h, *kernel, *stride, *pad).map_or(0, |d| d.pad_before);
-            let pad_w = conv_dim(w, *kernel, *stride, *pad).map_or(0, |d| d.pad_before);
-            let sizes = [c, *filters, *kernel, *stride, pad_h, pad_w, h, w, oh, ow].map(n);
+            let pad_h = conv_dim(h, kernel.h, stride.h, *pad).map_or(0, |d| d.pad_before);
+            let pad_w = conv_dim(w, kernel.w, stride.w, *pad).map_or(0, |d| d.pad_before);
+            let sizes = [
+                c, *filters, kernel.h, kernel.w, stride.h, stride.w, pad_h, pad_w, h, w, oh, ow,
+            ]
+            .map(n);
             let l2 = l2_and_bias(l2, *bias);
             quote_spanned!(span=> ::netdsl_runtime::nn::builders::Conv2D<#(#sizes),* #l2>)
         }

@@ -29,6 +29,37 @@ pub enum Padding {
     Explicit(usize),
 }
 
+/// A kernel's or a stride's height and width: `3` is 3x3, `(3, 5)` is 3
+/// high and 5 wide.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Hw {
+    pub h: usize,
+    pub w: usize,
+}
+
+impl Hw {
+    /// The same size along both axes.
+    pub const fn square(n: usize) -> Self {
+        Self { h: n, w: n }
+    }
+
+    /// `h · w`, `None` on overflow.
+    pub fn area(&self) -> Option<usize> {
+        self.h.checked_mul(self.w)
+    }
+}
+
+impl fmt::Display for Hw {
+    /// As written in the DSL: `3` when square, `(3, 5)` otherwise.
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        if self.h == self.w {
+            write!(f, "{}", self.h)
+        } else {
+            write!(f, "({}, {})", self.h, self.w)
+        }
+    }
+}
+
 /// What a layer does to the shape.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Op {
@@ -37,8 +68,8 @@ pub enum Op {
     },
     Conv {
         filters: usize,
-        kernel: usize,
-        stride: usize,
+        kernel: Hw,
+        stride: Hw,
         pad: Padding,
     },
     MaxPool {
@@ -147,7 +178,9 @@ impl Op {
                         stride,
                         pad,
                     } => (filters, kernel, stride, pad),
-                    Op::MaxPool { kernel, stride } => (c, kernel, stride, Padding::Valid),
+                    Op::MaxPool { kernel, stride } => {
+                        (c, Hw::square(kernel), Hw::square(stride), Padding::Valid)
+                    }
                     _ => unreachable!("matched above"),
                 };
                 let too_large = || {
@@ -160,8 +193,8 @@ impl Op {
                         padded_w: w + p,
                     }
                 };
-                let dh = conv_dim(h, kernel, stride, pad).ok_or_else(too_large)?;
-                let dw = conv_dim(w, kernel, stride, pad).ok_or_else(too_large)?;
+                let dh = conv_dim(h, kernel.h, stride.h, pad).ok_or_else(too_large)?;
+                let dw = conv_dim(w, kernel.w, stride.w, pad).ok_or_else(too_large)?;
                 Ok(Shape::Image {
                     c: ch,
                     h: dh.out,
@@ -181,8 +214,7 @@ impl Op {
                 },
                 Shape::Image { c, .. },
             ) => c
-                .checked_mul(kernel)?
-                .checked_mul(kernel)?
+                .checked_mul(kernel.area()?)?
                 .checked_mul(filters)?
                 .checked_add(filters),
             _ => Some(0),
@@ -201,8 +233,8 @@ mod tests {
     fn conv(filters: usize, kernel: usize, stride: usize, pad: Padding) -> Op {
         Op::Conv {
             filters,
-            kernel,
-            stride,
+            kernel: Hw::square(kernel),
+            stride: Hw::square(stride),
             pad,
         }
     }
@@ -367,6 +399,38 @@ mod tests {
             Op::Flatten.output(img(usize::MAX, 2, 1)),
             Err(ShapeError::Overflow)
         );
+    }
+
+    #[test]
+    fn rectangular_kernels_and_strides() {
+        // conv<8, (3, 5), stride = (2, 1), pad = same> on 1x7x6: TensorFlow's
+        // rule per axis; H: out 4, total 3·2 + 3 - 7 = 2; W: out 6, total 4
+        let op = Op::Conv {
+            filters: 8,
+            kernel: Hw { h: 3, w: 5 },
+            stride: Hw { h: 2, w: 1 },
+            pad: Padding::Same,
+        };
+        assert_eq!(op.output(img(1, 7, 6)), Ok(img(8, 4, 6)));
+        assert_eq!(op.params(img(2, 7, 6)), Some(2 * 3 * 5 * 8 + 8));
+        // valid: H (7 - 3) / 2 + 1 = 3, W 6 - 5 + 1 = 2
+        let valid = Op::Conv {
+            filters: 8,
+            kernel: Hw { h: 3, w: 5 },
+            stride: Hw { h: 2, w: 1 },
+            pad: Padding::Valid,
+        };
+        assert_eq!(valid.output(img(1, 7, 6)), Ok(img(8, 3, 2)));
+        // too wide only
+        assert_eq!(
+            valid.output(img(1, 7, 4)),
+            Err(ShapeError::KernelTooLarge {
+                padded_h: 7,
+                padded_w: 4
+            })
+        );
+        assert_eq!(Hw { h: 3, w: 5 }.to_string(), "(3, 5)");
+        assert_eq!(Hw::square(3).to_string(), "3");
     }
 
     #[test]

@@ -134,20 +134,23 @@ fn main() {
 
     let steps = 55_000 / BATCH;
     let mut total = 0.0;
-    let (f, b) = bench::<builders::Conv2D<1, 32, 3, 1, 0, 0, 28, 28, 26, 26>, 1, 32, 28, 28, 26, 26>(
-        "cnn3a.conv1",
-        &dev,
-        3,
-        reps,
-    );
-    total += f + b;
     let (f, b) =
-        bench::<builders::Conv2D<32, 64, 3, 1, 0, 0, 13, 13, 11, 11>, 32, 64, 13, 13, 11, 11>(
-            "cnn3a.conv2",
+        bench::<builders::Conv2D<1, 32, 3, 3, 1, 1, 0, 0, 28, 28, 26, 26>, 1, 32, 28, 28, 26, 26>(
+            "cnn3a.conv1",
             &dev,
             3,
             reps,
         );
+    total += f + b;
+    let (f, b) = bench::<
+        builders::Conv2D<32, 64, 3, 3, 1, 1, 0, 0, 13, 13, 11, 11>,
+        32,
+        64,
+        13,
+        13,
+        11,
+        11,
+    >("cnn3a.conv2", &dev, 3, reps);
     total += f + b;
     println!(
         "cnn3a convs per training epoch ({steps} steps): {:.2} s",
@@ -155,22 +158,25 @@ fn main() {
     );
 
     let mut total = 0.0;
-    let (f, b) = bench::<builders::Conv2D<1, 32, 3, 1, 1, 1, 28, 28, 28, 28>, 1, 32, 28, 28, 28, 28>(
-        "cnn4a.conv1",
-        &dev,
-        3,
-        reps,
-    );
-    total += f + b;
     let (f, b) =
-        bench::<builders::Conv2D<32, 64, 3, 1, 1, 1, 14, 14, 14, 14>, 32, 64, 14, 14, 14, 14>(
-            "cnn4a.conv2",
+        bench::<builders::Conv2D<1, 32, 3, 3, 1, 1, 1, 1, 28, 28, 28, 28>, 1, 32, 28, 28, 28, 28>(
+            "cnn4a.conv1",
             &dev,
             3,
             reps,
         );
     total += f + b;
-    let (f, b) = bench::<builders::Conv2D<64, 64, 3, 1, 1, 1, 7, 7, 7, 7>, 64, 64, 7, 7, 7, 7>(
+    let (f, b) = bench::<
+        builders::Conv2D<32, 64, 3, 3, 1, 1, 1, 1, 14, 14, 14, 14>,
+        32,
+        64,
+        14,
+        14,
+        14,
+        14,
+    >("cnn4a.conv2", &dev, 3, reps);
+    total += f + b;
+    let (f, b) = bench::<builders::Conv2D<64, 64, 3, 3, 1, 1, 1, 1, 7, 7, 7, 7>, 64, 64, 7, 7, 7, 7>(
         "cnn4a.conv3",
         &dev,
         3,

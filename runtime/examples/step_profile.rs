@@ -43,10 +43,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dev = Cpu::seed_from_u64(0);
     // What `network!` emits for CNN3a: conv -> relu -> maxpool fused, the first without input gradient.
     let mut block1 = dev
-        .build_module::<ConvBlock<1, 32, 3, 1, 0, 0, 28, 28, 26, 26, 2, 2, 13, 13, 0, false>, f32>(
+        .build_module::<ConvBlock<1, 32, 3, 3, 1, 1, 0, 0, 28, 28, 26, 26, 2, 2, 13, 13, 0, false>, f32>(
         );
     let mut block2 = dev
-        .build_module::<ConvBlock<32, 64, 3, 1, 0, 0, 13, 13, 11, 11, 2, 2, 5, 5, 0, true>, f32>();
+        .build_module::<ConvBlock<32, 64, 3, 3, 1, 1, 0, 0, 13, 13, 11, 11, 2, 2, 5, 5, 0, true>, f32>();
     let mut flat = dev.build_module::<Flatten<64, 5, 5, 1600>, f32>();
     let mut dense1 = dev.build_module::<Dense<1600, 128>, f32>();
     let mut dense2 = dev.build_module::<Dense<128, 10>, f32>();

@@ -40,7 +40,8 @@ pub mod builder {
     ///
     /// Generics:
     /// - `IN_CHAN`, `OUT_CHAN`: channels in and out.
-    /// - `KERNEL_SIZE`: the square kernel's side, `STRIDE`: its step.
+    /// - `KERNEL_H`, `KERNEL_W`: the kernel's height and width; `STRIDE_H`,
+    ///   `STRIDE_W`: its step down and across.
     /// - `PAD_H`, `PAD_W`: zero padding *before* (top, left). The padding
     ///   after (bottom, right) is implied by `H_OUT`/`W_OUT`: positions past
     ///   the input read as 0 (Keras `same` pads one more after than before
@@ -51,13 +52,15 @@ pub mod builder {
     ///   (`{ f32_bits(1e-3) }`), 0 for none.
     /// - `BIAS`: whether the layer has a trainable bias (Keras' `use_bias`).
     ///
-    /// PyTorch: `nn.Conv2d(IN_CHAN, OUT_CHAN, KERNEL_SIZE, STRIDE, padding=..)`.
+    /// PyTorch: `nn.Conv2d(IN_CHAN, OUT_CHAN, (KERNEL_H, KERNEL_W), (STRIDE_H, STRIDE_W), padding=..)`.
     #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
     pub struct Conv2D<
         const IN_CHAN: usize,
         const OUT_CHAN: usize,
-        const KERNEL_SIZE: usize,
-        const STRIDE: usize,
+        const KERNEL_H: usize,
+        const KERNEL_W: usize,
+        const STRIDE_H: usize,
+        const STRIDE_W: usize,
         const PAD_H: usize,
         const PAD_W: usize,
         const H_IN: usize,
@@ -103,8 +106,10 @@ pub struct Conv2DOp {
     pub batch: usize,
     pub chan_in: usize,
     pub chan_out: usize,
-    pub kernel: usize,
-    pub stride: usize,
+    pub kernel_h: usize,
+    pub kernel_w: usize,
+    pub stride_h: usize,
+    pub stride_w: usize,
     pub pad_h: usize,
     pub pad_w: usize,
     pub h_in: usize,
@@ -114,9 +119,14 @@ pub struct Conv2DOp {
 }
 
 impl Conv2DOp {
-    /// Rows of the im2col matrix: `chan_in · kernel²`.
+    /// Rows of the im2col matrix: `chan_in · kernel_h · kernel_w`.
     pub fn patch_len(&self) -> usize {
-        self.chan_in * self.kernel * self.kernel
+        self.chan_in * self.kernel_h * self.kernel_w
+    }
+    /// Whether the kernel is `k`x`k` with stride 1 (the shapes Winograd and
+    /// the direct first layer handle).
+    pub fn is_square_stride1(&self, k: usize) -> bool {
+        self.kernel_h == k && self.kernel_w == k && self.stride_h == 1 && self.stride_w == 1
     }
     /// Output positions per channel: `h_out · w_out`.
     pub fn out_positions(&self) -> usize {
@@ -194,7 +204,7 @@ pub trait Conv2DKernel<E: Dtype>: Device<E> {
     /// says), recording the backward op on `x`'s tape.
     ///
     /// # Shapes
-    /// `x: [B, I, H, W]`, `weight: [O, I, K, K]`, `bias: [O]` -> `y: [B, O, PHO, PWO]`
+    /// `x: [B, I, H, W]`, `weight: [O, I, KH, KW]`, `bias: [O]` -> `y: [B, O, PHO, PWO]`
     /// (`PHO = HO`, `PWO = WO`, `PK = PS = 1` without pooling).
     #[allow(clippy::type_complexity)]
     fn try_conv2d<
@@ -202,7 +212,8 @@ pub trait Conv2DKernel<E: Dtype>: Device<E> {
         T: Tape<E, Self>,
         const I: usize,
         const O: usize,
-        const K: usize,
+        const KH: usize,
+        const KW: usize,
         const H: usize,
         const W: usize,
         const HO: usize,
@@ -215,33 +226,34 @@ pub trait Conv2DKernel<E: Dtype>: Device<E> {
         op: Conv2DOp,
         fusion: Fusion,
         x: Images<B, I, H, W, E, Self, T>,
-        weight: &Tensor<Rank4<O, I, K, K>, E, Self>,
+        weight: &Tensor<Rank4<O, I, KH, KW>, E, Self>,
         bias: &Tensor<Rank1<O>, E, Self>,
     ) -> Result<Images<B, O, PHO, PWO, E, Self, T>, Self::Err>;
 }
 
 /// Keras' GlorotUniform for a convolution kernel: `U(-limit, limit)`,
-/// `limit = sqrt(6 / (fan_in + fan_out))`, `fan_in = I·K²`, `fan_out = O·K²`.
+/// `limit = sqrt(6 / (fan_in + fan_out))`, `fan_in = I·KH·KW`, `fan_out = O·KH·KW`.
 pub(super) fn glorot_uniform<
     E: Dtype + SampleUniform,
     D: Device<E>,
     const O: usize,
     const I: usize,
-    const K: usize,
+    const KH: usize,
+    const KW: usize,
 >(
-    t: &mut Tensor<Rank4<O, I, K, K>, E, D>,
+    t: &mut Tensor<Rank4<O, I, KH, KW>, E, D>,
 ) -> Result<(), D::Err> {
-    let limit = (6.0 / ((I + O) * K * K) as f64).sqrt();
+    let limit = (6.0 / ((I + O) * KH * KW) as f64).sqrt();
     let (lo, hi) = (E::from_f64(-limit), E::from_f64(limit));
     let (lo, hi) = (lo.unwrap_or_default(), hi.unwrap_or_default());
     t.try_fill_with_distr(Uniform::new_inclusive(lo, hi))
 }
 
-/// A built 2-D convolution: `weight [O, I, K, K]`, `bias [O]` (PyTorch/dfdx layout).
+/// A built 2-D convolution: `weight [O, I, KH, KW]`, `bias [O]` (PyTorch/dfdx layout).
 ///
 /// Generics as [`builder::Conv2D`], abbreviated; `E` the dtype, `D` the device.
 /// Initialised as Keras does: glorot-uniform weight
-/// (limit `sqrt(6 / (I·K² + O·K²))`), zero bias.
+/// (limit `sqrt(6 / (I·KH·KW + O·KH·KW))`), zero bias.
 ///
 /// # Shapes
 /// `[B, I, H, W] -> [B, O, HO, WO]` for any batch `B: Dim` (const or `usize`).
@@ -249,8 +261,10 @@ pub(super) fn glorot_uniform<
 pub struct Conv2D<
     const I: usize,
     const O: usize,
-    const K: usize,
-    const S: usize,
+    const KH: usize,
+    const KW: usize,
+    const SH: usize,
+    const SW: usize,
     const PH: usize,
     const PW: usize,
     const H: usize,
@@ -262,8 +276,8 @@ pub struct Conv2D<
     D: dfdx::tensor::Storage<E>,
     const BIAS: bool = true,
 > {
-    /// The kernel, `[out_channels, in_channels, K, K]` (Glorot uniform at build).
-    pub weight: Tensor<Rank4<O, I, K, K>, E, D>,
+    /// The kernel, `[out_channels, in_channels, KH, KW]` (Glorot uniform at build).
+    pub weight: Tensor<Rank4<O, I, KH, KW>, E, D>,
     /// The bias, one per output channel (zeros at build; zero, and no
     /// parameter, when `BIAS` is false).
     pub bias: Tensor<Rank1<O>, E, D>,
@@ -271,23 +285,38 @@ pub struct Conv2D<
     pub l2: f32,
 }
 
-impl<
-        const I: usize,
-        const O: usize,
-        const K: usize,
-        const S: usize,
-        const PH: usize,
-        const PW: usize,
-        const H: usize,
-        const W: usize,
-        const HO: usize,
-        const WO: usize,
-        const L2: u32,
-        const BIAS: bool,
-        E: Dtype,
-        D: dfdx::tensor::Storage<E>,
-    > Conv2D<I, O, K, S, PH, PW, H, W, HO, WO, L2, E, D, BIAS>
-{
+/// Writes the layer's const generics once for every impl:
+/// `conv_impl!([E: Dtype, D: Device<E>] Trait for conv!(E, D) { .. })`.
+macro_rules! conv_impl {
+    ([$($extra:tt)*] $($rest:tt)*) => {
+        impl<
+                const I: usize,
+                const O: usize,
+                const KH: usize,
+                const KW: usize,
+                const SH: usize,
+                const SW: usize,
+                const PH: usize,
+                const PW: usize,
+                const H: usize,
+                const W: usize,
+                const HO: usize,
+                const WO: usize,
+                const L2: u32,
+                const BIAS: bool,
+                $($extra)*
+            > $($rest)*
+    };
+}
+
+/// The built layer's type with the generics of [`conv_impl`].
+macro_rules! conv {
+    ($E:ty, $D:ty) => {
+        Conv2D<I, O, KH, KW, SH, SW, PH, PW, H, W, HO, WO, L2, $E, $D, BIAS>
+    };
+}
+
+conv_impl!([E: Dtype, D: dfdx::tensor::Storage<E>] conv!(E, D) {
     /// Fails the build when the sizes disagree (evaluated when code using
     /// this layer is compiled to a binary or test, not by `cargo check`).
     pub(super) const SIZES_OK: () = assert!(
@@ -295,10 +324,10 @@ impl<
             && O > 0
             && H > 0
             && W > 0
-            && output_size_fits(H, K, S, PH, HO)
-            && output_size_fits(W, K, S, PW, WO),
+            && output_size_fits(H, KH, SH, PH, HO)
+            && output_size_fits(W, KW, SW, PW, WO),
         "Conv2D: inconsistent sizes; need out = (in + pad_before + pad_after - kernel) / stride + 1 \
-         with pad_after = pad_before or pad_before + 1"
+         per axis, with pad_after = pad_before or pad_before + 1"
     );
 
     pub(super) fn op(batch: usize) -> Conv2DOp {
@@ -306,8 +335,10 @@ impl<
             batch,
             chan_in: I,
             chan_out: O,
-            kernel: K,
-            stride: S,
+            kernel_h: KH,
+            kernel_w: KW,
+            stride_h: SH,
+            stride_w: SW,
             pad_h: PH,
             pad_w: PW,
             h_in: H,
@@ -316,51 +347,21 @@ impl<
             w_out: WO,
         }
     }
-}
+});
 
-impl<
-        const I: usize,
-        const O: usize,
-        const K: usize,
-        const S: usize,
-        const PH: usize,
-        const PW: usize,
-        const H: usize,
-        const W: usize,
-        const HO: usize,
-        const WO: usize,
-        const L2: u32,
-        const BIAS: bool,
-        E: Dtype + SampleUniform,
-        D: Device<E>,
-    > BuildOnDevice<D, E> for builder::Conv2D<I, O, K, S, PH, PW, H, W, HO, WO, L2, BIAS>
+conv_impl!([E: Dtype + SampleUniform, D: Device<E>] BuildOnDevice<D, E>
+    for builder::Conv2D<I, O, KH, KW, SH, SW, PH, PW, H, W, HO, WO, L2, BIAS>
 {
-    type Built = Conv2D<I, O, K, S, PH, PW, H, W, HO, WO, L2, E, D, BIAS>;
+    type Built = conv!(E, D);
     fn try_build_on_device(device: &D) -> Result<Self::Built, D::Err> {
         #[allow(clippy::let_unit_value)]
         let () = Self::Built::SIZES_OK;
         Self::Built::try_build(device)
     }
-}
+});
 
-impl<
-        const I: usize,
-        const O: usize,
-        const K: usize,
-        const S: usize,
-        const PH: usize,
-        const PW: usize,
-        const H: usize,
-        const W: usize,
-        const HO: usize,
-        const WO: usize,
-        const L2: u32,
-        const BIAS: bool,
-        E: Dtype + SampleUniform,
-        D: Device<E>,
-    > TensorCollection<E, D> for Conv2D<I, O, K, S, PH, PW, H, W, HO, WO, L2, E, D, BIAS>
-{
-    type To<E2: Dtype, D2: Device<E2>> = Conv2D<I, O, K, S, PH, PW, H, W, HO, WO, L2, E2, D2, BIAS>;
+conv_impl!([E: Dtype + SampleUniform, D: Device<E>] TensorCollection<E, D> for conv!(E, D) {
+    type To<E2: Dtype, D2: Device<E2>> = conv!(E2, D2);
 
     fn iter_tensors<V: ModuleVisitor<Self, E, D>>(
         visitor: &mut V,
@@ -397,29 +398,12 @@ impl<
             },
         )
     }
-}
+});
 
-impl<
-        const I: usize,
-        const O: usize,
-        const K: usize,
-        const S: usize,
-        const PH: usize,
-        const PW: usize,
-        const H: usize,
-        const W: usize,
-        const HO: usize,
-        const WO: usize,
-        const L2: u32,
-        const BIAS: bool,
-        B: Dim,
-        E: Dtype,
-        D: Conv2DKernel<E>,
-        T: Tape<E, D>,
-    > Module<Tensor<(B, Const<I>, Const<H>, Const<W>), E, D, T>>
-    for Conv2D<I, O, K, S, PH, PW, H, W, HO, WO, L2, E, D, BIAS>
+conv_impl!([B: Dim, E: Dtype, D: Conv2DKernel<E>, T: Tape<E, D>]
+    Module<Images<B, I, H, W, E, D, T>> for conv!(E, D)
 {
-    type Output = Tensor<(B, Const<O>, Const<HO>, Const<WO>), E, D, T>;
+    type Output = Images<B, O, HO, WO, E, D, T>;
     type Error = D::Err;
 
     /// Training (`OwnedTape` input) records the backward op; evaluation
@@ -428,7 +412,7 @@ impl<
         #[allow(clippy::let_unit_value)]
         let () = Self::SIZES_OK;
         let op = Self::op(x.shape().0.size());
-        D::try_conv2d::<B, T, I, O, K, H, W, HO, WO, 1, 1, HO, WO>(
+        D::try_conv2d::<B, T, I, O, KH, KW, H, W, HO, WO, 1, 1, HO, WO>(
             op,
             Fusion::plain(&op),
             x,
@@ -436,69 +420,20 @@ impl<
             &self.bias,
         )
     }
-}
+});
 
-impl<
-        const I: usize,
-        const O: usize,
-        const K: usize,
-        const S: usize,
-        const PH: usize,
-        const PW: usize,
-        const H: usize,
-        const W: usize,
-        const HO: usize,
-        const WO: usize,
-        const L2: u32,
-        const BIAS: bool,
-        E: Dtype,
-        D: dfdx::tensor::Storage<E>,
-    > NonMutableModule for Conv2D<I, O, K, S, PH, PW, H, W, HO, WO, L2, E, D, BIAS>
-{
-}
+conv_impl!([E: Dtype, D: dfdx::tensor::Storage<E>] NonMutableModule for conv!(E, D) {});
 
-impl<
-        const I: usize,
-        const O: usize,
-        const K: usize,
-        const S: usize,
-        const PH: usize,
-        const PW: usize,
-        const H: usize,
-        const W: usize,
-        const HO: usize,
-        const WO: usize,
-        const L2: u32,
-        const BIAS: bool,
-        E: Dtype,
-        D: Device<E>,
-    > L2Penalty<E, D> for Conv2D<I, O, K, S, PH, PW, H, W, HO, WO, L2, E, D, BIAS>
-{
+conv_impl!([E: Dtype, D: Device<E>] L2Penalty<E, D> for conv!(E, D) {
     /// λ·Σw² over the kernel (never the bias), `None` when λ is 0.
     fn try_l2_penalty(&self) -> Result<Option<Tensor<Rank0, E, D, OwnedTape<E, D>>>, D::Err> {
         try_l2_term(&self.weight, self.l2)
     }
-}
+});
 
-impl<
-        const I: usize,
-        const O: usize,
-        const K: usize,
-        const S: usize,
-        const PH: usize,
-        const PW: usize,
-        const H: usize,
-        const W: usize,
-        const HO: usize,
-        const WO: usize,
-        const L2: u32,
-        const BIAS: bool,
-        E: Dtype,
-        D: dfdx::tensor::Storage<E>,
-    > Regularizers for Conv2D<I, O, K, S, PH, PW, H, W, HO, WO, L2, E, D, BIAS>
-{
+conv_impl!([E: Dtype, D: dfdx::tensor::Storage<E>] Regularizers for conv!(E, D) {
     one_regularizer!(Regularizer::ConvL2, l2);
-}
+});
 
 macro_rules! device_conv2d {
     ($device:ty, $m:ident :: $f:ident, [$($extra:ty),*], $E:ty) => {
@@ -508,7 +443,8 @@ macro_rules! device_conv2d {
                 T: Tape<$E, Self>,
                 const I: usize,
                 const O: usize,
-                const K: usize,
+                const KH: usize,
+                const KW: usize,
                 const H: usize,
                 const W: usize,
                 const HO: usize,
@@ -521,10 +457,10 @@ macro_rules! device_conv2d {
                 op: Conv2DOp,
                 fusion: Fusion,
                 x: Images<B, I, H, W, $E, Self, T>,
-                weight: &Tensor<Rank4<O, I, K, K>, $E, Self>,
+                weight: &Tensor<Rank4<O, I, KH, KW>, $E, Self>,
                 bias: &Tensor<Rank1<O>, $E, Self>,
             ) -> Result<Images<B, O, PHO, PWO, $E, Self, T>, Self::Err> {
-                $m::$f::<$E, B, T, $($extra,)* I, O, K, H, W, HO, WO, PK, PS, PHO, PWO>(
+                $m::$f::<$E, B, T, $($extra,)* I, O, KH, KW, H, W, HO, WO, PK, PS, PHO, PWO>(
                     op, fusion, x, weight, bias,
                 )
             }
@@ -558,7 +494,7 @@ mod tests {
 
     /// The textbook convolution, one output at a time (f64).
     fn naive(op: &Conv2DOp, x: &[f64], w: &[f64], b: &[f64]) -> Vec<f64> {
-        let (i_n, k) = (op.chan_in, op.kernel);
+        let (i_n, kh_n, kw_n) = (op.chan_in, op.kernel_h, op.kernel_w);
         let mut y = Vec::with_capacity(op.batch * op.out_image_len());
         for n in 0..op.batch {
             for o in 0..op.chan_out {
@@ -566,10 +502,10 @@ mod tests {
                     for ow in 0..op.w_out {
                         let mut acc = b[o];
                         for c in 0..i_n {
-                            for kh in 0..k {
-                                for kw in 0..k {
-                                    let ih = (oh * op.stride + kh) as isize - op.pad_h as isize;
-                                    let iw = (ow * op.stride + kw) as isize - op.pad_w as isize;
+                            for kh in 0..kh_n {
+                                for kw in 0..kw_n {
+                                    let ih = (oh * op.stride_h + kh) as isize - op.pad_h as isize;
+                                    let iw = (ow * op.stride_w + kw) as isize - op.pad_w as isize;
                                     if ih < 0
                                         || iw < 0
                                         || ih >= op.h_in as isize
@@ -579,7 +515,7 @@ mod tests {
                                     }
                                     let xi = ((n * i_n + c) * op.h_in + ih as usize) * op.w_in
                                         + iw as usize;
-                                    acc += x[xi] * w[((o * i_n + c) * k + kh) * k + kw];
+                                    acc += x[xi] * w[((o * i_n + c) * kh_n + kh) * kw_n + kw];
                                 }
                             }
                         }
@@ -594,23 +530,27 @@ mod tests {
     type Layer<
         const I: usize,
         const O: usize,
-        const K: usize,
-        const S: usize,
+        const KH: usize,
+        const KW: usize,
+        const SH: usize,
+        const SW: usize,
         const PH: usize,
         const PW: usize,
         const H: usize,
         const W: usize,
         const HO: usize,
         const WO: usize,
-    > = Conv2D<I, O, K, S, PH, PW, H, W, HO, WO, 0, f64, Cpu>;
+    > = Conv2D<I, O, KH, KW, SH, SW, PH, PW, H, W, HO, WO, 0, f64, Cpu>;
 
     /// Forward against [`naive`], gradients of input, weight and bias against
     /// central differences, and the composed (Cuda) path against the fast one.
     fn check_case<
         const I: usize,
         const O: usize,
-        const K: usize,
-        const S: usize,
+        const KH: usize,
+        const KW: usize,
+        const SH: usize,
+        const SW: usize,
         const PH: usize,
         const PW: usize,
         const H: usize,
@@ -621,17 +561,17 @@ mod tests {
         batch: usize,
     ) {
         let dev: Cpu = Cpu::seed_from_u64(0);
-        let mut m: Layer<I, O, K, S, PH, PW, H, W, HO, WO> =
-            dev.build_module::<builder::Conv2D<I, O, K, S, PH, PW, H, W, HO, WO>, f64>();
-        let w_shape = (Const::<O>, Const::<I>, Const::<K>, Const::<K>);
+        let mut m: Layer<I, O, KH, KW, SH, SW, PH, PW, H, W, HO, WO> =
+            dev.build_module::<builder::Conv2D<I, O, KH, KW, SH, SW, PH, PW, H, W, HO, WO>, f64>();
+        let w_shape = (Const::<O>, Const::<I>, Const::<KH>, Const::<KW>);
         let x_shape = (batch, Const::<I>, Const::<H>, Const::<W>);
         let y_shape = (batch, Const::<O>, Const::<HO>, Const::<WO>);
-        let (wv, bv) = (test_values(O * I * K * K, 1), test_values(O, 2));
+        let (wv, bv) = (test_values(O * I * KH * KW, 1), test_values(O, 2));
         m.weight = dev.tensor_from_vec(wv.clone(), w_shape);
         m.bias = dev.tensor_from_vec(bv.clone(), (Const::<O>,));
         let xv = test_values(batch * I * H * W, 3);
         let x = dev.tensor_from_vec(xv.clone(), x_shape);
-        let op = Layer::<I, O, K, S, PH, PW, H, W, HO, WO>::op(batch);
+        let op = Layer::<I, O, KH, KW, SH, SW, PH, PW, H, W, HO, WO>::op(batch);
 
         // forward, no tape
         let y = m.forward(x.clone());
@@ -649,7 +589,7 @@ mod tests {
         );
 
         // numeric gradients
-        let loss = |m: &Layer<I, O, K, S, PH, PW, H, W, HO, WO>, xv: &[f64]| -> f64 {
+        let loss = |m: &Layer<I, O, KH, KW, SH, SW, PH, PW, H, W, HO, WO>, xv: &[f64]| -> f64 {
             let y = m.forward(dev.tensor_from_vec(xv.to_vec(), x_shape));
             (y * r.clone()).sum::<Rank0, _>().array()
         };
@@ -681,60 +621,93 @@ mod tests {
         assert_close(&grads_c.get(&m.bias).as_vec(), &gb, 1e-12);
     }
 
+    /// [`check_case`] for a square kernel and equal strides.
+    fn square<
+        const I: usize,
+        const O: usize,
+        const K: usize,
+        const S: usize,
+        const PH: usize,
+        const PW: usize,
+        const H: usize,
+        const W: usize,
+        const HO: usize,
+        const WO: usize,
+    >(
+        batch: usize,
+    ) {
+        check_case::<I, O, K, K, S, S, PH, PW, H, W, HO, WO>(batch);
+    }
+
     #[test]
     fn valid_stride1_odd_nonsquare() {
-        check_case::<3, 4, 3, 1, 0, 0, 7, 6, 5, 4>(2);
+        square::<3, 4, 3, 1, 0, 0, 7, 6, 5, 4>(2);
+    }
+
+    #[test]
+    fn rectangular_kernels_and_strides() {
+        // 3x5 kernel, stride 1, valid: H 7 - 3 + 1 = 5, W 8 - 5 + 1 = 4
+        check_case::<2, 3, 3, 5, 1, 1, 0, 0, 7, 8, 5, 4>(2);
+        // 1x3 kernel, strides (2, 1), Keras same: H ceil(7 / 2) = 4, total
+        // (4 - 1)·2 + 1 - 7 = 0; W 6, total 2 -> 1 before, 1 after
+        check_case::<2, 2, 1, 3, 2, 1, 0, 1, 7, 6, 4, 6>(2);
+        // 5x2 kernel, strides (1, 3), Keras same: H total 4 -> 2 and 2;
+        // W ceil(8 / 3) = 3, total (3 - 1)·3 + 2 - 8 = 0
+        check_case::<1, 2, 5, 2, 1, 3, 2, 0, 6, 8, 6, 3>(3);
+        // 3x5 with 8+ channels and stride 1: not Winograd (3x3 only), im2col
+        check_case::<8, 2, 3, 5, 1, 1, 1, 2, 5, 6, 5, 6>(2);
     }
 
     #[test]
     fn pad1_stride1() {
-        check_case::<2, 3, 3, 1, 1, 1, 5, 5, 5, 5>(3);
+        square::<2, 3, 3, 1, 1, 1, 5, 5, 5, 5>(3);
     }
 
     #[test]
     fn pad1_stride2_pad_after_differs() {
         // H: (7 + 1 + 1 - 3) / 2 + 1 = 4; W: (8 + 1 + 1 - 3) / 2 + 1 = 4 (last column unused)
-        check_case::<2, 3, 3, 2, 1, 1, 7, 8, 4, 4>(2);
+        square::<2, 3, 3, 2, 1, 1, 7, 8, 4, 4>(2);
     }
 
     #[test]
     fn keras_same_even_kernel_pads_only_after() {
         // in 7, K 2, S 1: out 7, total 1 -> before 0, after 1
-        check_case::<2, 2, 2, 1, 0, 0, 7, 7, 7, 7>(2);
+        square::<2, 2, 2, 1, 0, 0, 7, 7, 7, 7>(2);
     }
 
     #[test]
     fn keras_same_stride2_asymmetric() {
         // H 8: out 4, total 1 -> 0 before, 1 after; W 9: out 5, total 2 -> 1 and 1
-        check_case::<2, 3, 3, 2, 0, 1, 8, 9, 4, 5>(2);
+        square::<2, 3, 3, 2, 0, 1, 8, 9, 4, 5>(2);
     }
 
     #[test]
     fn one_input_channel_kernel5_stride2_pad2() {
-        check_case::<1, 3, 5, 2, 2, 2, 9, 9, 5, 5>(3);
+        square::<1, 3, 5, 2, 2, 2, 9, 9, 5, 5>(3);
     }
 
     #[test]
     fn winograd_forward_partial_tiles_and_same_padding() {
         // 3x3, stride 1, >= 8 input channels: the forward pass is Winograd F(2x2, 3x3)
-        check_case::<8, 3, 3, 1, 0, 0, 7, 6, 5, 4>(2); // odd output: partial tiles
-        check_case::<9, 4, 3, 1, 1, 1, 5, 6, 5, 6>(3); // Keras same
-        check_case::<8, 2, 3, 1, 0, 0, 3, 4, 1, 2>(1); // a single row of outputs
+        square::<8, 3, 3, 1, 0, 0, 7, 6, 5, 4>(2); // odd output: partial tiles
+        square::<9, 4, 3, 1, 1, 1, 5, 6, 5, 6>(3); // Keras same
+        square::<8, 2, 3, 1, 0, 0, 3, 4, 1, 2>(1); // a single row of outputs
     }
 
     #[test]
     fn large_planes_one_image_per_gemm() {
         // P >= 512 output positions: the in-place path (CNN3a's conv1 shape)
-        check_case::<1, 2, 3, 1, 0, 0, 28, 28, 26, 26>(2);
+        square::<1, 2, 3, 1, 0, 0, 28, 28, 26, 26>(2);
         // and padded, several channels
-        check_case::<2, 2, 3, 1, 1, 1, 23, 24, 23, 24>(2);
+        square::<2, 2, 3, 1, 1, 1, 23, 24, 23, 24>(2);
     }
 
     #[test]
     fn batch_as_const_and_f32_matches_f64() {
         let dev: Cpu = Cpu::seed_from_u64(0);
-        let mut m = dev.build_module::<builder::Conv2D<3, 4, 3, 2, 0, 1, 8, 9, 4, 5>, f64>();
-        let mut m32 = dev.build_module::<builder::Conv2D<3, 4, 3, 2, 0, 1, 8, 9, 4, 5>, f32>();
+        let mut m = dev.build_module::<builder::Conv2D<3, 4, 3, 3, 2, 2, 0, 1, 8, 9, 4, 5>, f64>();
+        let mut m32 =
+            dev.build_module::<builder::Conv2D<3, 4, 3, 3, 2, 2, 0, 1, 8, 9, 4, 5>, f32>();
         m.bias = dev.tensor_from_vec(test_values(4, 9), (Const::<4>,));
         m32.weight = m.weight.clone().to_dtype::<f32>();
         m32.bias = m.bias.clone().to_dtype::<f32>();
@@ -752,7 +725,7 @@ mod tests {
     #[test]
     fn gradients_are_identical_for_any_thread_count() {
         let dev: Cpu = Cpu::seed_from_u64(1);
-        let m = dev.build_module::<builder::Conv2D<4, 5, 3, 1, 1, 1, 6, 6, 6, 6>, f32>();
+        let m = dev.build_module::<builder::Conv2D<4, 5, 3, 3, 1, 1, 1, 1, 6, 6, 6, 6>, f32>();
         let x: Tensor<(usize, Const<4>, Const<6>, Const<6>), f32, Cpu> = dev.tensor_from_vec(
             test_values(37 * 4 * 36, 6)
                 .iter()
@@ -784,7 +757,8 @@ mod tests {
     #[test]
     fn keras_init_and_parameter_count() {
         let dev: Cpu = Default::default();
-        let m = dev.build_module::<builder::Conv2D<32, 64, 3, 1, 0, 0, 13, 13, 11, 11>, f32>();
+        let m =
+            dev.build_module::<builder::Conv2D<32, 64, 3, 3, 1, 1, 0, 0, 13, 13, 11, 11>, f32>();
         assert_eq!(m.num_trainable_params(), 64 * 32 * 9 + 64);
         let limit = (6.0f32 / ((32 + 64) * 9) as f32).sqrt();
         let w = m.weight.as_vec();
@@ -796,10 +770,11 @@ mod tests {
     #[test]
     fn l2_penalty_only_when_set() {
         let dev: Cpu = Default::default();
-        let m = dev.build_module::<builder::Conv2D<1, 2, 3, 1, 0, 0, 5, 5, 3, 3>, f64>();
+        let m = dev.build_module::<builder::Conv2D<1, 2, 3, 3, 1, 1, 0, 0, 5, 5, 3, 3>, f64>();
         assert!(m.try_l2_penalty().unwrap().is_none());
         const HALF: u32 = crate::nn::f32_bits(0.5);
-        let m = dev.build_module::<builder::Conv2D<1, 2, 3, 1, 0, 0, 5, 5, 3, 3, HALF>, f64>();
+        let m =
+            dev.build_module::<builder::Conv2D<1, 2, 3, 3, 1, 1, 0, 0, 5, 5, 3, 3, HALF>, f64>();
         let sum_sq: f64 = m.weight.as_vec().iter().map(|w| w * w).sum();
         let p = m.try_l2_penalty().unwrap().unwrap().array();
         assert!((p - 0.5 * sum_sq).abs() < 1e-12);
@@ -826,14 +801,14 @@ mod tests {
     #[test]
     fn without_bias() {
         let dev: Cpu = Default::default();
-        let mut m =
-            dev.build_module::<builder::Conv2D<2, 3, 3, 1, 1, 1, 5, 5, 5, 5, 0, false>, f64>();
+        let mut m = dev
+            .build_module::<builder::Conv2D<2, 3, 3, 3, 1, 1, 1, 1, 5, 5, 5, 5, 0, false>, f64>();
         assert_eq!(NumParams::<f64, Cpu>::num_trainable_params(&m), 3 * 2 * 9);
         let wv = test_values(3 * 2 * 9, 1);
         m.weight = dev.tensor_from_vec(wv.clone(), (Const, Const, Const, Const));
         let xv = test_values(2 * 2 * 5 * 5, 2);
         let x = dev.tensor_from_vec(xv.clone(), (2, Const::<2>, Const::<5>, Const::<5>));
-        let op = Conv2D::<2, 3, 3, 1, 1, 1, 5, 5, 5, 5, 0, f64, Cpu, false>::op(2);
+        let op = Conv2D::<2, 3, 3, 3, 1, 1, 1, 1, 5, 5, 5, 5, 0, f64, Cpu, false>::op(2);
         let y = m.forward(x.clone());
         assert_close(&y.as_vec(), &naive(&op, &xv, &wv, &[0.0; 3]), 1e-12);
 

@@ -39,8 +39,10 @@ pub mod builder {
     pub struct ConvBlock<
         const IN_CHAN: usize,
         const OUT_CHAN: usize,
-        const KERNEL_SIZE: usize,
-        const STRIDE: usize,
+        const KERNEL_H: usize,
+        const KERNEL_W: usize,
+        const STRIDE_H: usize,
+        const STRIDE_W: usize,
         const PAD_H: usize,
         const PAD_W: usize,
         const H_IN: usize,
@@ -56,7 +58,7 @@ pub mod builder {
     >;
 }
 
-/// A built conv -> relu -> maxpool block: `weight [O, I, K, K]`, `bias [O]`,
+/// A built conv -> relu -> maxpool block: `weight [O, I, KH, KW]`, `bias [O]`,
 /// named and initialised as [`Conv2D`](super::modules::Conv2D)'s.
 ///
 /// Generics as [`builder::ConvBlock`], abbreviated; `E` the dtype, `D` the device.
@@ -67,8 +69,10 @@ pub mod builder {
 pub struct ConvBlock<
     const I: usize,
     const O: usize,
-    const K: usize,
-    const S: usize,
+    const KH: usize,
+    const KW: usize,
+    const SH: usize,
+    const SW: usize,
     const PH: usize,
     const PW: usize,
     const H: usize,
@@ -84,8 +88,8 @@ pub struct ConvBlock<
     E: Dtype,
     D: dfdx::tensor::Storage<E>,
 > {
-    /// The kernel, `[out_channels, in_channels, K, K]` (Glorot uniform at build).
-    pub weight: Tensor<Rank4<O, I, K, K>, E, D>,
+    /// The kernel, `[out_channels, in_channels, KH, KW]` (Glorot uniform at build).
+    pub weight: Tensor<Rank4<O, I, KH, KW>, E, D>,
     /// The bias, one per output channel (zeros at build).
     pub bias: Tensor<Rank1<O>, E, D>,
     /// The kernel's L2 factor λ, `L2` unless changed at run time (0: none).
@@ -99,8 +103,10 @@ macro_rules! block_impl {
         impl<
                 const I: usize,
                 const O: usize,
-                const K: usize,
-                const S: usize,
+                const KH: usize,
+                const KW: usize,
+                const SH: usize,
+                const SW: usize,
                 const PH: usize,
                 const PW: usize,
                 const H: usize,
@@ -121,7 +127,7 @@ macro_rules! block_impl {
 /// The built block's type with the generics of [`block_impl`].
 macro_rules! block {
     ($E:ty, $D:ty) => {
-        ConvBlock<I, O, K, S, PH, PW, H, W, HO, WO, PK, PS, PHO, PWO, L2, GI, $E, $D>
+        ConvBlock<I, O, KH, KW, SH, SW, PH, PW, H, W, HO, WO, PK, PS, PHO, PWO, L2, GI, $E, $D>
     };
 }
 
@@ -132,7 +138,7 @@ block_impl!([E: Dtype, D: dfdx::tensor::Storage<E>] block!(E, D) {
     /// (`Conv2D`'s), then the pooling's.
     const SIZES_OK: () = {
         #[allow(clippy::let_unit_value)]
-        let () = Conv::<I, O, K, S, PH, PW, H, W, HO, WO, L2, E, D>::SIZES_OK;
+        let () = Conv::<I, O, KH, KW, SH, SW, PH, PW, H, W, HO, WO, L2, E, D>::SIZES_OK;
         assert!(
             PK >= 1
                 && PS >= 1
@@ -147,7 +153,7 @@ block_impl!([E: Dtype, D: dfdx::tensor::Storage<E>] block!(E, D) {
     };
 
     fn op(batch: usize) -> (Conv2DOp, Fusion) {
-        let op = Conv::<I, O, K, S, PH, PW, H, W, HO, WO, L2, E, D>::op(batch);
+        let op = Conv::<I, O, KH, KW, SH, SW, PH, PW, H, W, HO, WO, L2, E, D>::op(batch);
         let fusion = Fusion {
             relu: true,
             pool_k: PK,
@@ -161,7 +167,7 @@ block_impl!([E: Dtype, D: dfdx::tensor::Storage<E>] block!(E, D) {
 });
 
 block_impl!([E: Dtype + SampleUniform, D: Device<E>] BuildOnDevice<D, E>
-    for builder::ConvBlock<I, O, K, S, PH, PW, H, W, HO, WO, PK, PS, PHO, PWO, L2, GI>
+    for builder::ConvBlock<I, O, KH, KW, SH, SW, PH, PW, H, W, HO, WO, PK, PS, PHO, PWO, L2, GI>
 {
     type Built = block!(E, D);
     fn try_build_on_device(device: &D) -> Result<Self::Built, D::Err> {
@@ -211,7 +217,7 @@ block_impl!([B: Dim, E: Dtype, D: Conv2DKernel<E>, T: Tape<E, D>]
         #[allow(clippy::let_unit_value)]
         let () = Self::SIZES_OK;
         let (op, fusion) = Self::op(x.shape().0.size());
-        D::try_conv2d::<B, T, I, O, K, H, W, HO, WO, PK, PS, PHO, PWO>(
+        D::try_conv2d::<B, T, I, O, KH, KW, H, W, HO, WO, PK, PS, PHO, PWO>(
             op,
             fusion,
             x,
@@ -245,8 +251,10 @@ mod tests {
     fn check<
         const I: usize,
         const O: usize,
-        const K: usize,
-        const S: usize,
+        const KH: usize,
+        const KW: usize,
+        const SH: usize,
+        const SW: usize,
         const PH: usize,
         const PW: usize,
         const H: usize,
@@ -265,8 +273,10 @@ mod tests {
         let mut block = dev.build_module::<builder::ConvBlock<
             I,
             O,
-            K,
-            S,
+            KH,
+            KW,
+            SH,
+            SW,
             PH,
             PW,
             H,
@@ -281,11 +291,11 @@ mod tests {
             GI,
         >, f64>();
         let mut chain = dev.build_module::<(
-            builders::Conv2D<I, O, K, S, PH, PW, H, W, HO, WO>,
+            builders::Conv2D<I, O, KH, KW, SH, SW, PH, PW, H, W, HO, WO>,
             builders::ReLU,
             builders::MaxPool2D<O, PK, PS, HO, WO, PHO, PWO>,
         ), f64>();
-        block.weight = dev.tensor_from_vec(test_values(O * I * K * K, 1), Default::default());
+        block.weight = dev.tensor_from_vec(test_values(O * I * KH * KW, 1), Default::default());
         // A negative bias, so that some whole windows are cut by the ReLU.
         let bias = test_values(O, 2).iter().map(|b| b - 2.0).collect();
         block.bias = dev.tensor_from_vec(bias, Default::default());
@@ -324,10 +334,28 @@ mod tests {
             assert_close(&g.get(&x).as_vec(), &g_want.get(&x).as_vec(), tol);
         }
 
-        let (op, fusion) =
-            ConvBlock::<I, O, K, S, PH, PW, H, W, HO, WO, PK, PS, PHO, PWO, 0, GI, f64, Cpu>::op(
-                batch,
-            );
+        let (op, fusion) = ConvBlock::<
+            I,
+            O,
+            KH,
+            KW,
+            SH,
+            SW,
+            PH,
+            PW,
+            H,
+            W,
+            HO,
+            WO,
+            PK,
+            PS,
+            PHO,
+            PWO,
+            0,
+            GI,
+            f64,
+            Cpu,
+        >::op(batch);
         let y_c = super::super::conv2d::composed::try_conv2d_fused_composed::<
             f64,
             usize,
@@ -335,7 +363,8 @@ mod tests {
             Cpu,
             I,
             O,
-            K,
+            KH,
+            KW,
             H,
             W,
             HO,
@@ -351,37 +380,38 @@ mod tests {
 
     #[test]
     fn matches_conv_relu_pool_im2col_path() {
-        check::<1, 4, 3, 1, 0, 0, 28, 28, 26, 26, 2, 2, 13, 13, true>(2); // CNN3a's conv1, one image per gemm
-        check::<1, 4, 3, 1, 0, 0, 28, 28, 26, 26, 2, 2, 13, 13, false>(3); // as a first layer
-        check::<2, 3, 3, 2, 1, 1, 9, 8, 5, 4, 2, 2, 2, 2, true>(3); // strided, padded, odd floor
-        check::<3, 2, 2, 1, 0, 0, 7, 7, 7, 7, 3, 2, 3, 3, true>(2); // overlapping windows, same K 2
+        check::<1, 4, 3, 3, 1, 1, 0, 0, 28, 28, 26, 26, 2, 2, 13, 13, true>(2); // CNN3a's conv1, one image per gemm
+        check::<1, 4, 3, 3, 1, 1, 0, 0, 28, 28, 26, 26, 2, 2, 13, 13, false>(3); // as a first layer
+        check::<2, 3, 3, 3, 2, 2, 1, 1, 9, 8, 5, 4, 2, 2, 2, 2, true>(3); // strided, padded, odd floor
+        check::<3, 2, 2, 2, 1, 1, 0, 0, 7, 7, 7, 7, 3, 2, 3, 3, true>(2); // overlapping windows, same K 2
+        check::<2, 3, 3, 5, 1, 2, 1, 2, 8, 9, 8, 5, 2, 2, 4, 2, true>(2); // 3x5 kernel, strides (1, 2), same
     }
 
     #[test]
     fn matches_conv_relu_pool_direct_backward() {
         // one input channel, a first layer, 2x2 pools, 8k filters: the backward of `direct.rs`
-        check::<1, 8, 3, 1, 0, 0, 28, 28, 26, 26, 2, 2, 13, 13, false>(3); // CNN3a's conv1
-        check::<1, 16, 3, 1, 1, 1, 28, 28, 28, 28, 2, 2, 14, 14, false>(2); // CNN4a's, same
-        check::<1, 8, 3, 1, 1, 1, 9, 8, 9, 8, 2, 2, 4, 4, false>(17); // odd floors, 2 tasks
+        check::<1, 8, 3, 3, 1, 1, 0, 0, 28, 28, 26, 26, 2, 2, 13, 13, false>(3); // CNN3a's conv1
+        check::<1, 16, 3, 3, 1, 1, 1, 1, 28, 28, 28, 28, 2, 2, 14, 14, false>(2); // CNN4a's, same
+        check::<1, 8, 3, 3, 1, 1, 1, 1, 9, 8, 9, 8, 2, 2, 4, 4, false>(17); // odd floors, 2 tasks
     }
 
     #[test]
     fn matches_conv_relu_pool_winograd_path() {
-        check::<8, 5, 3, 1, 0, 0, 13, 13, 11, 11, 2, 2, 5, 5, true>(3); // CNN3a's conv2 shape, floor 11 -> 5
-        check::<9, 4, 3, 1, 1, 1, 7, 6, 7, 6, 2, 2, 3, 3, true>(2); // Keras same, partial tiles
-        check::<8, 3, 3, 1, 1, 1, 6, 6, 6, 6, 3, 1, 4, 4, true>(2); // overlapping, stride 1
+        check::<8, 5, 3, 3, 1, 1, 0, 0, 13, 13, 11, 11, 2, 2, 5, 5, true>(3); // CNN3a's conv2 shape, floor 11 -> 5
+        check::<9, 4, 3, 3, 1, 1, 1, 1, 7, 6, 7, 6, 2, 2, 3, 3, true>(2); // Keras same, partial tiles
+        check::<8, 3, 3, 3, 1, 1, 1, 1, 6, 6, 6, 6, 3, 1, 4, 4, true>(2); // overlapping, stride 1
     }
 
     #[test]
     fn relu_only_without_pooling() {
-        check::<2, 3, 3, 1, 1, 1, 6, 5, 6, 5, 1, 1, 6, 5, true>(2);
-        check::<8, 3, 3, 1, 0, 0, 6, 6, 4, 4, 1, 1, 4, 4, true>(2);
+        check::<2, 3, 3, 3, 1, 1, 1, 1, 6, 5, 6, 5, 1, 1, 6, 5, true>(2);
+        check::<8, 3, 3, 3, 1, 1, 0, 0, 6, 6, 4, 4, 1, 1, 4, 4, true>(2);
     }
 
     #[test]
     fn large_batches_split_into_groups_match_single_images() {
         // 150 images: tasks of 10, Winograd groups of 8 + 2.
-        type Block = builder::ConvBlock<8, 3, 3, 1, 1, 1, 6, 6, 6, 6, 2, 2, 3, 3, 0, true>;
+        type Block = builder::ConvBlock<8, 3, 3, 3, 1, 1, 1, 1, 6, 6, 6, 6, 2, 2, 3, 3, 0, true>;
         let dev: Cpu = Cpu::seed_from_u64(3);
         let m = dev.build_module::<Block, f64>();
         let (n, in_len, out_len) = (150, 8 * 36, 3 * 9);
@@ -443,7 +473,7 @@ mod tests {
             const PK: usize,
             const PHO: usize,
             const GI: bool,
-        > = builder::ConvBlock<I, O, 3, S, P, P, H, H, HO, HO, PK, PK, PHO, PHO, 0, GI>;
+        > = builder::ConvBlock<I, O, 3, 3, S, S, P, P, H, H, HO, HO, PK, PK, PHO, PHO, 0, GI>;
         let dev: Cpu = Cpu::seed_from_u64(0);
         let mut m = dev.build_module::<Block<I, O, S, P, H, HO, PK, PHO, GI>, f32>();
         let f32s = |v: Vec<f64>| v.into_iter().map(|x| x as f32).collect::<Vec<_>>();
@@ -492,7 +522,7 @@ mod tests {
     #[test]
     fn first_layer_computes_no_input_gradient() {
         let dev: Cpu = Cpu::seed_from_u64(0);
-        let m = dev.build_module::<builder::ConvBlock<1, 2, 3, 1, 0, 0, 6, 6, 4, 4, 2, 2, 2, 2, 0, false>, f64>();
+        let m = dev.build_module::<builder::ConvBlock<1, 2, 3, 3, 1, 1, 0, 0, 6, 6, 4, 4, 2, 2, 2, 2, 0, false>, f64>();
         let x: Tensor<Rank4<2, 1, 6, 6>, f64, Cpu> =
             dev.tensor_from_vec(test_values(72, 5), Default::default());
         let g = m

@@ -24,15 +24,15 @@ use super::f32_bits;
 use crate::tests::{assert_close, max_rel_error, test_values};
 
 /// Every layer with a `Cuda` path: a first block (no input gradient), a
-/// padded block without pooling, a plain convolution, a pool, the dense head.
+/// padded block without pooling, a plain 2x3 convolution, a pool, the dense head.
 /// Dropout at rate 0 keeps the comparison deterministic.
 type Net = (
-    ConvBlock<1, 4, 3, 1, 0, 0, 12, 12, 10, 10, 2, 2, 5, 5, 0, false>, // [B, 4, 5, 5]
-    ConvBlock<4, 6, 3, 1, 1, 1, 5, 5, 5, 5, 1, 1, 5, 5, 0, true>,      // [B, 6, 5, 5]
-    Conv2D<6, 8, 2, 1, 0, 0, 5, 5, 4, 4>,                              // [B, 8, 4, 4]
-    MaxPool2D<8, 2, 2, 4, 4, 2, 2>,                                    // [B, 8, 2, 2]
-    Flatten<8, 2, 2, 32>,                                              // [B, 32]
-    (Dense<32, 10>, Dropout<{ f32_bits(0.0) }>),                       // [B, 10]
+    ConvBlock<1, 4, 3, 3, 1, 1, 0, 0, 12, 12, 10, 10, 2, 2, 5, 5, 0, false>, // [B, 4, 5, 5]
+    ConvBlock<4, 6, 3, 3, 1, 1, 1, 1, 5, 5, 5, 5, 1, 1, 5, 5, 0, true>,      // [B, 6, 5, 5]
+    Conv2D<6, 8, 2, 3, 1, 1, 0, 0, 5, 5, 4, 3>,                              // [B, 8, 4, 3]
+    MaxPool2D<8, 2, 2, 4, 3, 2, 1>,                                          // [B, 8, 2, 1]
+    Flatten<8, 2, 1, 16>,                                                    // [B, 16]
+    (Dense<16, 10>, Dropout<{ f32_bits(0.0) }>),                             // [B, 10]
 );
 
 /// dfdx's `Cuda` device 0 seeded with `seed`, or `None` after printing why

@@ -8,10 +8,10 @@ use netdsl_runtime::nn::builders::{Conv2D, Dense, Flatten, MaxPool2D, ReLU};
 /// conv 32 3x3 -> relu -> pool 2 -> conv 64 3x3 -> relu -> pool 2 -> flatten -> dense 128 -> relu -> dense 10
 pub type Layers = (
     (
-        Conv2D<1, 32, 3, 1, 0, 0, 28, 28, 26, 26>, // [B, 32, 26, 26]
+        Conv2D<1, 32, 3, 3, 1, 1, 0, 0, 28, 28, 26, 26>, // [B, 32, 26, 26]
         ReLU,
         MaxPool2D<32, 2, 2, 26, 26, 13, 13>, // [B, 32, 13, 13]
-        Conv2D<32, 64, 3, 1, 0, 0, 13, 13, 11, 11>, // [B, 64, 11, 11]
+        Conv2D<32, 64, 3, 3, 1, 1, 0, 0, 13, 13, 11, 11>, // [B, 64, 11, 11]
         ReLU,
         MaxPool2D<64, 2, 2, 11, 11, 5, 5>, // [B, 64, 5, 5]
     ),

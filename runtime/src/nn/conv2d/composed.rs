@@ -8,8 +8,8 @@
 //!
 //! ```text
 //! x [B, I, H, W] -> [B, I·H·W] -> permute [I·H·W, B] -> append a zero row [I·H·W + 1, B]
-//!   -> gather rows by a fixed index [I·K·K·P, B]   (padding taps read the zero row)
-//!   -> reshape [I·K·K, P·B] -> W [O, I·K·K] · cols = [O, P·B] -> [O, P, B]
+//!   -> gather rows by a fixed index [I·KH·KW·P, B]   (padding taps read the zero row)
+//!   -> reshape [I·KH·KW, P·B] -> W [O, I·KH·KW] · cols = [O, P·B] -> [O, P, B]
 //!   -> permute [B, O, P] -> reshape [B, O, HO, WO] -> + bias
 //! ```
 
@@ -24,7 +24,7 @@ use super::{Conv2DOp, Images};
 /// `y = conv(x, weight) + bias` from dfdx ops (see the module docs).
 ///
 /// # Shapes
-/// `x: [B, I, H, W]`, `weight: [O, I, K, K]`, `bias: [O]` -> `[B, O, HO, WO]`.
+/// `x: [B, I, H, W]`, `weight: [O, I, KH, KW]`, `bias: [O]` -> `[B, O, HO, WO]`.
 pub fn try_conv2d_composed<
     E: Dtype,
     D: Device<E>,
@@ -32,7 +32,8 @@ pub fn try_conv2d_composed<
     T: Tape<E, D>,
     const I: usize,
     const O: usize,
-    const K: usize,
+    const KH: usize,
+    const KW: usize,
     const H: usize,
     const W: usize,
     const HO: usize,
@@ -40,7 +41,7 @@ pub fn try_conv2d_composed<
 >(
     op: Conv2DOp,
     x: Images<B, I, H, W, E, D, T>,
-    weight: &Tensor<Rank4<O, I, K, K>, E, D>,
+    weight: &Tensor<Rank4<O, I, KH, KW>, E, D>,
     bias: &Tensor<Rank1<O>, E, D>,
 ) -> Result<Images<B, O, HO, WO, E, D, T>, D::Err> {
     let dev = x.device().clone();
@@ -71,19 +72,19 @@ pub fn try_conv2d_composed<
 /// Swaps the two axes of a 2-D tensor.
 type Axes2Swap = dfdx::prelude::Axes2<1, 0>;
 
-/// For each im2col entry (row `(c·K + kh)·K + kw`, column `oh·WO + ow`), the
+/// For each im2col entry (row `(c·KH + kh)·KW + kw`, column `oh·WO + ow`), the
 /// row of the padded, transposed input it reads; padding taps read the zero
 /// row `I·H·W`.
 fn patch_index(op: &Conv2DOp) -> Vec<usize> {
     let zero = op.in_image_len();
     let mut idx = Vec::with_capacity(op.patch_len() * op.out_positions());
     for c in 0..op.chan_in {
-        for kh in 0..op.kernel {
-            for kw in 0..op.kernel {
+        for kh in 0..op.kernel_h {
+            for kw in 0..op.kernel_w {
                 for oh in 0..op.h_out {
                     for ow in 0..op.w_out {
-                        let ih = (oh * op.stride + kh).checked_sub(op.pad_h);
-                        let iw = (ow * op.stride + kw).checked_sub(op.pad_w);
+                        let ih = (oh * op.stride_h + kh).checked_sub(op.pad_h);
+                        let iw = (ow * op.stride_w + kw).checked_sub(op.pad_w);
                         idx.push(match (ih, iw) {
                             (Some(ih), Some(iw)) if ih < op.h_in && iw < op.w_in => {
                                 (c * op.h_in + ih) * op.w_in + iw
@@ -110,7 +111,8 @@ pub fn try_conv2d_fused_composed<
     D: Device<E>,
     const I: usize,
     const O: usize,
-    const K: usize,
+    const KH: usize,
+    const KW: usize,
     const H: usize,
     const W: usize,
     const HO: usize,
@@ -123,7 +125,7 @@ pub fn try_conv2d_fused_composed<
     op: Conv2DOp,
     fusion: super::Fusion,
     x: Images<B, I, H, W, E, D, T>,
-    weight: &Tensor<Rank4<O, I, K, K>, E, D>,
+    weight: &Tensor<Rank4<O, I, KH, KW>, E, D>,
     bias: &Tensor<Rank1<O>, E, D>,
 ) -> Result<Images<B, O, PHO, PWO, E, D, T>, D::Err> {
     let y: Images<B, O, HO, WO, E, D, T> = try_conv2d_composed(op, x, weight, bias)?;

@@ -57,7 +57,8 @@ pub(super) fn try_conv2d<
     T: Tape<E, Cpu>,
     const I: usize,
     const O: usize,
-    const K: usize,
+    const KH: usize,
+    const KW: usize,
     const H: usize,
     const W: usize,
     const HO: usize,
@@ -70,7 +71,7 @@ pub(super) fn try_conv2d<
     op: Conv2DOp,
     fusion: Fusion,
     x: Images<B, I, H, W, E, Cpu, T>,
-    weight: &Tensor<Rank4<O, I, K, K>, E, Cpu>,
+    weight: &Tensor<Rank4<O, I, KH, KW>, E, Cpu>,
     bias: &Tensor<Rank1<O>, E, Cpu>,
 ) -> Result<Images<B, O, PHO, PWO, E, Cpu, T>, CpuError> {
     debug_assert!(fusion.pool_k == PK && fusion.pool_s == PS);
@@ -357,8 +358,8 @@ pub(super) struct Padded {
 
 impl Padded {
     pub(super) fn new(op: &Conv2DOp) -> Self {
-        let h = (op.h_out - 1) * op.stride + op.kernel;
-        let w = (op.w_out - 1) * op.stride + op.kernel;
+        let h = (op.h_out - 1) * op.stride_h + op.kernel_h;
+        let w = (op.w_out - 1) * op.stride_w + op.kernel_w;
         let is_input = op.pad_h == 0 && op.pad_w == 0 && h == op.h_in && w == op.w_in;
         Self { h, w, is_input }
     }
@@ -650,15 +651,15 @@ fn im2col<E: GemmFloat, const WO: usize>(
     cols: &mut [E],
     ld: usize,
 ) {
-    let (k, s, p) = (op.kernel, op.stride, op.out_positions());
+    let (sh, s, p) = (op.stride_h, op.stride_w, op.out_positions());
     let mut r = 0;
     for plane in xp.chunks_exact(pd.h * pd.w) {
-        for kh in 0..k {
-            for kw in 0..k {
+        for kh in 0..op.kernel_h {
+            for kw in 0..op.kernel_w {
                 let row = &mut cols[r * ld..][..p];
                 r += 1;
                 for (oh, dst) in row.chunks_exact_mut(WO).enumerate() {
-                    let src = &plane[(oh * s + kh) * pd.w + kw..];
+                    let src = &plane[(oh * sh + kh) * pd.w + kw..];
                     if s == 1 {
                         // a constant-length copy: no memcpy call per short row
                         dst.copy_from_slice(&src[..WO]);
@@ -686,15 +687,15 @@ fn col2im_add<E: GemmFloat, const WO: usize>(
     ld: usize,
     gxp: &mut [E],
 ) {
-    let (k, s, p) = (op.kernel, op.stride, op.out_positions());
+    let (sh, s, p) = (op.stride_h, op.stride_w, op.out_positions());
     let mut r = 0;
     for plane in gxp.chunks_exact_mut(pd.h * pd.w) {
-        for kh in 0..k {
-            for kw in 0..k {
+        for kh in 0..op.kernel_h {
+            for kw in 0..op.kernel_w {
                 let row = &cols[r * ld..][..p];
                 r += 1;
                 for (oh, src) in row.chunks_exact(WO).enumerate() {
-                    let dst = &mut plane[(oh * s + kh) * pd.w + kw..];
+                    let dst = &mut plane[(oh * sh + kh) * pd.w + kw..];
                     if s == 1 {
                         add_assign(&mut dst[..WO], src);
                     } else {

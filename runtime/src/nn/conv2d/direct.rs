@@ -45,8 +45,7 @@ type V<E> = [E; LANES];
 /// Whether [`backward`] handles this convolution.
 pub(super) fn applies(op: &Conv2DOp, f: &Fusion) -> bool {
     op.chan_in == 1
-        && op.kernel == 3
-        && op.stride == 1
+        && op.is_square_stride1(3)
         && op.chan_out.is_multiple_of(LANES)
         && pools_tiles(f)
         && !f.input_grad
@@ -389,7 +388,7 @@ mod tests {
 
     /// `conv<32, 3>, relu, maxpool<2>` on `<1, 28, 28>`, padded by `PAD`.
     type FirstLayer<const PAD: usize, const HO: usize, const PHO: usize, const GI: bool> =
-        ConvBlock<1, 32, 3, 1, PAD, PAD, 28, 28, HO, HO, 2, 2, PHO, PHO, 0, GI>;
+        ConvBlock<1, 32, 3, 3, 1, 1, PAD, PAD, 28, 28, HO, HO, 2, 2, PHO, PHO, 0, GI>;
 
     /// The first layer of CNN3a and CNN4a in f32: the direct path (`INPUT_GRAD
     /// = false`) against the im2col path (`true`), same weights: the same

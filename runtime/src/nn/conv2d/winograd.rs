@@ -33,7 +33,7 @@ const GROUP: usize = 8;
 
 /// Whether [`forward`] handles this convolution.
 pub(super) fn applies(op: &Conv2DOp) -> bool {
-    op.kernel == 3 && op.stride == 1 && op.chan_in >= MIN_CHANNELS
+    op.is_square_stride1(3) && op.chan_in >= MIN_CHANNELS
 }
 
 /// Tile grid of one image: `th x tw` tiles of 2x2 outputs, read from a
@@ -886,8 +886,10 @@ mod tests {
                 batch: 100,
                 chan_in: i,
                 chan_out: o,
-                kernel: 3,
-                stride: 1,
+                kernel_h: 3,
+                kernel_w: 3,
+                stride_h: 1,
+                stride_w: 1,
                 pad_h: pad,
                 pad_w: pad,
                 h_in: h,
