@@ -368,8 +368,24 @@ fn tuple_size(what: &str, value: &Value) -> String {
 ///
 /// ```text
 /// conv<8, (3, 5, 7)>   conv<8, ()>   conv<8, (0, 3)>   conv<8, 3, stride = (2, 2.5)>
+/// conv<8, 5x3>         // a suffix: write `(5, 3)`
 /// ```
 fn check_hw(errors: &mut Errors, value: &Value, what: &str) -> Option<Hw> {
+    // `5x3`: rustc reads 5 with the suffix `x3`; the pair is what was meant
+    if let (Value::Int(None, lit), Some(w)) = (value, value.suffix()) {
+        if let Some(w) = w.strip_prefix('x').filter(|w| w.parse::<u32>().is_ok()) {
+            let h = lit.base10_digits();
+            let meant = match what {
+                "kernel size" => format!("for a {h}x{w} kernel write `({h}, {w})` (height, width)"),
+                _ => format!("for strides of {h} down and {w} across write `({h}, {w})`"),
+            };
+            errors.error_spanned(
+                value,
+                format!("unexpected suffix `x{w}` on `{h}x{w}`; {meant}"),
+            );
+            return None;
+        }
+    }
     let Value::Tuple(_, items) = value else {
         return check_size(errors, value, what).map(Hw::square);
     };

@@ -624,7 +624,7 @@ mod tests {
         assert_eq!(
             errs,
             [
-                "unexpected suffix `x3` on `5x3`; write the number alone, e.g. `5`",
+                "unexpected suffix `x3` on `5x3`; for a 5x3 kernel write `(5, 3)` (height, width)",
                 "unexpected suffix `units` on `3units`; write the number alone, e.g. `3`",
                 "unexpected suffix `f32` on `0.5f32`; write the number alone, e.g. `0.5`",
                 "unexpected suffix `f64` on `1e-3f64`; write the number alone, e.g. `1e-3`",
