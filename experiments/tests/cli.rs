@@ -2,12 +2,10 @@
 //! (`apt-get install dataset-fashion-mnist`): a short run of two variants,
 //! the report built from it, summaries, and clear errors for bad input.
 
-use assert_cmd::Command;
 use netdsl_experiments::results::RunResult;
 
-fn study() -> Command {
-    Command::cargo_bin("study").unwrap()
-}
+mod common;
+use common::*;
 
 /// Runs `study` with `args`, expecting failure, and returns stderr.
 fn fails(args: &[&str]) -> String {
@@ -174,19 +172,6 @@ fn device_cuda_without_the_feature_is_a_one_line_error() {
     let e = String::from_utf8_lossy(&tpu.stderr);
     assert_eq!(tpu.status.code(), Some(2), "{e}");
     assert!(e.contains("possible values: cpu, cuda"), "{e}");
-}
-
-/// A run's JSON with the wall-clock fields (and the thread count) blanked.
-fn without_clock(path: &std::path::Path) -> serde_json::Value {
-    let mut v: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    v["train_seconds"] = 0.into();
-    v["test_seconds"] = 0.into();
-    v["settings"]["threads"] = 0.into();
-    for e in v["epochs"].as_array_mut().unwrap() {
-        e["seconds"] = 0.into();
-    }
-    v
 }
 
 #[test]

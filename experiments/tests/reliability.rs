@@ -14,13 +14,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use assert_cmd::Command;
 use netdsl_experiments::results::RunResult;
 use serde_json::Value;
 
-fn study() -> Command {
-    Command::cargo_bin("study").unwrap()
-}
+mod common;
+use common::*;
 
 fn spawn(args: &[&str]) -> Child {
     study_std()
@@ -44,48 +42,6 @@ fn run(dir: &Path, id: &str, args: &[&str]) -> Output {
         .args(limit)
         .output()
         .unwrap()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).to_string()
-}
-
-/// Asserts success; returns stderr.
-fn ok(out: Output) -> String {
-    let err = stderr(&out);
-    assert!(out.status.success(), "failed: {err}");
-    assert!(!err.contains("panicked"), "{err}");
-    err
-}
-
-/// Asserts exit code 1 with one line on stderr, no panic, and no cause
-/// printed twice; returns the line.
-fn one_line_error(out: Output) -> String {
-    let err = stderr(&out);
-    assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(!err.contains("panicked"), "{err}");
-    assert_eq!(err.trim().lines().count(), 1, "one line expected: {err}");
-    let causes: Vec<&str> = err.trim().split(": ").filter(|c| c.len() >= 10).collect();
-    for (i, c) in causes.iter().enumerate() {
-        assert!(!causes[i + 1..].contains(c), "`{c}` twice in: {err}");
-    }
-    err
-}
-
-fn read_json(path: &Path) -> Value {
-    serde_json::from_str(&fs::read_to_string(path).unwrap()).unwrap()
-}
-
-/// A run's JSON with the wall-clock fields (and the thread count) blanked.
-fn without_clock(path: &Path) -> Value {
-    let mut v = read_json(path);
-    v["train_seconds"] = 0.into();
-    v["test_seconds"] = 0.into();
-    v["settings"]["threads"] = 0.into();
-    for e in v["epochs"].as_array_mut().unwrap() {
-        e["seconds"] = 0.into();
-    }
-    v
 }
 
 /// File names in `dir` ending in `.tmp`, in every subfolder.

@@ -10,17 +10,8 @@ use std::path::Path;
 use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
-use assert_cmd::Command;
-use serde_json::Value;
-
-fn study() -> Command {
-    let mut cmd = Command::cargo_bin("study").unwrap();
-    // A test run inside a Slurm array task must not shard itself.
-    for var in ["SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_COUNT"] {
-        cmd.env_remove(var);
-    }
-    cmd
-}
+mod common;
+use common::*;
 
 /// `study <args> --out <dir>`, plus `--epochs 1 --limit 500` unless `args` set them.
 fn study_in(dir: &Path, args: &[&str]) -> Output {
@@ -39,38 +30,6 @@ fn study_in(dir: &Path, args: &[&str]) -> Output {
         .args(["--out", dir.to_str().unwrap()])
         .output()
         .unwrap()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).to_string()
-}
-
-fn ok(out: Output) -> String {
-    let err = stderr(&out);
-    assert!(out.status.success(), "failed: {err}");
-    assert!(!err.contains("panicked"), "{err}");
-    err
-}
-
-fn one_line_error(out: Output) -> String {
-    let err = stderr(&out);
-    assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(!err.contains("panicked"), "{err}");
-    assert_eq!(err.trim().lines().count(), 1, "one line expected: {err}");
-    err
-}
-
-/// A run's JSON with the wall-clock fields (and the thread count) blanked.
-fn without_clock(path: &Path) -> Value {
-    let text = fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let mut v: Value = serde_json::from_str(&text).unwrap();
-    v["train_seconds"] = 0.into();
-    v["test_seconds"] = 0.into();
-    v["settings"]["threads"] = 0.into();
-    for e in v["epochs"].as_array_mut().unwrap() {
-        e["seconds"] = 0.into();
-    }
-    v
 }
 
 fn json_files(dir: &Path) -> Vec<String> {
