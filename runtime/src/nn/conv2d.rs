@@ -366,37 +366,7 @@ conv_impl!([E: Dtype + SampleUniform, D: Device<E>] TensorCollection<E, D> for c
     fn iter_tensors<V: ModuleVisitor<Self, E, D>>(
         visitor: &mut V,
     ) -> Result<Option<Self::To<V::E2, V::D2>>, V::Err> {
-        let weight = Self::tensor(
-            "weight",
-            |s| &s.weight,
-            |s| &mut s.weight,
-            TensorOptions::reset_with(glorot_uniform),
-        );
-        if !BIAS {
-            // No bias parameter (Keras' `use_bias=False`): the kernels still
-            // add one, a zero tensor made with the weight, outside the collection.
-            return visitor.visit_fields((weight,), |(weight,)| Conv2D {
-                bias: super::zero_bias(&weight),
-                weight,
-                l2: f32::from_bits(L2),
-            });
-        }
-        visitor.visit_fields(
-            (
-                weight,
-                Self::tensor(
-                    "bias",
-                    |s| &s.bias,
-                    |s| &mut s.bias,
-                    TensorOptions::reset_to_zeros(),
-                ),
-            ),
-            |(weight, bias)| Conv2D {
-                weight,
-                bias,
-                l2: f32::from_bits(L2),
-            },
-        )
+        visit_weight_and_bias!(visitor, Conv2D, glorot_uniform, BIAS, L2)
     }
 });
 

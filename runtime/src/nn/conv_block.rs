@@ -183,27 +183,7 @@ block_impl!([E: Dtype + SampleUniform, D: Device<E>] TensorCollection<E, D> for 
     fn iter_tensors<V: ModuleVisitor<Self, E, D>>(
         visitor: &mut V,
     ) -> Result<Option<Self::To<V::E2, V::D2>>, V::Err> {
-        visitor.visit_fields(
-            (
-                Self::tensor(
-                    "weight",
-                    |s| &s.weight,
-                    |s| &mut s.weight,
-                    TensorOptions::reset_with(glorot_uniform),
-                ),
-                Self::tensor(
-                    "bias",
-                    |s| &s.bias,
-                    |s| &mut s.bias,
-                    TensorOptions::reset_to_zeros(),
-                ),
-            ),
-            |(weight, bias)| ConvBlock {
-                weight,
-                bias,
-                l2: f32::from_bits(L2),
-            },
-        )
+        visit_weight_and_bias!(visitor, ConvBlock, glorot_uniform, true, L2)
     }
 });
 

@@ -32,7 +32,6 @@ use dfdx::prelude::{
 use rand::distributions::{uniform::SampleUniform, Uniform};
 
 use super::l2::{one_regularizer, try_l2_term, Penalty, Regularizer, Regularizers};
-use super::zero_bias;
 use super::L2Penalty;
 
 /// The zero-sized description of a [`Dense`](super::Dense) layer.
@@ -103,44 +102,15 @@ where
     fn iter_tensors<V: ModuleVisitor<Self, E, D>>(
         visitor: &mut V,
     ) -> Result<Option<Self::To<V::E2, V::D2>>, V::Err> {
-        let weight = Self::tensor(
-            "weight",
-            |s| &s.weight,
-            |s| &mut s.weight,
-            TensorOptions::reset_with(|w| {
-                // Keras GlorotUniform: U(-limit, limit), limit = sqrt(6 / (fan_in + fan_out))
-                // (keras/src/initializers/random_initializers.py).
-                let limit = (6.0 / (I + O) as f64).sqrt();
-                let lo = E::from_f64(-limit).unwrap_or_default();
-                let hi = E::from_f64(limit).unwrap_or_default();
-                w.try_fill_with_distr(Uniform::new_inclusive(lo, hi))
-            }),
-        );
-        if !BIAS {
-            // No bias parameter (Keras' `use_bias=False`): the kernels still
-            // add one, a zero tensor made with the weight, outside the collection.
-            return visitor.visit_fields((weight,), |(weight,)| Dense {
-                bias: zero_bias(&weight),
-                weight,
-                l2: f32::from_bits(L2),
-            });
-        }
-        visitor.visit_fields(
-            (
-                weight,
-                Self::tensor(
-                    "bias",
-                    |s| &s.bias,
-                    |s| &mut s.bias,
-                    TensorOptions::reset_to_zeros(),
-                ),
-            ),
-            |(weight, bias)| Dense {
-                weight,
-                bias,
-                l2: f32::from_bits(L2),
-            },
-        )
+        // Keras GlorotUniform: U(-limit, limit), limit = sqrt(6 / (fan_in + fan_out))
+        // (keras/src/initializers/random_initializers.py).
+        let glorot_uniform = |w: &mut Tensor<Rank2<O, I>, E, D>| {
+            let limit = (6.0 / (I + O) as f64).sqrt();
+            let lo = E::from_f64(-limit).unwrap_or_default();
+            let hi = E::from_f64(limit).unwrap_or_default();
+            w.try_fill_with_distr(Uniform::new_inclusive(lo, hi))
+        };
+        visit_weight_and_bias!(visitor, Dense, glorot_uniform, BIAS, L2)
     }
 }
 

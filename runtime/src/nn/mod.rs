@@ -12,6 +12,41 @@
 //! The `// OWNER` markers say which file defines what; uncomment a line when
 //! its file defines the item.
 
+/// The body of `TensorCollection::iter_tensors` for a layer with a
+/// `weight` (reset by `$init`), a `bias` and an `l2` factor (Conv2D,
+/// ConvBlock, Dense). Where `$bias` is false (Keras' `use_bias=False`) the
+/// bias is not a parameter: the kernels still add one, a zero tensor made
+/// with the weight, outside the collection.
+macro_rules! visit_weight_and_bias {
+    ($visitor:ident, $Layer:ident, $init:expr, $bias:expr, $l2:expr) => {{
+        let weight = Self::tensor(
+            "weight",
+            |s| &s.weight,
+            |s| &mut s.weight,
+            TensorOptions::reset_with($init),
+        );
+        if $bias {
+            let bias = Self::tensor(
+                "bias",
+                |s| &s.bias,
+                |s| &mut s.bias,
+                TensorOptions::reset_to_zeros(),
+            );
+            $visitor.visit_fields((weight, bias), |(weight, bias)| $Layer {
+                weight,
+                bias,
+                l2: f32::from_bits($l2),
+            })
+        } else {
+            $visitor.visit_fields((weight,), |(weight,)| $Layer {
+                bias: $crate::nn::zero_bias(&weight),
+                weight,
+                l2: f32::from_bits($l2),
+            })
+        }
+    }};
+}
+
 mod avg_pool2d;
 mod batch_norm;
 mod conv2d;
