@@ -24,9 +24,8 @@ use dfdx::prelude::{
 use rayon::prelude::*;
 
 use super::gemm::{read, GemmFloat};
-use super::l2::{no_regularizer, Penalty, Regularizer, Regularizers};
+use super::l2::weightless;
 use super::max_pool2d::{try_unwindow, try_windows};
-use super::L2Penalty;
 
 /// Builder for [`AvgPool2D`]: the layer has no parameters, so it is its own builder.
 pub mod builder {
@@ -176,35 +175,11 @@ impl<
     }
 }
 
-impl<
-        const C: usize,
-        const K: usize,
-        const S: usize,
-        const HI: usize,
-        const WI: usize,
-        const HO: usize,
-        const WO: usize,
-        E: Dtype,
-        D: Device<E>,
-    > L2Penalty<E, D> for AvgPool2D<C, K, S, HI, WI, HO, WO>
-{
-    fn try_l2_penalty(&self) -> Result<Option<Penalty<E, D>>, D::Err> {
-        Ok(None)
-    }
-}
-
-impl<
-        const C: usize,
-        const K: usize,
-        const S: usize,
-        const HI: usize,
-        const WI: usize,
-        const HO: usize,
-        const WO: usize,
-    > Regularizers for AvgPool2D<C, K, S, HI, WI, HO, WO>
-{
-    no_regularizer!();
-}
+weightless!(
+    [const C: usize, const K: usize, const S: usize, const HI: usize, const WI: usize,
+     const HO: usize, const WO: usize,]
+    AvgPool2D<C, K, S, HI, WI, HO, WO>
+);
 
 /// A device that can average-pool (see the module docs).
 pub trait AvgPool2DKernel<E: Dtype>: Device<E> {

@@ -16,8 +16,7 @@ use dfdx::prelude::{
     ZeroSizedModule,
 };
 
-use super::l2::{no_regularizer, Regularizer, Regularizers};
-use super::L2Penalty;
+use super::l2::weightless;
 
 /// Builder for [`Flatten`]: the layer has no parameters, so it is its own builder.
 pub mod builder {
@@ -67,23 +66,12 @@ where
     }
 }
 
-impl<const C: usize, const H: usize, const W: usize, const N: usize, E: Dtype, D: Device<E>>
-    L2Penalty<E, D> for Flatten<C, H, W, N>
-{
-    fn try_l2_penalty(&self) -> Result<Option<super::l2::Penalty<E, D>>, D::Err> {
-        Ok(None)
-    }
-}
-
-impl<const C: usize, const H: usize, const W: usize, const N: usize> Regularizers
-    for Flatten<C, H, W, N>
-{
-    no_regularizer!();
-}
+weightless!([const C: usize, const H: usize, const W: usize, const N: usize,] Flatten<C, H, W, N>);
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::nn::L2Penalty;
     use dfdx::prelude::*;
 
     #[test]

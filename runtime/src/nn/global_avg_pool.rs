@@ -15,8 +15,7 @@ use dfdx::prelude::{
     ZeroSizedModule,
 };
 
-use super::l2::{no_regularizer, Penalty, Regularizer, Regularizers};
-use super::L2Penalty;
+use super::l2::weightless;
 
 /// Builder for [`GlobalAvgPool2D`]: the layer has no parameters, so it is its own builder.
 pub mod builder {
@@ -53,17 +52,7 @@ where
     }
 }
 
-impl<const C: usize, const H: usize, const W: usize, E: Dtype, D: Device<E>> L2Penalty<E, D>
-    for GlobalAvgPool2D<C, H, W>
-{
-    fn try_l2_penalty(&self) -> Result<Option<Penalty<E, D>>, D::Err> {
-        Ok(None)
-    }
-}
-
-impl<const C: usize, const H: usize, const W: usize> Regularizers for GlobalAvgPool2D<C, H, W> {
-    no_regularizer!();
-}
+weightless!([const C: usize, const H: usize, const W: usize,] GlobalAvgPool2D<C, H, W>);
 
 #[cfg(test)]
 mod tests {

@@ -81,19 +81,31 @@ fn try_add_terms<E: Dtype, D: Device<E>>(
     })
 }
 
-macro_rules! no_penalty {
-    ($($module:ty),+) => {$(
-        impl<E: Dtype, D: Device<E>> L2Penalty<E, D> for $module {
-            fn try_l2_penalty(
-                &self,
-            ) -> Result<Option<Penalty<E, D>>, D::Err> {
+/// `L2Penalty` (none) and `Regularizers` (none) for a layer with neither
+/// an L2 factor nor a rate: `weightless!([const C: usize, ..] Layer<C, ..>)`
+/// (the generics, if any, end with a comma).
+macro_rules! weightless {
+    ([$($generics:tt)*] $module:ty) => {
+        impl<$($generics)* E: dfdx::shapes::Dtype, D: dfdx::tensor_ops::Device<E>>
+            $crate::nn::L2Penalty<E, D> for $module
+        {
+            fn try_l2_penalty(&self) -> Result<Option<$crate::nn::Penalty<E, D>>, D::Err> {
                 Ok(None)
             }
         }
-    )+};
-}
 
-no_penalty!(ReLU, Tanh, Sigmoid, ());
+        impl<$($generics)*> $crate::nn::Regularizers for $module {
+            fn regularizers(&self, _: &mut Vec<($crate::nn::Regularizer, f32)>) {}
+            fn set_regularizers(&mut self, _: &mut dyn Iterator<Item = f32>) {}
+        }
+    };
+}
+pub(crate) use weightless;
+
+weightless!([] ReLU);
+weightless!([] Tanh);
+weightless!([] Sigmoid);
+weightless!([]());
 
 /// A regulariser whose strength can change at run time (`network!` declares
 /// the defaults: `dropout<0.5>`, `conv<32, 3, l2 = 0.01>`).
@@ -140,16 +152,6 @@ macro_rules! no_regularizer {
     };
 }
 pub(crate) use no_regularizer;
-
-macro_rules! no_regularizers {
-    ($($module:ty),+) => {$(
-        impl Regularizers for $module {
-            no_regularizer!();
-        }
-    )+};
-}
-
-no_regularizers!(ReLU, Tanh, Sigmoid, ());
 
 macro_rules! tuple_regularizers {
     ($($name:ident . $idx:tt),+) => {

@@ -21,9 +21,8 @@ use dfdx::prelude::{
 use dfdx::tensor_ops::TryPReLU;
 
 use super::gemm::{read, GemmFloat};
-use super::l2::{no_regularizer, Penalty, Regularizer, Regularizers};
+use super::l2::weightless;
 use super::simd::{self, Isa};
-use super::L2Penalty;
 
 /// Builder for [`LeakyReLU`]: the layer has no parameters, so it is its own builder.
 pub mod builder {
@@ -144,20 +143,12 @@ where
     }
 }
 
-impl<const ALPHA: u32, E: Dtype, D: Device<E>> L2Penalty<E, D> for LeakyReLU<ALPHA> {
-    fn try_l2_penalty(&self) -> Result<Option<Penalty<E, D>>, D::Err> {
-        Ok(None)
-    }
-}
-
-impl<const ALPHA: u32> Regularizers for LeakyReLU<ALPHA> {
-    no_regularizer!();
-}
+weightless!([const ALPHA: u32,] LeakyReLU<ALPHA>);
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::nn::f32_bits;
+    use crate::nn::{f32_bits, L2Penalty};
     use crate::tests::{assert_close, assert_grad_close, finite_difference, test_values};
     use dfdx::prelude::*;
 

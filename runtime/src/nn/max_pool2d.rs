@@ -32,11 +32,9 @@ use dfdx::prelude::{
 };
 use rayon::prelude::*;
 
-use super::l2::Penalty;
-use super::l2::{no_regularizer, Regularizer, Regularizers};
+use super::l2::weightless;
 use super::recycle::Recycled;
 use super::simd::{self, Isa};
-use super::L2Penalty;
 
 /// Builder for [`MaxPool2D`]: the layer has no parameters, so it is its own builder.
 pub mod builder {
@@ -188,35 +186,11 @@ impl<
     }
 }
 
-impl<
-        const C: usize,
-        const K: usize,
-        const S: usize,
-        const HI: usize,
-        const WI: usize,
-        const HO: usize,
-        const WO: usize,
-        E: Dtype,
-        D: Device<E>,
-    > L2Penalty<E, D> for MaxPool2D<C, K, S, HI, WI, HO, WO>
-{
-    fn try_l2_penalty(&self) -> Result<Option<Penalty<E, D>>, D::Err> {
-        Ok(None)
-    }
-}
-
-impl<
-        const C: usize,
-        const K: usize,
-        const S: usize,
-        const HI: usize,
-        const WI: usize,
-        const HO: usize,
-        const WO: usize,
-    > Regularizers for MaxPool2D<C, K, S, HI, WI, HO, WO>
-{
-    no_regularizer!();
-}
+weightless!(
+    [const C: usize, const K: usize, const S: usize, const HI: usize, const WI: usize,
+     const HO: usize, const WO: usize,]
+    MaxPool2D<C, K, S, HI, WI, HO, WO>
+);
 
 /// A device that can max-pool: `Cpu` with a direct kernel, `Cuda` through
 /// `try_max_pool2d_composed` (a composition of dfdx ops).
