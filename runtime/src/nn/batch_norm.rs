@@ -266,10 +266,6 @@ impl<const C: usize, E: Dtype, D: BatchNormKernel<E>, const M: u32, const EPS: u
     }
 }
 
-/// `(B, C, H, W)` images.
-type Images<B, const C: usize, const H: usize, const W: usize, E, D, T> =
-    Tensor<(B, Const<C>, Const<H>, Const<W>), E, D, T>;
-
 fn image_op<B: Dim, const C: usize, const H: usize, const W: usize>(batch: B) -> BatchNormOp {
     BatchNormOp {
         batch: batch.size(),
@@ -286,90 +282,52 @@ fn vector_op<B: Dim, const C: usize>(batch: B) -> BatchNormOp {
     }
 }
 
-impl<
-        B: Dim,
-        const C: usize,
-        const H: usize,
-        const W: usize,
-        E,
-        D,
-        const M: u32,
-        const EPS: u32,
-    > Module<Images<B, C, H, W, E, D, NoneTape>> for BatchNorm<C, E, D, M, EPS>
-where
-    E: Dtype,
-    D: BatchNormKernel<E>,
-{
-    type Output = Images<B, C, H, W, E, D, NoneTape>;
-    type Error = D::Err;
+/// `Module` (evaluation: the moving statistics) and `ModuleMut` (training:
+/// the batch statistics, updating the moving ones) for inputs of shape
+/// `$S`, whose batch `$b` gives the op `$op`.
+macro_rules! modules {
+    ([$($generics:tt)*] $S:ty, |$b:ident| $op:expr) => {
+        impl<B: Dim, const C: usize, $($generics)* E, D, const M: u32, const EPS: u32>
+            Module<Tensor<$S, E, D, NoneTape>> for BatchNorm<C, E, D, M, EPS>
+        where
+            E: Dtype,
+            D: BatchNormKernel<E>,
+        {
+            type Output = Tensor<$S, E, D, NoneTape>;
+            type Error = D::Err;
 
-    /// Evaluation: the moving statistics.
-    fn try_forward(&self, x: Images<B, C, H, W, E, D, NoneTape>) -> Result<Self::Output, D::Err> {
-        self.try_eval(image_op::<B, C, H, W>(x.shape().0), x)
-    }
+            fn try_forward(&self, x: Tensor<$S, E, D, NoneTape>) -> Result<Self::Output, D::Err> {
+                let $b = x.shape().0;
+                self.try_eval($op, x)
+            }
+        }
+
+        impl<B: Dim, const C: usize, $($generics)* E, D, const M: u32, const EPS: u32>
+            ModuleMut<Tensor<$S, E, D, OwnedTape<E, D>>> for BatchNorm<C, E, D, M, EPS>
+        where
+            E: Dtype,
+            D: BatchNormKernel<E>,
+        {
+            type Output = Tensor<$S, E, D, OwnedTape<E, D>>;
+            type Error = D::Err;
+
+            fn try_forward_mut(
+                &mut self,
+                x: Tensor<$S, E, D, OwnedTape<E, D>>,
+            ) -> Result<Self::Output, D::Err> {
+                let $b = x.shape().0;
+                self.try_train($op, x)
+            }
+        }
+    };
 }
 
-impl<
-        B: Dim,
-        const C: usize,
-        const H: usize,
-        const W: usize,
-        E,
-        D,
-        const M: u32,
-        const EPS: u32,
-    > ModuleMut<Images<B, C, H, W, E, D, OwnedTape<E, D>>> for BatchNorm<C, E, D, M, EPS>
-where
-    E: Dtype,
-    D: BatchNormKernel<E>,
-{
-    type Output = Images<B, C, H, W, E, D, OwnedTape<E, D>>;
-    type Error = D::Err;
-
-    /// Training: the batch statistics; updates the moving ones.
-    fn try_forward_mut(
-        &mut self,
-        x: Images<B, C, H, W, E, D, OwnedTape<E, D>>,
-    ) -> Result<Self::Output, D::Err> {
-        self.try_train(image_op::<B, C, H, W>(x.shape().0), x)
-    }
-}
-
-impl<B: Dim, const C: usize, E, D, const M: u32, const EPS: u32>
-    Module<Tensor<(B, Const<C>), E, D, NoneTape>> for BatchNorm<C, E, D, M, EPS>
-where
-    E: Dtype,
-    D: BatchNormKernel<E>,
-{
-    type Output = Tensor<(B, Const<C>), E, D, NoneTape>;
-    type Error = D::Err;
-
-    /// Evaluation: the moving statistics.
-    fn try_forward(
-        &self,
-        x: Tensor<(B, Const<C>), E, D, NoneTape>,
-    ) -> Result<Self::Output, D::Err> {
-        self.try_eval(vector_op::<B, C>(x.shape().0), x)
-    }
-}
-
-impl<B: Dim, const C: usize, E, D, const M: u32, const EPS: u32>
-    ModuleMut<Tensor<(B, Const<C>), E, D, OwnedTape<E, D>>> for BatchNorm<C, E, D, M, EPS>
-where
-    E: Dtype,
-    D: BatchNormKernel<E>,
-{
-    type Output = Tensor<(B, Const<C>), E, D, OwnedTape<E, D>>;
-    type Error = D::Err;
-
-    /// Training: the batch statistics; updates the moving ones.
-    fn try_forward_mut(
-        &mut self,
-        x: Tensor<(B, Const<C>), E, D, OwnedTape<E, D>>,
-    ) -> Result<Self::Output, D::Err> {
-        self.try_train(vector_op::<B, C>(x.shape().0), x)
-    }
-}
+modules!(
+    [const H: usize, const W: usize,]
+    (B, Const<C>, Const<H>, Const<W>),
+    |b| image_op::<B, C, H, W>(b)
+);
+modules!([] (B, Const<C>), |b| vector_op::<B, C>(b));
 
 impl<const C: usize, E: Dtype, D: Device<E>, const M: u32, const EPS: u32> L2Penalty<E, D>
     for BatchNorm<C, E, D, M, EPS>
