@@ -13,7 +13,7 @@
 //!
 //! ```text
 //! <path>                   model weights under dfdx's names, e.g. "0.0.weight" [32, 1, 3, 3]
-//!                          (tuple indices, then the layer's field: Conv2D weight [O, I, K, K],
+//!                          (tuple indices, then the layer's field: Conv2D weight [O, I, KH, KW],
 //!                          Dense weight [OUT, IN], biases [O])
 //! optimizer.<slot>.<path>  the optimizer's state for that tensor, same shape
 //!                          (Adam: slots m and v; SGD with momentum: momentum)

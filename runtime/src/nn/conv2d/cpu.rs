@@ -2,7 +2,7 @@
 //! (3x3 stride-1 convolutions with 8+ input channels go to `winograd.rs`,
 //! a 1-channel first layer with 2x2 pools to `direct.rs`.)
 //!
-//! For a group of `G` images (NCHW, `P = HO·WO` output positions, `IKK = I·K²`),
+//! For a group of `G` images (NCHW, `P = HO·WO` output positions, `IKK = I·KH·KW`),
 //! their patch columns side by side:
 //! - forward:  `cols [IKK, G·P] = im2col(x)`, `y [O, G·P] = bias + W [O, IKK] · cols`
 //! - backward: `gW += dY [O, G·P] · colsᵀ`, `gb += Σ dY`,
@@ -346,7 +346,7 @@ pub(super) fn images_per_task(batch: usize) -> usize {
 }
 
 /// The region of the zero-padded input that the kernel reads:
-/// `HP = (HO - 1)·S + K` rows and `WP = (WO - 1)·S + K` columns, starting
+/// `HP = (HO - 1)·SH + KH` rows and `WP = (WO - 1)·SW + KW` columns, starting
 /// `PH`/`PW` before the input.
 #[derive(Clone, Copy)]
 pub(super) struct Padded {
@@ -417,7 +417,7 @@ fn unpad_add<E: GemmFloat>(op: &Conv2DOp, pd: Padded, gxp: &[E], gx: &mut [E]) {
 /// `arg` (empty, or one byte per output) receives the pooling offsets.
 ///
 /// # Shapes
-/// `x: [B, I, H, W]`, `w: [O, I·K·K]`, `b: [O]`, `y, arg: [B, O, PHO·PWO]`.
+/// `x: [B, I, H, W]`, `w: [O, I·KH·KW]`, `b: [O]`, `y, arg: [B, O, PHO·PWO]`.
 pub(crate) fn forward<E: GemmFloat, const WO: usize, const PK: usize, const PS: usize>(
     op: &Conv2DOp,
     f: &Fusion,
@@ -515,8 +515,8 @@ pub(super) fn padded_source<'a, E: GemmFloat>(
 /// bias gradients, from the gradient `gy` of the fused op's output.
 ///
 /// # Shapes
-/// `x, gx: [B, I, H, W]`, `w: [O, I·K·K]`, `gy, arg: [B, O, PHO·PWO]` ->
-/// `(gw: [O, I·K·K], gb: [O])`.
+/// `x, gx: [B, I, H, W]`, `w: [O, I·KH·KW]`, `gy, arg: [B, O, PHO·PWO]` ->
+/// `(gw: [O, I·KH·KW], gb: [O])`.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn backward<E: GemmFloat, const WO: usize, const PK: usize, const PS: usize>(
     op: &Conv2DOp,
@@ -641,8 +641,8 @@ pub(crate) fn backward<E: GemmFloat, const WO: usize, const PK: usize, const PS:
 /// Unfolds one padded image into patch columns of a matrix with row stride `ld`.
 ///
 /// # Shapes
-/// `xp: [I, HP, WP]` (see [`Padded`]) -> `cols: [I·K·K, HO·WO]` (stride `ld`),
-/// row `(c·K + kh)·K + kw`, column `oh·WO + ow` holding `xp[c, oh·S + kh, ow·S + kw]`.
+/// `xp: [I, HP, WP]` (see [`Padded`]) -> `cols: [I·KH·KW, HO·WO]` (stride `ld`),
+/// row `(c·KH + kh)·KW + kw`, column `oh·WO + ow` holding `xp[c, oh·SH + kh, ow·SW + kw]`.
 #[inline(always)]
 fn im2col<E: GemmFloat, const WO: usize>(
     op: &Conv2DOp,
@@ -678,7 +678,7 @@ fn im2col<E: GemmFloat, const WO: usize>(
 /// (the adjoint of [`im2col`]).
 ///
 /// # Shapes
-/// `cols: [I·K·K, HO·WO]` (stride `ld`) -> `gxp: [I, HP, WP]` (accumulated).
+/// `cols: [I·KH·KW, HO·WO]` (stride `ld`) -> `gxp: [I, HP, WP]` (accumulated).
 #[inline(always)]
 fn col2im_add<E: GemmFloat, const WO: usize>(
     op: &Conv2DOp,
