@@ -6,7 +6,8 @@
 //! pub struct Cnn3a;
 //! #[allow(deprecated)] // and the network's `#[cfg]`s
 //! const _: () = {
-//!     // `conv, relu[, maxpool]` runs fused into one layer; nested by 6
+//!     // `conv, relu[, maxpool]` runs fused into one layer (with a `batchnorm`
+//!     // after a convolution without bias, `ConvBnBlock`); nested by 6
 //!     type __Layers = (ConvBlock<1, 32, 3, 3, 1, 1, 0, 0, 28, 28, 26, 26, 2, 2, 13, 13, 0, false>, ..);
 //!     impl<__E: Dtype, __D: Device<__E>> BuildOnDevice<__D, __E> for Cnn3a where __Layers: .. {
 //!         type Built = <__Layers as BuildOnDevice<__D, __E>>::Built;
@@ -25,7 +26,7 @@
 
 use crate::args::MAX_POOL;
 use crate::ast::{Network, Networks};
-use crate::check::{check, check_name, describe, Checked, CheckedLayer, Spec};
+use crate::check::{check, check_name, describe, Checked, CheckedLayer, Float, Spec};
 use crate::shape::{conv_dim, Shape};
 use proc_macro2::{Literal, TokenStream};
 use quote::{format_ident, quote, quote_spanned, ToTokens};
@@ -183,22 +184,40 @@ fn expand_network(checked: &Checked) -> TokenStream {
 }
 
 /// The layers' builder types, each `conv, relu[, maxpool]` run fused into one
-/// `ConvBlock` (the same function, computed without its intermediate tensors);
-/// a block that is the network's first layer computes no input gradient. A
-/// pool larger than [`MAX_FUSED_POOL`] follows its block as its own layer.
+/// `ConvBlock` and each `conv<.., bias = false>, batchnorm, relu[, maxpool]`
+/// run into one `ConvBnBlock` (the same function, computed without most of
+/// its intermediate tensors); a block that is the network's first layer
+/// computes no input gradient. A pool larger than [`MAX_FUSED_POOL`] follows
+/// its block as its own layer.
 fn expand_layers(layers: &[CheckedLayer]) -> Vec<TokenStream> {
     let mut out = Vec::with_capacity(layers.len());
     let mut i = 0;
+    let spec = |i: usize| layers.get(i).map(|l| &l.spec);
+    let fusable_pool = |i: usize| {
+        layers
+            .get(i)
+            .filter(|l| matches!(l.spec, Spec::MaxPool { kernel, .. } if kernel <= MAX_FUSED_POOL))
+    };
     while i < layers.len() {
-        let relu_next = matches!(layers.get(i + 1).map(|l| &l.spec), Some(Spec::Relu));
+        let relu_next = matches!(spec(i + 1), Some(Spec::Relu));
         // A convolution without bias stays unfused (`ConvBlock` always has one).
         if matches!(layers[i].spec, Spec::Conv { bias: true, .. }) && relu_next {
-            let pool = layers.get(i + 2).filter(
-                |l| matches!(l.spec, Spec::MaxPool { kernel, .. } if kernel <= MAX_FUSED_POOL),
-            );
-            if let Some(block) = expand_block(&layers[i], pool, i == 0) {
+            let pool = fusable_pool(i + 2);
+            if let Some(block) = expand_block(&layers[i], None, pool, i == 0) {
                 out.push(block);
                 i += if pool.is_some() { 3 } else { 2 };
+                continue;
+            }
+        }
+        // `conv<.., bias = false>, batchnorm, relu[, maxpool]`: a `ConvBnBlock`.
+        if matches!(layers[i].spec, Spec::Conv { bias: false, .. })
+            && matches!(spec(i + 1), Some(Spec::BatchNorm { .. }))
+            && matches!(spec(i + 2), Some(Spec::Relu))
+        {
+            let pool = fusable_pool(i + 3);
+            if let Some(block) = expand_block(&layers[i], Some(&layers[i + 1]), pool, i == 0) {
+                out.push(block);
+                i += if pool.is_some() { 4 } else { 3 };
                 continue;
             }
         }
@@ -209,9 +228,11 @@ fn expand_layers(layers: &[CheckedLayer]) -> Vec<TokenStream> {
 }
 
 /// `ConvBlock<conv sizes.., pool, pool stride, pooled h, pooled w, L2, input gradient>`,
+/// or with a `batchnorm` after the convolution `ConvBnBlock<.., momentum, epsilon>`,
 /// spanned at the `conv` word.
 fn expand_block(
     conv: &CheckedLayer,
+    batchnorm: Option<&CheckedLayer>,
     pool: Option<&CheckedLayer>,
     first: bool,
 ) -> Option<TokenStream> {
@@ -248,8 +269,28 @@ fn expand_block(
     .map(n);
     let l2 = l2.as_ref().map_or(quote!(0), |f| f32_bits(f.value));
     let input_grad = !first;
-    Some(
-        quote_spanned!(span=> ::netdsl_runtime::nn::builders::ConvBlock<#(#sizes),*, #l2, #input_grad>),
+    match batchnorm.map(|b| &b.spec) {
+        None => Some(
+            quote_spanned!(span=> ::netdsl_runtime::nn::builders::ConvBlock<#(#sizes),*, #l2, #input_grad>),
+        ),
+        Some(Spec::BatchNorm { momentum, epsilon }) => {
+            let (momentum, epsilon) = batchnorm_bits(momentum, epsilon);
+            Some(
+                quote_spanned!(span=> ::netdsl_runtime::nn::builders::ConvBnBlock<
+                #(#sizes),*, #l2, #input_grad, #momentum, #epsilon
+            >),
+            )
+        }
+        Some(_) => None,
+    }
+}
+
+/// A `batchnorm`'s momentum and epsilon as `f32` bits, Keras' defaults
+/// (0.99, 1e-3) where not written.
+fn batchnorm_bits(momentum: &Option<Float>, epsilon: &Option<Float>) -> (TokenStream, TokenStream) {
+    (
+        f32_bits(momentum.as_ref().map_or(0.99, |f| f.value)),
+        f32_bits(epsilon.as_ref().map_or(1e-3, |f| f.value)),
     )
 }
 
@@ -318,9 +359,7 @@ fn expand_layer(layer: &CheckedLayer) -> TokenStream {
                 Shape::Image { c, .. } => c,
                 Shape::Flat(units) => units,
             });
-            // Keras' defaults: momentum 0.99, epsilon 1e-3.
-            let momentum = f32_bits(momentum.as_ref().map_or(0.99, |f| f.value));
-            let epsilon = f32_bits(epsilon.as_ref().map_or(1e-3, |f| f.value));
+            let (momentum, epsilon) = batchnorm_bits(momentum, epsilon);
             quote_spanned!(span=> ::netdsl_runtime::nn::builders::BatchNorm<#c, #momentum, #epsilon>)
         }
         (Spec::Relu, _, _) => quote_spanned!(span=> ::netdsl_runtime::nn::builders::ReLU),
@@ -571,13 +610,15 @@ mod tests {
         }));
     }
 
-    /// `bias = false` and `leaky_relu`: an unfused convolution without bias,
-    /// Keras' default slope.
+    /// `bias = false`, `batchnorm` and `leaky_relu`: a convolution without
+    /// bias before `batchnorm, relu` fused into a `ConvBnBlock`, another one
+    /// unfused, Keras' default slope.
     #[test]
     fn expansion_new_layers() {
         insta::assert_snapshot!(expand(quote! {
-            pub Small<1, 8, 8> {
-                conv<2, 3, bias = false>, batchnorm, relu, leaky_relu, flatten,
+            pub Small<1, 10, 10> {
+                conv<2, 3, bias = false>, batchnorm, relu,
+                conv<2, 3, bias = false>, leaky_relu, flatten,
                 dense<3, bias = false>, leaky_relu<alpha = 0.1>, dense<2, l2 = 0.5, bias = false>,
             }
         }));

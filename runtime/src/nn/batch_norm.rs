@@ -41,8 +41,11 @@ use dfdx::prelude::{
 use dfdx::shapes::Dtype;
 use rayon::prelude::*;
 
+use super::conv2d::{pool_relu_plane, unpool_plane, Images};
 use super::gemm::{read, GemmFloat};
 use super::l2::{no_regularizer, Penalty, Regularizer, Regularizers};
+use super::max_pool2d::try_max_pool2d_composed;
+use super::simd::{self, Isa};
 use super::L2Penalty;
 
 /// The zero-sized description of a [`BatchNorm`](super::BatchNorm) layer.
@@ -198,6 +201,21 @@ pub struct BatchStats<const C: usize, E: Dtype, D: dfdx::tensor::Storage<E>> {
     pub variance: Tensor<Rank1<C>, E, D>,
 }
 
+impl<const C: usize, E: Dtype, D: Device<E>> BatchStats<C, E, D> {
+    /// Keras' update of the moving statistics:
+    /// `moving = moving · momentum + batch · (1 - momentum)`.
+    pub fn try_update(
+        &self,
+        moving_mean: &mut Tensor<Rank1<C>, E, D>,
+        moving_variance: &mut Tensor<Rank1<C>, E, D>,
+        momentum: f32,
+    ) -> Result<(), D::Err> {
+        let m = momentum as f64;
+        moving_mean.try_axpy(m, &self.mean, 1.0 - m)?;
+        moving_variance.try_axpy(m, &self.variance, 1.0 - m)
+    }
+}
+
 /// A training step's output (on its tape) and the batch statistics.
 pub type Normalized<S, const C: usize, E, D> =
     (Tensor<S, E, D, OwnedTape<E, D>>, BatchStats<C, E, D>);
@@ -242,10 +260,11 @@ impl<const C: usize, E: Dtype, D: BatchNormKernel<E>, const M: u32, const EPS: u
         x: Tensor<S, E, D, OwnedTape<E, D>>,
     ) -> Result<Tensor<S, E, D, OwnedTape<E, D>>, D::Err> {
         let (y, stats) = D::try_batch_norm_train(op, x, &self.gamma, &self.beta, Self::EPSILON)?;
-        // Keras: moving = moving · momentum + batch · (1 - momentum)
-        let m = Self::MOMENTUM as f64;
-        self.moving_mean.try_axpy(m, &stats.mean, 1.0 - m)?;
-        self.moving_variance.try_axpy(m, &stats.variance, 1.0 - m)?;
+        stats.try_update(
+            &mut self.moving_mean,
+            &mut self.moving_variance,
+            Self::MOMENTUM,
+        )?;
         Ok(y)
     }
 
@@ -356,29 +375,54 @@ fn channel<E>(x: &[E], op: BatchNormOp, c: usize) -> impl Iterator<Item = &[E]> 
     })
 }
 
-/// Mean and biased variance of channel `c` (two passes, in f64 for f32 data).
+/// Mean and biased variance of channel `c`, in one pass over it: sums of
+/// `d = x - x₀` and `d²` in f64 (for f32 data too), eight independent lanes
+/// so that the adds vectorise and do not wait on each other, then
+/// `mean = x₀ + Σd/n` and `var = Σd²/n - (Σd/n)²`. The shift by the
+/// channel's first value `x₀` keeps the subtraction from cancelling when
+/// the mean is large against the spread.
+#[inline(always)]
 fn moments<E: GemmFloat>(x: &[E], op: BatchNormOp, c: usize) -> (E, E) {
+    const LANES: usize = 8;
+    let f = |v: E| v.to_f64().unwrap_or_default();
+    let x0 = channel(x, op, c)
+        .next()
+        .and_then(|xs| xs.first())
+        .map_or(0.0, |&v| f(v));
+    let (mut s, mut q) = ([0f64; LANES], [0f64; LANES]);
+    for xs in channel(x, op, c) {
+        let chunks = xs.chunks_exact(LANES);
+        let tail = chunks.remainder();
+        for chunk in chunks {
+            for l in 0..LANES {
+                let d = f(chunk[l]) - x0;
+                s[l] += d;
+                q[l] += d * d;
+            }
+        }
+        for (l, &v) in tail.iter().enumerate() {
+            let d = f(v) - x0;
+            s[l] += d;
+            q[l] += d * d;
+        }
+    }
     let n = op.count() as f64;
-    let sum: f64 = channel(x, op, c)
-        .map(|xs| {
-            xs.iter()
-                .map(|&v| v.to_f64().unwrap_or_default())
-                .sum::<f64>()
-        })
-        .sum();
-    let mean = sum / n;
-    let sq: f64 = channel(x, op, c)
-        .map(|xs| {
-            xs.iter()
-                .map(|&v| (v.to_f64().unwrap_or_default() - mean).powi(2))
-                .sum::<f64>()
-        })
-        .sum();
-    let var = sq / n;
+    let mean_d = s.iter().sum::<f64>() / n;
+    let var = (q.iter().sum::<f64>() / n - mean_d * mean_d).max(0.0);
     (
-        E::from_f64(mean).unwrap_or_default(),
+        E::from_f64(x0 + mean_d).unwrap_or_default(),
         E::from_f64(var).unwrap_or_default(),
     )
+}
+
+/// [`moments`] of every channel, in parallel over channels.
+fn all_moments<E: GemmFloat>(x: &[E], op: BatchNormOp) -> (Vec<E>, Vec<E>) {
+    let isa = Isa::detect();
+    let stats: Vec<(E, E)> = (0..op.chan)
+        .into_par_iter()
+        .map(|c| simd::run!(isa, |_isa| moments(x, op, c)))
+        .collect();
+    stats.into_iter().unzip()
 }
 
 /// `y = (x - mean[c]) · scale[c] + shift[c]` with `scale = gamma / sqrt(var + eps)`,
@@ -431,11 +475,7 @@ fn try_batch_norm_train_cpu<S: Shape, E: GemmFloat, const C: usize>(
     let (x, mut tape) = x.split_tape();
     let xs = read(&x); // kept for the backward pass
     let (g, b) = (gamma.as_vec(), beta.as_vec());
-    let stats: Vec<(E, E)> = (0..C)
-        .into_par_iter()
-        .map(|c| moments(&xs, op, c))
-        .collect();
-    let (mean, var): (Vec<E>, Vec<E>) = stats.into_iter().unzip();
+    let (mean, var) = all_moments(&xs, op);
     let (scale, shift) = affine(&g, &b, &mean, &var, epsilon);
     let mut y = vec![E::default(); xs.len()];
     normalize(&xs, &mut y, op, &scale, &shift);
@@ -532,6 +572,153 @@ fn try_batch_norm_eval_cpu<S: Shape, E: GemmFloat, const C: usize>(
     x.device().try_tensor_from_vec(y, *x.shape())
 }
 
+/// A training step's statistics per channel and the affine map they give
+/// (`y = x · scale + shift`), for the fused block (`conv_bn_block.rs`).
+pub(super) struct StepStats<E> {
+    /// The batch mean.
+    pub mean: Vec<E>,
+    /// The batch's biased variance.
+    pub var: Vec<E>,
+    /// `1 / sqrt(var + eps)`.
+    pub inv_std: Vec<E>,
+    /// `gamma / sqrt(var + eps)`.
+    pub scale: Vec<E>,
+    /// `beta - mean · scale`.
+    pub shift: Vec<E>,
+}
+
+impl<E: GemmFloat> StepStats<E> {
+    /// The statistics of `x` (`[batch, chan, len]`) and the map for `gamma`, `beta`.
+    pub(super) fn new(x: &[E], op: BatchNormOp, gamma: &[E], beta: &[E], eps: f32) -> Self {
+        let (mean, var) = all_moments(x, op);
+        let (scale, shift) = affine(gamma, beta, &mean, &var, eps);
+        let inv_std = var.iter().map(|&v| inv_std(v, eps)).collect();
+        Self {
+            mean,
+            var,
+            inv_std,
+            scale,
+            shift,
+        }
+    }
+}
+
+/// `y = maxpool(relu(x · scale + shift))` per image and channel of `x`
+/// (`[batch, chan, HO·WO]`, rows of `wo`), pooled (`PK`, `PS`; `1, 1`: none)
+/// by the convolutions' own rule (`conv2d::pool_relu_plane`: first maximum,
+/// the byte naming it in `arg`, `DEAD` where the ReLU cut), into `y`
+/// (`[batch, chan, PHO·PWO]`, rows of `pwo`). Parallel over images; each
+/// normalised plane lives in a buffer of one plane.
+pub(super) fn normalize_relu_pool<E: GemmFloat, const PK: usize, const PS: usize>(
+    x: &[E],
+    op: BatchNormOp,
+    (wo, pwo): (usize, usize),
+    st: &StepStats<E>,
+    y: &mut [E],
+    arg: &mut [u8],
+) {
+    let (plane, chan) = (op.len, op.chan);
+    let plane_out = y.len() / (op.batch * chan).max(1);
+    let isa = Isa::detect();
+    y.par_chunks_mut(chan * plane_out)
+        .zip(arg.par_chunks_mut(chan * plane_out))
+        .zip(x.par_chunks(chan * plane))
+        .for_each(|((ys, args), xv)| {
+            simd::run!(isa, |_isa| {
+                let mut normed = vec![E::default(); plane];
+                for c in 0..chan {
+                    let (a, b) = (st.scale[c], st.shift[c]);
+                    for (n, &v) in normed.iter_mut().zip(&xv[c * plane..][..plane]) {
+                        *n = v * a + b;
+                    }
+                    let out = c * plane_out..(c + 1) * plane_out;
+                    pool_relu_plane::<E, PK, PS>(
+                        true,
+                        wo,
+                        pwo,
+                        &normed,
+                        &mut ys[out.clone()],
+                        Some(&mut args[out]),
+                    );
+                }
+            })
+        });
+}
+
+/// The adjoint of batchnorm followed by [`normalize_relu_pool`]: from the
+/// output gradient `gy` and the bytes `arg`, the gradient of its input `x`
+/// written into `gx` (same shape as `x`), and per channel `(Σ gy', Σ gy'·x̂)`
+/// (`gy'` the gradient at the normalised values): beta's and gamma's
+/// gradients. Two passes, parallel over images: `gy'` routed to each
+/// window's maximum (`conv2d::unpool_plane`) with its sums per image (added
+/// up in image order after), then in place
+/// `gx = gamma/σ · (gy' - Σgy'/n - x̂ · Σgy'·x̂/n)`.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn normalize_relu_pool_backward<E: GemmFloat, const PK: usize, const PS: usize>(
+    gy: &[E],
+    arg: &[u8],
+    x: &[E],
+    op: BatchNormOp,
+    (wo, pwo): (usize, usize),
+    st: &StepStats<E>,
+    gamma: &[E],
+    gx: &mut [E],
+) -> Vec<(E, E)> {
+    let (plane, chan) = (op.len, op.chan);
+    let plane_out = gy.len() / (op.batch * chan).max(1);
+    let isa = Isa::detect();
+    let per_image: Vec<Vec<(E, E)>> = gx
+        .par_chunks_mut(chan * plane)
+        .zip(gy.par_chunks(chan * plane_out))
+        .zip(arg.par_chunks(chan * plane_out))
+        .zip(x.par_chunks(chan * plane))
+        .map(|(((gxs, gys), args), xv)| {
+            simd::run!(isa, |_isa| {
+                (0..chan)
+                    .map(|c| {
+                        let g_plane = &mut gxs[c * plane..][..plane];
+                        let out = c * plane_out..(c + 1) * plane_out;
+                        unpool_plane::<E, PK, PS>(wo, pwo, &gys[out.clone()], &args[out], g_plane);
+                        let (m, s) = (st.mean[c], st.inv_std[c]);
+                        let mut sum_g = E::default();
+                        let mut sum_gx = E::default();
+                        for (&g, &x) in g_plane.iter().zip(&xv[c * plane..][..plane]) {
+                            sum_g += g;
+                            sum_gx += g * (x - m) * s;
+                        }
+                        (sum_g, sum_gx)
+                    })
+                    .collect()
+            })
+        })
+        .collect();
+    let mut sums = vec![(E::default(), E::default()); chan];
+    for image in &per_image {
+        for (total, &(sg, sgx)) in sums.iter_mut().zip(image) {
+            total.0 += sg;
+            total.1 += sgx;
+        }
+    }
+    let n = E::from_usize(op.count()).unwrap_or_default();
+    gx.par_chunks_mut(chan * plane)
+        .zip(x.par_chunks(chan * plane))
+        .for_each(|(gxs, xv)| {
+            simd::run!(isa, |_isa| {
+                for c in 0..chan {
+                    let range = c * plane..(c + 1) * plane;
+                    let (m, s) = (st.mean[c], st.inv_std[c]);
+                    let k = gamma[c] * s;
+                    let (mg, mgx) = (sums[c].0 / n, sums[c].1 / n);
+                    for (gx, &x) in gxs[range.clone()].iter_mut().zip(&xv[range]) {
+                        let xhat = (x - m) * s;
+                        *gx = k * (*gx - mg - xhat * mgx);
+                    }
+                }
+            })
+        });
+    sums
+}
+
 macro_rules! cpu_batch_norm {
     ($($E:ty),+) => {$(
         impl BatchNormKernel<$E> for Cpu {
@@ -603,6 +790,35 @@ fn try_batch_norm_train_composed<S: Shape, E: Dtype, D: Device<E>, const C: usiz
     let y = centered.try_mul(scale.try_broadcast_like(&grouped)?)?;
     let y = y.try_add(beta.retaped::<T<E, D>>().try_broadcast_like(&grouped)?)?;
     Ok((y.try_reshape_like(&shape)?, stats))
+}
+
+/// Batchnorm (training), ReLU and max pooling (`PK`, `PS`) from dfdx ops:
+/// the composed batchnorm, dfdx's ReLU, the composed max pooling; what
+/// `ConvBnBlock` runs after its convolution on `Cuda`.
+#[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+#[allow(clippy::type_complexity)]
+pub(super) fn try_batch_norm_relu_pool_train_composed<
+    B: Dim,
+    E: Dtype,
+    D: Device<E>,
+    const C: usize,
+    const HO: usize,
+    const WO: usize,
+    const PK: usize,
+    const PS: usize,
+    const PHO: usize,
+    const PWO: usize,
+>(
+    x: Images<B, C, HO, WO, E, D, OwnedTape<E, D>>,
+    gamma: &Tensor<Rank1<C>, E, D>,
+    beta: &Tensor<Rank1<C>, E, D>,
+    epsilon: f32,
+) -> Result<Normalized<(B, Const<C>, Const<PHO>, Const<PWO>), C, E, D>, D::Err> {
+    let op = image_op::<B, C, HO, WO>(x.shape().0);
+    let (y, stats) = try_batch_norm_train_composed(op, x, gamma, beta, epsilon)?;
+    let y = y.try_relu()?;
+    let y = try_max_pool2d_composed::<B, E, D, OwnedTape<E, D>, C, PK, PS, HO, WO, PHO, PWO>(y)?;
+    Ok((y, stats))
 }
 
 /// Evaluation from dfdx ops, with the given statistics.

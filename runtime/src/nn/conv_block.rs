@@ -136,7 +136,7 @@ block_impl!([E: Dtype, D: dfdx::tensor::Storage<E>] NonMutableModule for block!(
 block_impl!([E: Dtype, D: dfdx::tensor::Storage<E>] block!(E, D) {
     /// Fails the build when the sizes disagree: the convolution's checks
     /// (`Conv2D`'s), then the pooling's.
-    const SIZES_OK: () = {
+    pub(super) const SIZES_OK: () = {
         #[allow(clippy::let_unit_value)]
         let () = Conv::<I, O, KH, KW, SH, SW, PH, PW, H, W, HO, WO, L2, E, D>::SIZES_OK;
         assert!(
@@ -152,7 +152,7 @@ block_impl!([E: Dtype, D: dfdx::tensor::Storage<E>] block!(E, D) {
         )
     };
 
-    fn op(batch: usize) -> (Conv2DOp, Fusion) {
+    pub(super) fn op(batch: usize) -> (Conv2DOp, Fusion) {
         let op = Conv::<I, O, KH, KW, SH, SW, PH, PW, H, W, HO, WO, L2, E, D>::op(batch);
         let fusion = Fusion {
             relu: true,

@@ -51,6 +51,7 @@ mod avg_pool2d;
 mod batch_norm;
 mod conv2d;
 mod conv_block;
+mod conv_bn_block;
 mod dense;
 mod dropout;
 mod flatten;
@@ -93,6 +94,7 @@ pub mod builders {
     pub use super::batch_norm::builder::BatchNorm;
     pub use super::conv2d::builder::Conv2D;
     pub use super::conv_block::builder::ConvBlock;
+    pub use super::conv_bn_block::builder::ConvBnBlock;
     pub use super::dense::builder::Dense;
     pub use super::dropout::builder::Dropout;
     pub use super::flatten::builder::Flatten;
@@ -108,6 +110,7 @@ pub mod modules {
     pub use super::batch_norm::{BatchNorm, BatchNormKernel, BatchNormOp, BatchStats};
     pub use super::conv2d::{Conv2D, Conv2DKernel, Fusion};
     pub use super::conv_block::ConvBlock;
+    pub use super::conv_bn_block::ConvBnBlock;
     pub use super::dense::{Dense, DenseKernel};
     pub use super::dropout::{Dropout, DropoutKernel};
     pub use super::flatten::Flatten;

@@ -93,15 +93,7 @@ pub(super) fn try_conv2d<
         Recycled::empty()
     };
     let run = |x_buf: &[E]| {
-        if super::direct::forward_applies::<E>(&op, &fusion) {
-            super::direct::forward(&op, &fusion, x_buf, &w_buf, &b_buf, &mut y, &mut arg);
-        } else if super::winograd::applies(&op) {
-            super::winograd::forward::<E, PK, PS>(
-                &op, &fusion, x_buf, &w_buf, &b_buf, &mut y, &mut arg,
-            );
-        } else {
-            forward::<E, WO, PK, PS>(&op, &fusion, x_buf, &w_buf, &b_buf, &mut y, &mut arg);
-        }
+        forward_any::<E, WO, PK, PS>(&op, &fusion, x_buf, &w_buf, &b_buf, &mut y, &mut arg);
     };
     // The input, kept for the backward pass; evaluation keeps nothing.
     let x_buf = forward_on(&x, T::OWNS_TAPE, run);
@@ -120,13 +112,8 @@ pub(super) fn try_conv2d<
             } else {
                 None
             };
-            let (gw, gb) = if super::direct::applies(&op, &fusion) {
-                super::direct::backward(&op, &fusion, &x_buf, &gy, &arg)
-            } else if super::winograd::applies(&op) {
-                super::winograd::backward::<E, PK, PS>(&op, &fusion, &x_buf, &w_buf, &gy, &arg, gx)
-            } else {
-                backward::<E, WO, PK, PS>(&op, &fusion, &x_buf, &w_buf, &gy, &arg, gx)
-            };
+            let (gw, gb) =
+                backward_any::<E, WO, PK, PS>(&op, &fusion, &x_buf, &w_buf, &gy, &arg, gx);
             add_assign(grads.get_or_alloc_mut(&w_ghost)?, &gw);
             add_assign(grads.get_or_alloc_mut(&b_ghost)?, &gb);
             **grads.get_or_alloc_mut(&y_ghost)? = gy;
@@ -134,6 +121,54 @@ pub(super) fn try_conv2d<
         });
     }
     Ok(y.put_tape(tape))
+}
+
+/// The forward pass by the fastest path that applies: direct (a 1-channel
+/// first layer with 2x2 pools), Winograd (3x3, stride 1, 8+ channels), or
+/// im2col + gemm. Writes every element of `y` (and of `arg` when not empty).
+///
+/// # Shapes
+/// `x: [B, I, H, W]`, `w: [O, I·KH·KW]`, `b: [O]`, `y, arg: [B, O, PHO·PWO]`.
+pub(crate) fn forward_any<E: GemmFloat, const WO: usize, const PK: usize, const PS: usize>(
+    op: &Conv2DOp,
+    f: &Fusion,
+    x: &[E],
+    w: &[E],
+    b: &[E],
+    y: &mut [E],
+    arg: &mut [u8],
+) {
+    if super::direct::forward_applies::<E>(op, f) {
+        super::direct::forward(op, f, x, w, b, y, arg);
+    } else if super::winograd::applies(op) {
+        super::winograd::forward::<E, PK, PS>(op, f, x, w, b, y, arg);
+    } else {
+        forward::<E, WO, PK, PS>(op, f, x, w, b, y, arg);
+    }
+}
+
+/// The backward pass matching [`forward_any`]: adds the input's gradient
+/// into `gx` (when given), returns the kernel's and the bias's.
+///
+/// # Shapes
+/// as [`backward`].
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn backward_any<E: GemmFloat, const WO: usize, const PK: usize, const PS: usize>(
+    op: &Conv2DOp,
+    f: &Fusion,
+    x: &[E],
+    w: &[E],
+    gy: &[E],
+    arg: &[u8],
+    gx: Option<&mut [E]>,
+) -> (Recycled<E>, Recycled<E>) {
+    if super::direct::applies(op, f) {
+        super::direct::backward(op, f, x, gy, arg)
+    } else if super::winograd::applies(op) {
+        super::winograd::backward::<E, PK, PS>(op, f, x, w, gy, arg, gx)
+    } else {
+        backward::<E, WO, PK, PS>(op, f, x, w, gy, arg, gx)
+    }
 }
 
 /// `arg` value of an output the ReLU cut (its window's maximum was <= 0): no gradient.
@@ -146,7 +181,7 @@ pub(super) const DEAD: u8 = u8::MAX;
 /// replaces), as [`crate::nn::modules::MaxPool2D`] does. Branch-free passes
 /// over each output row, which the compiler vectorises.
 #[inline(always)]
-pub(super) fn pool_relu_plane<E: GemmFloat, const PK: usize, const PS: usize>(
+pub(crate) fn pool_relu_plane<E: GemmFloat, const PK: usize, const PS: usize>(
     relu: bool,
     wo: usize,
     pwo: usize,
@@ -263,7 +298,7 @@ fn pool2_relu_plane<E: GemmFloat>(
 /// The adjoint of [`pool_relu_plane`]: `gz: [HO, WO]` = each output gradient
 /// `gy: [PHO, PWO]` at its window's maximum (0 elsewhere; overlapping windows add).
 #[inline(always)]
-pub(super) fn unpool_plane<E: GemmFloat, const PK: usize, const PS: usize>(
+pub(crate) fn unpool_plane<E: GemmFloat, const PK: usize, const PS: usize>(
     wo: usize,
     pwo: usize,
     gy: &[E],
