@@ -41,7 +41,7 @@ use dfdx::prelude::{
 use dfdx::shapes::Dtype;
 use rayon::prelude::*;
 
-use super::conv2d::{pool_relu_plane, unpool_plane, Images};
+use super::conv2d::{max_offset, pool_relu_plane, unpool_plane, Images};
 use super::gemm::{read, GemmFloat};
 use super::l2::{no_regularizer, Penalty, Regularizer, Regularizers};
 use super::max_pool2d::try_max_pool2d_composed;
@@ -677,14 +677,19 @@ pub(super) fn normalize_relu_pool_backward<E: GemmFloat, const PK: usize, const 
                 (0..chan)
                     .map(|c| {
                         let g_plane = &mut gxs[c * plane..][..plane];
+                        let x_plane = &xv[c * plane..][..plane];
                         let out = c * plane_out..(c + 1) * plane_out;
-                        unpool_plane::<E, PK, PS>(wo, pwo, &gys[out.clone()], &args[out], g_plane);
+                        let (gys, args) = (&gys[out.clone()], &args[out]);
+                        unpool_plane::<E, PK, PS>(wo, pwo, gys, args, g_plane);
+                        // The sums from the outputs: gy' is 0 off the windows' maxima.
                         let (m, s) = (st.mean[c], st.inv_std[c]);
                         let mut sum_g = E::default();
                         let mut sum_gx = E::default();
-                        for (&g, &x) in g_plane.iter().zip(&xv[c * plane..][..plane]) {
-                            sum_g += g;
-                            sum_gx += g * (x - m) * s;
+                        for (o, (&g, &a)) in gys.iter().zip(args).enumerate() {
+                            if let Some(at) = max_offset::<PK, PS>(o, a, wo, pwo) {
+                                sum_g += g;
+                                sum_gx += g * (x_plane[at] - m) * s;
+                            }
                         }
                         (sum_g, sum_gx)
                     })

@@ -307,12 +307,27 @@ pub(crate) fn unpool_plane<E: GemmFloat, const PK: usize, const PS: usize>(
 ) {
     gz.fill(E::default());
     for (o, (&g, &a)) in gy.iter().zip(arg).enumerate() {
-        if a != DEAD {
-            let (ph, pw) = (o / pwo, o % pwo);
-            let (kh, kw) = (a as usize / PK, a as usize % PK);
-            gz[(ph * PS + kh) * wo + pw * PS + kw] += g;
+        if let Some(at) = max_offset::<PK, PS>(o, a, wo, pwo) {
+            gz[at] += g;
         }
     }
+}
+
+/// Where output `o` of a pooled plane (rows of `pwo`) took its value: the
+/// offset in the `[HO, WO]` plane (rows of `wo`) of its window's maximum,
+/// from its [`pool_relu_plane`] byte `a`; `None` where the ReLU cut it.
+#[inline(always)]
+pub(crate) fn max_offset<const PK: usize, const PS: usize>(
+    o: usize,
+    a: u8,
+    wo: usize,
+    pwo: usize,
+) -> Option<usize> {
+    (a != DEAD).then(|| {
+        let (ph, pw) = (o / pwo, o % pwo);
+        let (kh, kw) = (a as usize / PK, a as usize % PK);
+        (ph * PS + kh) * wo + pw * PS + kw
+    })
 }
 
 /// `v` cut into `n`-element chunks as options, or `count` `None`s when `v` is
