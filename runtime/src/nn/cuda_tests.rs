@@ -1,6 +1,7 @@
-//! The `Cuda` layer paths against the `Cpu` ones (feature `cuda`): one small
-//! network holding every layer that has a `Cuda` kernel, the same parameters
-//! on both devices, the same outputs and gradients.
+//! The `Cuda` layer paths against the `Cpu` ones (feature `cuda`): two small
+//! networks holding the layers that have a `Cuda` kernel (the second one the
+//! batchnorm layers), the same parameters on both devices, the same outputs,
+//! gradients and moving statistics.
 //!
 //! The test executable links the driver's `libcuda.so.1` and does not start
 //! on a machine without one. Build it anywhere, run it on a GPU machine:
@@ -19,7 +20,9 @@
 
 use dfdx::prelude::*;
 
-use super::builders::{Conv2D, ConvBlock, Dense, Dropout, Flatten, MaxPool2D};
+use super::builders::{
+    BatchNorm, Conv2D, ConvBlock, ConvBnBlock, Dense, Dropout, Flatten, MaxPool2D,
+};
 use super::f32_bits;
 use crate::tests::{assert_close, max_rel_error, test_values};
 
@@ -133,6 +136,92 @@ macro_rules! cuda_matches_cpu {
 
 cuda_matches_cpu!(net_f32_matches_cpu, f32, 1e-4);
 cuda_matches_cpu!(net_f64_matches_cpu, f64, 1e-10);
+
+/// The batchnorm layers: a first fused conv-batchnorm-relu-maxpool block, an
+/// unpooled one, and batchnorm after a dense layer without bias.
+type BnNet = (
+    ConvBnBlock<1, 4, 3, 3, 1, 1, 1, 1, 8, 8, 8, 8, 2, 2, 4, 4, 0, false>, // [B, 4, 4, 4]
+    ConvBnBlock<4, 4, 3, 3, 1, 1, 0, 0, 4, 4, 2, 2, 1, 1, 2, 2, 0, true>,  // [B, 4, 2, 2]
+    Flatten<4, 2, 2, 16>,                                                  // [B, 16]
+    Dense<16, 10, 0, false>,                                               // [B, 10]
+    BatchNorm<10>,                                                         // [B, 10]
+);
+
+/// `BnNet` on both devices: a training step's outputs, the gradients of the
+/// kernels and of gamma and beta, the moving statistics it leaves, then
+/// evaluation with them.
+macro_rules! cuda_batchnorm_matches_cpu {
+    ($name:ident, $E:ty, $tol:expr) => {
+        #[test]
+        fn $name() {
+            let cpu: Cpu = Cpu::seed_from_u64(0);
+            let Some(cuda) = cuda_or_skip(stringify!($name), 0) else {
+                return;
+            };
+            let mut m_cpu = cpu.build_module::<BnNet, $E>();
+            let mut m_cuda = m_cpu.to_device(&cuda);
+            let batch = 5;
+            let values =
+                |n, seed| -> Vec<$E> { test_values(n, seed).iter().map(|&v| v as $E).collect() };
+            let (xv, rv) = (values(batch * 64, 3), values(batch * 10, 4));
+            let x_shape = (batch, Const::<1>, Const::<8>, Const::<8>);
+            let (x_cpu, x_cuda) = (
+                cpu.tensor_from_vec(xv.clone(), x_shape),
+                cuda.tensor_from_vec(xv, x_shape),
+            );
+            let (r_cpu, r_cuda) = (
+                cpu.tensor_from_vec(rv.clone(), (batch, Const::<10>)),
+                cuda.tensor_from_vec(rv, (batch, Const::<10>)),
+            );
+            let y = m_cpu.forward_mut(x_cpu.leaky_trace());
+            let y_cpu = y.as_vec();
+            let g_cpu = (y * r_cpu).sum::<Rank0, _>().backward();
+            let y = m_cuda.forward_mut(x_cuda.leaky_trace());
+            assert_close(&y.as_vec(), &y_cpu, $tol);
+            let g_cuda = (y * r_cuda).sum::<Rank0, _>().backward();
+            let pairs = [
+                (
+                    g_cuda.get(&m_cuda.0.weight).as_vec(),
+                    g_cpu.get(&m_cpu.0.weight).as_vec(),
+                ),
+                (
+                    g_cuda.get(&m_cuda.0.gamma).as_vec(),
+                    g_cpu.get(&m_cpu.0.gamma).as_vec(),
+                ),
+                (
+                    g_cuda.get(&m_cuda.1.weight).as_vec(),
+                    g_cpu.get(&m_cpu.1.weight).as_vec(),
+                ),
+                (
+                    g_cuda.get(&m_cuda.1.beta).as_vec(),
+                    g_cpu.get(&m_cpu.1.beta).as_vec(),
+                ),
+                (
+                    g_cuda.get(&m_cuda.3.weight).as_vec(),
+                    g_cpu.get(&m_cpu.3.weight).as_vec(),
+                ),
+                (
+                    g_cuda.get(&m_cuda.4.gamma).as_vec(),
+                    g_cpu.get(&m_cpu.4.gamma).as_vec(),
+                ),
+                (m_cuda.0.moving_mean.as_vec(), m_cpu.0.moving_mean.as_vec()),
+                (
+                    m_cuda.1.moving_variance.as_vec(),
+                    m_cpu.1.moving_variance.as_vec(),
+                ),
+                (m_cuda.4.moving_mean.as_vec(), m_cpu.4.moving_mean.as_vec()),
+            ];
+            for (cuda, cpu) in pairs {
+                assert_close(&cuda, &cpu, $tol);
+            }
+            let e_cpu = m_cpu.forward(x_cpu).as_vec();
+            assert_close(&m_cuda.forward(x_cuda).as_vec(), &e_cpu, $tol);
+        }
+    };
+}
+
+cuda_batchnorm_matches_cpu!(batchnorm_f32_matches_cpu, f32, 1e-4);
+cuda_batchnorm_matches_cpu!(batchnorm_f64_matches_cpu, f64, 1e-10);
 
 #[test]
 fn dropout_drops_and_rescales_on_cuda() {
