@@ -588,9 +588,37 @@ pub(super) struct StepStats<E> {
 }
 
 impl<E: GemmFloat> StepStats<E> {
-    /// The statistics of `x` (`[batch, chan, len]`) and the map for `gamma`, `beta`.
-    pub(super) fn new(x: &[E], op: BatchNormOp, gamma: &[E], beta: &[E], eps: f32) -> Self {
-        let (mean, var) = all_moments(x, op);
+    /// The statistics from each image's plane moments (`[batch, chan, 2]`:
+    /// mean, sum of squared deviations, over `op.len` values each; see
+    /// `conv2d::plane_moments`), combined image by image in order with Chan
+    /// et al.'s update `M2 = M2ₐ + M2ᵦ + δ²·nₐnᵦ/n`, `mean = meanₐ + δ·nᵦ/n`.
+    pub(super) fn from_planes(
+        planes: &[f64],
+        op: BatchNormOp,
+        gamma: &[E],
+        beta: &[E],
+        eps: f32,
+    ) -> Self {
+        let len = op.len as f64;
+        let (mut mean, mut var) = (Vec::with_capacity(op.chan), Vec::with_capacity(op.chan));
+        for c in 0..op.chan {
+            let (mut n, mut m, mut m2) = (0.0f64, 0.0f64, 0.0f64);
+            for b in 0..op.batch {
+                let at = (b * op.chan + c) * 2;
+                let (mb, m2b) = (planes[at], planes[at + 1]);
+                let total = n + len;
+                let delta = mb - m;
+                m += delta * len / total;
+                m2 += m2b + delta * delta * n * len / total;
+                n = total;
+            }
+            mean.push(E::from_f64(m).unwrap_or_default());
+            var.push(E::from_f64(m2 / n.max(1.0)).unwrap_or_default());
+        }
+        Self::with(mean, var, gamma, beta, eps)
+    }
+
+    fn with(mean: Vec<E>, var: Vec<E>, gamma: &[E], beta: &[E], eps: f32) -> Self {
         let (scale, shift) = affine(gamma, beta, &mean, &var, eps);
         let inv_std = var.iter().map(|&v| inv_std(v, eps)).collect();
         Self {
@@ -649,9 +677,10 @@ pub(super) fn normalize_relu_pool<E: GemmFloat, const PK: usize, const PS: usize
 /// output gradient `gy` and the bytes `arg`, the gradient of its input `x`
 /// written into `gx` (same shape as `x`), and per channel `(Σ gy', Σ gy'·x̂)`
 /// (`gy'` the gradient at the normalised values): beta's and gamma's
-/// gradients. Two passes, parallel over images: `gy'` routed to each
-/// window's maximum (`conv2d::unpool_plane`) with its sums per image (added
-/// up in image order after), then in place
+/// gradients. Two passes, parallel over images: the sums from the outputs
+/// alone (`gy'` is zero off the windows' maxima: one read of `x` per live
+/// output), added up in image order; then per plane `gy'` routed to each
+/// window's maximum (`conv2d::unpool_plane`) and, while in cache,
 /// `gx = gamma/σ · (gy' - Σgy'/n - x̂ · Σgy'·x̂/n)`.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn normalize_relu_pool_backward<E: GemmFloat, const PK: usize, const PS: usize>(
@@ -667,25 +696,20 @@ pub(super) fn normalize_relu_pool_backward<E: GemmFloat, const PK: usize, const 
     let (plane, chan) = (op.len, op.chan);
     let plane_out = gy.len() / (op.batch * chan).max(1);
     let isa = Isa::detect();
-    let per_image: Vec<Vec<(E, E)>> = gx
-        .par_chunks_mut(chan * plane)
-        .zip(gy.par_chunks(chan * plane_out))
+    let per_image: Vec<Vec<(E, E)>> = gy
+        .par_chunks(chan * plane_out)
         .zip(arg.par_chunks(chan * plane_out))
         .zip(x.par_chunks(chan * plane))
-        .map(|(((gxs, gys), args), xv)| {
+        .map(|((gys, args), xv)| {
             simd::run!(isa, |_isa| {
                 (0..chan)
                     .map(|c| {
-                        let g_plane = &mut gxs[c * plane..][..plane];
                         let x_plane = &xv[c * plane..][..plane];
                         let out = c * plane_out..(c + 1) * plane_out;
-                        let (gys, args) = (&gys[out.clone()], &args[out]);
-                        unpool_plane::<E, PK, PS>(wo, pwo, gys, args, g_plane);
-                        // The sums from the outputs: gy' is 0 off the windows' maxima.
                         let (m, s) = (st.mean[c], st.inv_std[c]);
                         let mut sum_g = E::default();
                         let mut sum_gx = E::default();
-                        for (o, (&g, &a)) in gys.iter().zip(args).enumerate() {
+                        for (o, (&g, &a)) in gys[out.clone()].iter().zip(&args[out]).enumerate() {
                             if let Some(at) = max_offset::<PK, PS>(o, a, wo, pwo) {
                                 sum_g += g;
                                 sum_gx += g * (x_plane[at] - m) * s;
@@ -706,15 +730,20 @@ pub(super) fn normalize_relu_pool_backward<E: GemmFloat, const PK: usize, const 
     }
     let n = E::from_usize(op.count()).unwrap_or_default();
     gx.par_chunks_mut(chan * plane)
+        .zip(gy.par_chunks(chan * plane_out))
+        .zip(arg.par_chunks(chan * plane_out))
         .zip(x.par_chunks(chan * plane))
-        .for_each(|(gxs, xv)| {
+        .for_each(|(((gxs, gys), args), xv)| {
             simd::run!(isa, |_isa| {
                 for c in 0..chan {
                     let range = c * plane..(c + 1) * plane;
+                    let out = c * plane_out..(c + 1) * plane_out;
+                    let g_plane = &mut gxs[range.clone()];
+                    unpool_plane::<E, PK, PS>(wo, pwo, &gys[out.clone()], &args[out], g_plane);
                     let (m, s) = (st.mean[c], st.inv_std[c]);
                     let k = gamma[c] * s;
                     let (mg, mgx) = (sums[c].0 / n, sums[c].1 / n);
-                    for (gx, &x) in gxs[range.clone()].iter_mut().zip(&xv[range]) {
+                    for (gx, &x) in g_plane.iter_mut().zip(&xv[range]) {
                         let xhat = (x - m) * s;
                         *gx = k * (*gx - mg - xhat * mgx);
                     }

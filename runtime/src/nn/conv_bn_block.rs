@@ -249,7 +249,8 @@ fn try_conv_bn_train_composed<
 
 /// [`ConvBnKernel::try_conv_bn_train`] on the Cpu as one op: the
 /// convolution's output `z` goes to a buffer of this op (no tensor, no copy),
-/// its statistics are taken in one pass, and one more pass normalises,
+/// its statistics are taken per image as the convolution writes it (while in
+/// cache: `conv2d::plane_moments`), and one pass normalises,
 /// applies the ReLU and pools it (`batch_norm::normalize_relu_pool`).
 /// Backward: the gradient at `z` is computed into a buffer of this op
 /// (`batch_norm::normalize_relu_pool_backward`) and handed to the
@@ -290,14 +291,24 @@ fn try_conv_bn_train_cpu<
     let no_bias = Recycled::filled(O, E::default());
     let x_buf = read(&x); // kept for the backward pass
     let mut z = Recycled::stale(op.batch * O * HO * WO); // every element written
-    forward_any::<E, WO, 1, 1>(&op, &plain, &x_buf, &w_buf, &no_bias, &mut z, &mut []);
+    let mut planes = Recycled::stale(op.batch * O * 2); // every element written
+    forward_any::<E, WO, 1, 1>(
+        &op,
+        &plain,
+        &x_buf,
+        &w_buf,
+        &no_bias,
+        &mut z,
+        &mut [],
+        &mut planes,
+    );
 
     let bn = BatchNormOp {
         batch: op.batch,
         chan: O,
         len: HO * WO,
     };
-    let st = StepStats::new(&z, bn, &gamma.as_vec(), &beta.as_vec(), epsilon);
+    let st = StepStats::from_planes(&planes, bn, &gamma.as_vec(), &beta.as_vec(), epsilon);
     let mut y = vec![E::default(); op.batch * O * PHO * PWO];
     let mut arg = Recycled::stale(y.len()); // every byte written
     normalize_relu_pool::<E, PK, PS>(&z, bn, (WO, PWO), &st, &mut y, &mut arg);
@@ -739,6 +750,13 @@ mod tests {
     #[test]
     fn unpooled_rectangular_strided() {
         check::<2, 3, 2, 3, 2, 1, 0, 0, 7, 8, 3, 6, 1, 1, 3, 6, true>(2);
+    }
+
+    /// 576 output positions: the im2col path's one-image-per-product branch.
+    #[test]
+    fn large_planes() {
+        check::<1, 2, 3, 3, 1, 1, 1, 1, 24, 24, 24, 24, 2, 2, 12, 12, false>(2);
+        check::<2, 2, 3, 3, 1, 1, 1, 1, 24, 24, 24, 24, 1, 1, 24, 24, true>(2);
     }
 
     #[test]

@@ -93,7 +93,16 @@ pub(super) fn try_conv2d<
         Recycled::empty()
     };
     let run = |x_buf: &[E]| {
-        forward_any::<E, WO, PK, PS>(&op, &fusion, x_buf, &w_buf, &b_buf, &mut y, &mut arg);
+        forward_any::<E, WO, PK, PS>(
+            &op,
+            &fusion,
+            x_buf,
+            &w_buf,
+            &b_buf,
+            &mut y,
+            &mut arg,
+            &mut [],
+        );
     };
     // The input, kept for the backward pass; evaluation keeps nothing.
     let x_buf = forward_on(&x, T::OWNS_TAPE, run);
@@ -129,6 +138,11 @@ pub(super) fn try_conv2d<
 ///
 /// # Shapes
 /// `x: [B, I, H, W]`, `w: [O, I·KH·KW]`, `b: [O]`, `y, arg: [B, O, PHO·PWO]`.
+///
+/// `moments` (empty, or `[B, O, 2]`; identity fusion only) receives each
+/// output plane's mean and sum of squared deviations ([`plane_moments`]),
+/// taken while the image is in cache.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn forward_any<E: GemmFloat, const WO: usize, const PK: usize, const PS: usize>(
     op: &Conv2DOp,
     f: &Fusion,
@@ -137,13 +151,46 @@ pub(crate) fn forward_any<E: GemmFloat, const WO: usize, const PK: usize, const 
     b: &[E],
     y: &mut [E],
     arg: &mut [u8],
+    moments: &mut [f64],
 ) {
+    debug_assert!(moments.is_empty() || f.is_identity());
     if super::direct::forward_applies::<E>(op, f) {
         super::direct::forward(op, f, x, w, b, y, arg);
     } else if super::winograd::applies(op) {
-        super::winograd::forward::<E, PK, PS>(op, f, x, w, b, y, arg);
+        super::winograd::forward::<E, PK, PS>(op, f, x, w, b, y, arg, moments);
     } else {
-        forward::<E, WO, PK, PS>(op, f, x, w, b, y, arg);
+        forward::<E, WO, PK, PS>(op, f, x, w, b, y, arg, moments);
+    }
+}
+
+/// Per channel plane of one image's output `y: [O, p]`: its mean and its
+/// sum of squared deviations from that mean, in f64 (eight lanes), into
+/// `out: [O, 2]`. Batchnorm adds them up over the images (Chan et al.'s
+/// pairwise update, `batch_norm::StepStats::from_planes`).
+#[inline(always)]
+pub(crate) fn plane_moments<E: GemmFloat>(y: &[E], p: usize, out: &mut [f64]) {
+    const LANES: usize = 8;
+    let f = |v: E| v.to_f64().unwrap_or_default();
+    for (plane, out) in y.chunks_exact(p).zip(out.chunks_exact_mut(2)) {
+        let chunks = plane.chunks_exact(LANES);
+        let tail = chunks.remainder();
+        let mut s = [0f64; LANES];
+        for chunk in chunks.clone() {
+            for l in 0..LANES {
+                s[l] += f(chunk[l]);
+            }
+        }
+        let mean = (s.iter().sum::<f64>() + tail.iter().map(|&v| f(v)).sum::<f64>()) / p as f64;
+        let mut q = [0f64; LANES];
+        for chunk in chunks {
+            for l in 0..LANES {
+                let d = f(chunk[l]) - mean;
+                q[l] += d * d;
+            }
+        }
+        let tail_q: f64 = tail.iter().map(|&v| (f(v) - mean).powi(2)).sum();
+        out[0] = mean;
+        out[1] = q.iter().sum::<f64>() + tail_q;
     }
 }
 
@@ -468,6 +515,7 @@ fn unpad_add<E: GemmFloat>(op: &Conv2DOp, pd: Padded, gxp: &[E], gx: &mut [E]) {
 ///
 /// # Shapes
 /// `x: [B, I, H, W]`, `w: [O, I·KH·KW]`, `b: [O]`, `y, arg: [B, O, PHO·PWO]`.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn forward<E: GemmFloat, const WO: usize, const PK: usize, const PS: usize>(
     op: &Conv2DOp,
     f: &Fusion,
@@ -476,6 +524,7 @@ pub(crate) fn forward<E: GemmFloat, const WO: usize, const PK: usize, const PS: 
     b: &[E],
     y: &mut [E],
     arg: &mut [u8],
+    moments: &mut [f64],
 ) {
     let (ikk, p, o) = (op.patch_len(), op.out_positions(), op.chan_out);
     let (in_len, out_len) = (op.in_image_len(), o * f.plane_out());
@@ -486,11 +535,13 @@ pub(crate) fn forward<E: GemmFloat, const WO: usize, const PK: usize, const PS: 
     let scratch_len = (ikk + o) * g * p + pd.scratch_len(op);
     let tasks = op.batch.div_ceil(n);
     let args = chunks_or_none(arg, n * out_len, tasks);
+    let moments = chunks_or_none(moments, n * 2 * o, tasks);
     let isa = Isa::detect();
     y.par_chunks_mut(n * out_len)
         .zip(x.par_chunks(n * in_len))
         .zip(args)
-        .for_each(|((y_task, x_task), mut arg_task)| {
+        .zip(moments)
+        .for_each(|(((y_task, x_task), mut arg_task), mut moments_task)| {
             E::with_scratch(scratch_len, |scratch| {
                 simd::run!(isa, |_isa| {
                     let (cols, rest) = scratch.split_at_mut(ikk * g * p);
@@ -518,6 +569,9 @@ pub(crate) fn forward<E: GemmFloat, const WO: usize, const PK: usize, const PS: 
                         }
                         matmul(z, gp, w_mat, cols, true); // [O, G·P]
                         if in_place {
+                            if let Some(mo) = moments_task.as_deref_mut() {
+                                plane_moments(y_group, p, &mut mo[gi * g * 2 * o..][..2 * o]);
+                            }
                             continue;
                         }
                         for (i, y_img) in y_group.chunks_mut(out_len).enumerate() {
@@ -529,6 +583,10 @@ pub(crate) fn forward<E: GemmFloat, const WO: usize, const PK: usize, const PS: 
                                 let z_plane = &z_buf[c * gp + i * p..][..p];
                                 if f.is_identity() {
                                     y_plane.copy_from_slice(z_plane); // -> [O, P]
+                                    if let Some(mo) = moments_task.as_deref_mut() {
+                                        let at = (img * o + c) * 2;
+                                        plane_moments(y_plane, p, &mut mo[at..at + 2]);
+                                    }
                                 } else {
                                     let a = arg_img
                                         .as_deref_mut()

@@ -15,7 +15,9 @@
 
 use rayon::prelude::*;
 
-use super::cpu::{backward_tasks, chunks_or_none, images_per_task, pool_relu_plane, DEAD};
+use super::cpu::{
+    backward_tasks, chunks_or_none, images_per_task, plane_moments, pool_relu_plane, DEAD,
+};
 use super::transpose::{transpose, transpose_strided};
 use super::{Conv2DOp, Fusion};
 use crate::nn::gemm::{matmul, GemmFloat, Mat};
@@ -68,10 +70,14 @@ impl Tiles {
 
 /// `y = maxpool(relu(bias + conv(x, w)))` (as `f` says) for the whole batch
 /// (3x3, stride 1, any padding); `arg` (empty, or one byte per output)
-/// receives the pooling offsets.
+/// receives the pooling offsets; `moments` (empty, or two per image and
+/// channel, identity fusion only) each output plane's mean and squared
+/// deviations, taken while the image is in cache ([`plane_moments`]).
 ///
 /// # Shapes
-/// `x: [B, I, H, W]`, `w: [O, I·3·3]`, `b: [O]`, `y, arg: [B, O, PHO·PWO]`.
+/// `x: [B, I, H, W]`, `w: [O, I·3·3]`, `b: [O]`, `y, arg: [B, O, PHO·PWO]`,
+/// `moments: [B, O, 2]`.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn forward<E: GemmFloat, const PK: usize, const PS: usize>(
     op: &Conv2DOp,
     f: &Fusion,
@@ -80,6 +86,7 @@ pub(super) fn forward<E: GemmFloat, const PK: usize, const PS: usize>(
     b: &[E],
     y: &mut [E],
     arg: &mut [u8],
+    moments: &mut [f64],
 ) {
     let (c_in, c_out) = (op.chan_in, op.chan_out);
     let p = op.out_positions();
@@ -90,10 +97,12 @@ pub(super) fn forward<E: GemmFloat, const PK: usize, const PS: usize>(
     let u = transform_weights(isa, op, w); // [16, O, I]
     let n = images_per_task(op.batch);
     let args = chunks_or_none(arg, n * out_len, op.batch.div_ceil(n));
+    let moments = chunks_or_none(moments, n * 2 * c_out, op.batch.div_ceil(n));
     y.par_chunks_mut(n * out_len)
         .zip(x.par_chunks(n * in_len))
         .zip(args)
-        .for_each(|((y_task, x_task), mut arg_task)| {
+        .zip(moments)
+        .for_each(|(((y_task, x_task), mut arg_task), mut moments_task)| {
             let gt_max = GROUP.min(x_task.len() / in_len) * t; // rows: images · tiles
             let pad_len = tiles.padded_len(c_in);
             let tmp_len = 16 * c_in.max(c_out);
@@ -159,6 +168,13 @@ pub(super) fn forward<E: GemmFloat, const PK: usize, const PS: usize>(
                             transform_output(isa, op, tiles, m, tmp, gt, i * t, b, sink); // [HO·WO, O]
                             if f.is_identity() {
                                 transpose(isa, z_cl, p, c_out, y_img); // [O, HO·WO]
+                                if let Some(mo) = moments_task.as_deref_mut() {
+                                    plane_moments(
+                                        y_img,
+                                        p,
+                                        &mut mo[img * 2 * c_out..][..2 * c_out],
+                                    );
+                                }
                                 continue;
                             }
                             transpose(isa, z_cl, p, c_out, z); // [O, HO·WO]
@@ -907,7 +923,16 @@ mod tests {
             let (mut t_wino, mut t_im2col) = (f64::MAX, f64::MAX);
             for _ in 0..20 {
                 let t = Instant::now();
-                forward::<f32, 1, 1>(&op, &Fusion::plain(&op), &x, &w, &b, &mut y1, &mut []);
+                forward::<f32, 1, 1>(
+                    &op,
+                    &Fusion::plain(&op),
+                    &x,
+                    &w,
+                    &b,
+                    &mut y1,
+                    &mut [],
+                    &mut [],
+                );
                 t_wino = t_wino.min(t.elapsed().as_secs_f64());
                 let t = Instant::now();
                 match ho {
@@ -919,6 +944,7 @@ mod tests {
                         &b,
                         &mut y2,
                         &mut [],
+                        &mut [],
                     ),
                     14 => super::super::cpu::forward::<f32, 14, 1, 1>(
                         &op,
@@ -928,6 +954,7 @@ mod tests {
                         &b,
                         &mut y2,
                         &mut [],
+                        &mut [],
                     ),
                     _ => super::super::cpu::forward::<f32, 7, 1, 1>(
                         &op,
@@ -936,6 +963,7 @@ mod tests {
                         &w,
                         &b,
                         &mut y2,
+                        &mut [],
                         &mut [],
                     ),
                 }
