@@ -32,6 +32,8 @@ use dfdx::prelude::{
 };
 use rayon::prelude::*;
 
+use super::conv2d::{max_offset, pool_relu_plane};
+use super::gemm::GemmFloat;
 use super::l2::weightless;
 use super::recycle::Recycled;
 use super::simd::{self, Isa};
@@ -270,7 +272,7 @@ cuda_kernel!(f32, f64);
 /// parallel, and record a backward op that routes gradients to the argmaxes.
 #[allow(clippy::type_complexity)]
 fn try_max_pool2d_cpu<
-    E: Dtype + Scratch,
+    E: GemmFloat,
     B: Dim,
     T: Tape<E, Cpu>,
     const C: usize,
@@ -295,9 +297,9 @@ fn try_max_pool2d_cpu<
     } else {
         Recycled::empty()
     };
-    // dfdx has no public `&[E]` view of a tensor: copy the buffer out, into a
-    // reused per-thread buffer (fresh pages cost more than the copy).
-    E::with_scratch(planes * op.plane_in(), |inp| {
+    // dfdx has no public `&[E]` view of a tensor: copy the buffer out, into
+    // the thread's reused input buffer (fresh pages cost more than the copy).
+    E::with_input(planes * op.plane_in(), |inp| {
         x.copy_into(inp); // [B·C, HI, WI]
         forward_planes::<E, K, S, HI, WI, HO, WO>(inp, &mut out, &mut argmax);
     });
@@ -322,37 +324,6 @@ fn try_max_pool2d_cpu<
     Ok(out.put_tape(tape))
 }
 
-/// A reusable per-thread buffer for the CPU kernel's copy of its input.
-trait Scratch: Sized {
-    /// Runs `f` on a buffer of `len` elements (contents unspecified).
-    fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [Self]) -> R) -> R;
-}
-
-/// Buffers above this many bytes are allocated per call instead of kept.
-const SCRATCH_MAX_BYTES: usize = 64 << 20;
-
-macro_rules! scratch {
-    ($($dtype:ty),+) => {$(
-        impl Scratch for $dtype {
-            fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [Self]) -> R) -> R {
-                thread_local! {
-                    static BUF: std::cell::RefCell<Vec<$dtype>> = const { std::cell::RefCell::new(Vec::new()) };
-                }
-                if len * std::mem::size_of::<$dtype>() > SCRATCH_MAX_BYTES {
-                    return f(&mut vec![0.0; len]);
-                }
-                BUF.with(|buf| match buf.try_borrow_mut() {
-                    Ok(mut buf) => f(super::recycle::aligned(&mut buf, len)),
-                    // Re-entered on this thread (a rayon worker that stole another pool): allocate.
-                    Err(_) => f(&mut vec![0.0; len]),
-                })
-            }
-        }
-    )+};
-}
-
-scratch!(f32, f64);
-
 /// Planes per rayon task: about 16k input elements each, so that small
 /// planes (13×13 after a first pool) do not drown in scheduling.
 fn planes_per_task(plane_in: usize) -> usize {
@@ -364,7 +335,7 @@ fn planes_per_task(plane_in: usize) -> usize {
 /// window. A later element replaces the running maximum only when strictly
 /// greater, so ties go to the first maximum in scan order.
 fn forward_planes<
-    E: Dtype,
+    E: GemmFloat,
     const K: usize,
     const S: usize,
     const HI: usize,
@@ -376,7 +347,10 @@ fn forward_planes<
     out: &mut [E],
     argmax: &mut [u8],
 ) {
-    let pool_plane = pool_plane::<E, K, S, HI, WI, HO, WO>;
+    // The convolutions' fused pooling without the ReLU: one rule for both.
+    let pool_plane = |x: &[E], y: &mut [E], arg: Option<&mut [u8]>| {
+        pool_relu_plane::<E, K, S>(false, WI, WO, x, y, arg)
+    };
     let min_len = planes_per_task(HI * WI);
     let inp = inp.par_chunks(HI * WI);
     let out = out.par_chunks_mut(HO * WO);
@@ -393,66 +367,10 @@ fn forward_planes<
     }
 }
 
-/// Pools one plane `[HI, WI]` into `[HO, WO]`, one output row at a time: for
-/// each window offset `(kh, kw)` in scan order, one pass over the row's outputs
-/// keeps the strictly greater values (so ties go to the first maximum). The
-/// passes are fixed-stride loops over `ow`, which the compiler vectorises.
-#[inline(always)]
-fn pool_plane<
-    E: Dtype,
-    const K: usize,
-    const S: usize,
-    const HI: usize,
-    const WI: usize,
-    const HO: usize,
-    const WO: usize,
->(
-    x: &[E],
-    y: &mut [E],
-    mut argmax: Option<&mut [u8]>,
-) {
-    let span = (WO - 1) * S + 1; // input columns one pass reads
-    for oh in 0..HO {
-        let y_row = &mut y[oh * WO..(oh + 1) * WO];
-        let corner = oh * S * WI;
-        let first = &x[corner..corner + span];
-        for (ow, y) in y_row.iter_mut().enumerate() {
-            *y = first[ow * S];
-        }
-        let mut arg_row = argmax
-            .as_deref_mut()
-            .map(|a| &mut a[oh * WO..(oh + 1) * WO]);
-        if let Some(a) = arg_row.as_deref_mut() {
-            a.fill(0);
-        }
-        for k in 1..K * K {
-            let start = corner + (k / K) * WI + k % K;
-            let src = &x[start..start + span];
-            match arg_row.as_deref_mut() {
-                None => {
-                    for (ow, y) in y_row.iter_mut().enumerate() {
-                        let (v, cur) = (src[ow * S], *y);
-                        *y = if v > cur { v } else { cur }; // unconditional store: vectorises
-                    }
-                }
-                Some(a) => {
-                    for (ow, (y, a)) in y_row.iter_mut().zip(a.iter_mut()).enumerate() {
-                        let (v, cur) = (src[ow * S], *y);
-                        // Branch-free: a mispredicted branch per element costs more than the work.
-                        let mask = 0u8.wrapping_sub((v > cur) as u8); // 0xff when v > cur
-                        *y = if v > cur { v } else { cur };
-                        *a = (*a & !mask) | (k as u8 & mask);
-                    }
-                }
-            }
-        }
-    }
-}
-
 /// Adds each output gradient to the input element that was its window's
 /// maximum (overlapping windows accumulate), plane by plane in parallel.
 fn backward_planes<
-    E: Dtype,
+    E: GemmFloat,
     const K: usize,
     const S: usize,
     const HI: usize,
@@ -472,11 +390,9 @@ fn backward_planes<
         .with_min_len(planes_per_task(HI * WI))
         .for_each(|((gi, go), arg)| {
             simd::run!(isa, |_isa| {
-                for oh in 0..HO {
-                    for ow in 0..WO {
-                        let o = oh * WO + ow;
-                        let (kh, kw) = (arg[o] as usize / K, arg[o] as usize % K);
-                        gi[(oh * S + kh) * WI + ow * S + kw] += go[o];
+                for (o, (&g, &a)) in go.iter().zip(arg).enumerate() {
+                    if let Some(at) = max_offset::<K, S>(o, a, WI, WO) {
+                        gi[at] += g;
                     }
                 }
             })
