@@ -290,10 +290,37 @@ pub(crate) fn pool_relu_plane<E: GemmFloat, const PK: usize, const PS: usize>(
     }
 }
 
+/// The rule of a 2x2 window `[a0 a1 / b0 b1]`: its first maximum in scan
+/// order, found as a tree (`max(a0, a1)`, `max(b0, b1)`, then the second
+/// only when strictly greater, which picks the same element), cut to 0 by
+/// the ReLU when `relu` and it is not positive. Returns the value and its
+/// byte: the offset `kh·2 + kw`, or [`DEAD`] where the ReLU cut it. Selects
+/// and bit arithmetic, no branches (the comparisons are data-dependent coin
+/// flips). Every 2x2 pooling of the crate's Cpu paths uses it: the NCHW
+/// planes here (and so `MaxPool2D` and `ConvBnBlock`) and Winograd's
+/// channels-last tiles; only the AVX-512 intrinsics of `direct.rs` write
+/// it out again (and are tested against it).
+#[inline(always)]
+pub(crate) fn pool2_window<E: GemmFloat>(relu: bool, [a0, a1, b0, b1]: [E; 4]) -> (E, u8) {
+    let zero = E::default();
+    let right_top = a1 > a0;
+    let m1 = if right_top { a1 } else { a0 };
+    let right_bottom = b1 > b0;
+    let m2 = if right_bottom { b1 } else { b0 };
+    let bottom = m2 > m1;
+    let m = if bottom { m2 } else { m1 };
+    let live = m > zero; // false for NaN, as the ReLU's max(m, 0) drops it
+    let dead = relu & !live;
+    let col = if bottom { right_bottom } else { right_top };
+    let offset = 2 * u8::from(bottom) + u8::from(col);
+    (
+        if dead { zero } else { m },
+        offset | u8::from(dead).wrapping_neg(), // DEAD = 0xff
+    )
+}
+
 /// [`pool_relu_plane`] for the common 2x2, stride-2 window: each output
-/// reads two input rows at once, and the first maximum of `a b / c d` is
-/// found as a tree (`max(a, b)`, `max(c, d)`, then the strictly greater
-/// second one), which picks the same element as the scan-order rule.
+/// reads two input rows at once ([`pool2_window`]).
 #[inline(always)]
 fn pool2_relu_plane<E: GemmFloat>(
     relu: bool,
@@ -303,7 +330,6 @@ fn pool2_relu_plane<E: GemmFloat>(
     y: &mut [E],
     arg: Option<&mut [u8]>,
 ) {
-    let zero = E::default();
     let rows = y.chunks_exact_mut(pwo).enumerate();
     match arg {
         None => {
@@ -315,11 +341,7 @@ fn pool2_relu_plane<E: GemmFloat>(
                     .zip(r0.chunks_exact(2))
                     .zip(r1.chunks_exact(2))
                 {
-                    let m1 = if a[1] > a[0] { a[1] } else { a[0] };
-                    let m2 = if b[1] > b[0] { b[1] } else { b[0] };
-                    let m = if m2 > m1 { m2 } else { m1 };
-                    let live = m > zero; // false for NaN, as the ReLU's max(m, 0) drops it
-                    *y = if relu && !live { zero } else { m };
+                    *y = pool2_window(relu, [a[0], a[1], b[0], b[1]]).0;
                 }
             }
         }
@@ -329,13 +351,7 @@ fn pool2_relu_plane<E: GemmFloat>(
                 let r1 = &z[(2 * ph + 1) * wo..][..2 * pwo];
                 let cells = y_row.iter_mut().zip(a_row.iter_mut());
                 for (((y, arg), a), b) in cells.zip(r0.chunks_exact(2)).zip(r1.chunks_exact(2)) {
-                    let (m1, i1) = if a[1] > a[0] { (a[1], 1) } else { (a[0], 0) };
-                    let (m2, i2) = if b[1] > b[0] { (b[1], 3) } else { (b[0], 2) };
-                    let (m, i) = if m2 > m1 { (m2, i2) } else { (m1, i1) };
-                    let live = m > zero;
-                    let dead = relu && !live;
-                    *y = if dead { zero } else { m };
-                    *arg = if dead { DEAD } else { i };
+                    (*y, *arg) = pool2_window(relu, [a[0], a[1], b[0], b[1]]);
                 }
             }
         }

@@ -16,7 +16,8 @@
 use rayon::prelude::*;
 
 use super::cpu::{
-    backward_tasks, chunks_or_none, images_per_task, plane_moments, pool_relu_plane, DEAD,
+    backward_tasks, chunks_or_none, images_per_task, plane_moments, pool2_window, pool_relu_plane,
+    DEAD,
 };
 use super::transpose::{transpose, transpose_strided};
 use super::{Conv2DOp, Fusion};
@@ -843,38 +844,18 @@ fn pool_tile<E: GemmFloat>(relu: bool, out: &[E], y: &mut [E], arg: Option<&mut 
     let o_n = y.len();
     let (a0, a1) = (&out[..o_n], &out[o_n..2 * o_n]);
     let (b0, b1) = (&out[2 * o_n..3 * o_n], &out[3 * o_n..4 * o_n]);
-    // Selects and bit arithmetic, no branches: the comparisons are
-    // data-dependent coin flips (0.4 instead of 0.6 ns per channel at O = 64).
-    // A function, not a closure, so that it is inlined into the AVX2 copy
-    // of the output transform (`simd.rs`) that calls this.
-    #[inline(always)]
-    fn max_of<E: GemmFloat>(relu: bool, [a0, a1, b0, b1]: [E; 4]) -> (E, u8) {
-        let zero = E::default();
-        let right_top = a1 > a0;
-        let m1 = if right_top { a1 } else { a0 };
-        let right_bottom = b1 > b0;
-        let m2 = if right_bottom { b1 } else { b0 };
-        let bottom = m2 > m1;
-        let m = if bottom { m2 } else { m1 };
-        let live = m > zero; // false for NaN, as the ReLU's max(m, 0) drops it
-        let dead = relu & !live;
-        let col = if bottom { right_bottom } else { right_top };
-        let offset = 2 * u8::from(bottom) + u8::from(col);
-        (
-            if dead { zero } else { m },
-            offset | u8::from(dead).wrapping_neg(),
-        ) // DEAD = 0xff
-    }
+    // `pool2_window` is inlined into the AVX2 copy of the output transform
+    // (`simd.rs`) that calls this.
     let window = |o: usize| [a0[o], a1[o], b0[o], b1[o]];
     match arg {
         None => {
             for (o, y) in y.iter_mut().enumerate() {
-                *y = max_of(relu, window(o)).0;
+                *y = pool2_window(relu, window(o)).0;
             }
         }
         Some(arg) => {
             for o in 0..o_n {
-                (y[o], arg[o]) = max_of(relu, window(o));
+                (y[o], arg[o]) = pool2_window(relu, window(o));
             }
         }
     }
