@@ -107,10 +107,10 @@ pub mod builders {
 /// The built layers, holding their parameters on a device.
 pub mod modules {
     pub use super::avg_pool2d::{AvgPool2D, AvgPool2DKernel};
-    pub use super::batch_norm::{BatchNorm, BatchNormKernel, BatchNormOp, BatchStats};
+    pub use super::batch_norm::{BatchNorm, BatchNormKernel, BatchNormOp, BatchStats, Normalized};
     pub use super::conv2d::{Conv2D, Conv2DKernel, Fusion};
     pub use super::conv_block::ConvBlock;
-    pub use super::conv_bn_block::ConvBnBlock;
+    pub use super::conv_bn_block::{ConvBnBlock, ConvBnKernel};
     pub use super::dense::{Dense, DenseKernel};
     pub use super::dropout::{Dropout, DropoutKernel};
     pub use super::flatten::Flatten;
