@@ -38,7 +38,9 @@ use super::l2::{one_regularizer, try_l2_term, L2Penalty, Regularizer, Regularize
 /// The Cpu passes by whichever path applies, the fused ReLU-and-pooling rule
 /// (first maximum, `DEAD` where the ReLU cut) and its adjoint, shared with
 /// `conv_bn_block.rs` and `batch_norm.rs`.
-pub(super) use cpu::{backward_any, forward_any, max_offset, pool_relu_plane, unpool_plane};
+pub(super) use cpu::{
+    add_assign, backward_any, forward_any, max_offset, pool_relu_plane, unpool_plane,
+};
 
 pub mod builder {
     /// A 2-D convolution (NCHW), built by `dev.build_module::<Conv2D<..>, f32>()`.

@@ -38,7 +38,7 @@ use super::batch_norm::{
     BatchNorm, BatchNormKernel, BatchNormOp, BatchStats, Normalized, StepStats,
 };
 use super::conv2d::{
-    backward_any, forward_any, glorot_uniform, Conv2DKernel, Conv2DOp, Fusion, Images,
+    add_assign, backward_any, forward_any, glorot_uniform, Conv2DKernel, Conv2DOp, Fusion, Images,
 };
 use super::conv_block::ConvBlock;
 use super::gemm::{read, GemmFloat};
@@ -308,7 +308,8 @@ fn try_conv_bn_train_cpu<
         chan: O,
         len: HO * WO,
     };
-    let st = StepStats::from_planes(&planes, bn, &gamma.as_vec(), &beta.as_vec(), epsilon);
+    let g = gamma.as_vec(); // also for the backward pass
+    let st = StepStats::from_planes(&planes, bn, &g, &beta.as_vec(), epsilon);
     let mut y = vec![E::default(); op.batch * O * PHO * PWO];
     let mut arg = Recycled::stale(y.len()); // every byte written
     normalize_relu_pool::<E, PK, PS>(&z, bn, (WO, PWO), &st, &mut y, &mut arg);
@@ -321,7 +322,6 @@ fn try_conv_bn_train_cpu<
 
     let (x_ghost, w_ghost, y_ghost) = (x.ghost(), weight.ghost(), y.ghost());
     let (g_ghost, b_ghost) = (gamma.ghost(), beta.ghost());
-    let g = gamma.as_vec();
     tape.add_backward_op(move |grads| {
         let gy = std::mem::take::<Vec<E>>(grads.get_or_alloc_mut(&y_ghost)?);
         let mut gz = Recycled::stale(z.len()); // every element written
@@ -347,9 +347,7 @@ fn try_conv_bn_train_cpu<
             None
         };
         let (gw, _) = backward_any::<E, WO, 1, 1>(&op, &plain, &x_buf, &w_buf, &gz, &[], gx);
-        for (d, &s) in grads.get_or_alloc_mut(&w_ghost)?.iter_mut().zip(gw.iter()) {
-            *d += s;
-        }
+        add_assign(grads.get_or_alloc_mut(&w_ghost)?, &gw);
         **grads.get_or_alloc_mut(&y_ghost)? = gy;
         Ok(())
     });

@@ -426,8 +426,9 @@ pub(super) fn backward_tasks<'a, E>(
     (gx_tasks, arg_tasks)
 }
 
+/// `dst += src`, element by element.
 #[inline(always)]
-fn add_assign<E: GemmFloat>(dst: &mut [E], src: &[E]) {
+pub(crate) fn add_assign<E: GemmFloat>(dst: &mut [E], src: &[E]) {
     for (d, &s) in dst.iter_mut().zip(src) {
         *d += s;
     }
