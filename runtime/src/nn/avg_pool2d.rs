@@ -10,7 +10,7 @@
 //! - `Cpu` (f32, f64): a direct kernel, parallel over `batch × channel`
 //!   planes (rayon); it keeps nothing for the backward pass but the sizes;
 //! - `Cuda`: the windows gathered as in the composed max pooling
-//!   (`max_pool2d::try_windows`), then dfdx's `mean` over each window; the
+//!   (`kernels::pool::try_windows`), then dfdx's `mean` over each window; the
 //!   tests run it on `Cpu` against the direct kernel.
 //!
 //! PyTorch: `nn.AvgPool2d(K, stride=S)`; Keras: `layers.AveragePooling2D(K, strides=S)`.
@@ -18,14 +18,11 @@
 //! Run the tests: `cargo test -p netdsl-runtime --lib nn::avg_pool2d`.
 
 use dfdx::prelude::{
-    Axis, Const, Cpu, CpuError, Device, Dim, Dtype, HasShape, MeanTo, Module, NonMutableModule,
-    PutTape, SplitTape, Tape, Tensor, TensorFromVec, ZeroSizedModule,
+    Const, Device, Dim, Dtype, Module, NonMutableModule, Tape, Tensor, ZeroSizedModule,
 };
-use rayon::prelude::*;
 
-use super::gemm::{read, GemmFloat};
+use super::kernels::pool::PoolOp;
 use super::l2::weightless;
-use super::max_pool2d::{try_unwindow, try_windows};
 
 /// Builder for [`AvgPool2D`]: the layer has no parameters, so it is its own builder.
 pub mod builder {
@@ -56,60 +53,6 @@ pub struct AvgPool2D<
     const W_OUT: usize,
 >;
 
-/// The sizes of one average pooling.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct AvgPoolOp {
-    kernel: usize,
-    stride: usize,
-    h_in: usize,
-    w_in: usize,
-    h_out: usize,
-    w_out: usize,
-}
-
-impl AvgPoolOp {
-    /// The op of `AvgPool2D<_, K, S, HI, WI, HO, WO>`; fails to build (a
-    /// const-evaluation error) when the sizes disagree.
-    const fn new<
-        const K: usize,
-        const S: usize,
-        const HI: usize,
-        const WI: usize,
-        const HO: usize,
-        const WO: usize,
-    >() -> Self {
-        assert!(
-            K >= 1 && S >= 1,
-            "AvgPool2D: kernel and stride must be >= 1"
-        );
-        assert!(
-            HI >= K && WI >= K,
-            "AvgPool2D: kernel larger than the input"
-        );
-        assert!(
-            HO == (HI - K) / S + 1 && WO == (WI - K) / S + 1,
-            "AvgPool2D: H_OUT/W_OUT must be floor((in - KERNEL_SIZE) / STRIDE) + 1"
-        );
-        AvgPoolOp {
-            kernel: K,
-            stride: S,
-            h_in: HI,
-            w_in: WI,
-            h_out: HO,
-            w_out: WO,
-        }
-    }
-
-    /// The input offsets (within a plane) of output `(oh, ow)`'s window.
-    fn window(&self, oh: usize, ow: usize) -> impl Iterator<Item = usize> + '_ {
-        let (top, left) = (oh * self.stride, ow * self.stride);
-        (0..self.kernel).flat_map(move |kh| {
-            let row = (top + kh) * self.w_in + left;
-            row..row + self.kernel
-        })
-    }
-}
-
 impl<
         const C: usize,
         const K: usize,
@@ -121,7 +64,7 @@ impl<
     > AvgPool2D<C, K, S, HI, WI, HO, WO>
 {
     /// The checked sizes; evaluating it runs the `const` assertions.
-    const OP: AvgPoolOp = AvgPoolOp::new::<K, S, HI, WI, HO, WO>();
+    const OP: PoolOp = PoolOp::new::<K, S, HI, WI, HO, WO>();
 }
 
 impl<
@@ -149,7 +92,7 @@ impl<
 }
 
 /// `(B, C, H, W)` images.
-type Images<B, const C: usize, const H: usize, const W: usize, E, D, T> =
+pub(crate) type Images<B, const C: usize, const H: usize, const W: usize, E, D, T> =
     Tensor<(B, Const<C>, Const<H>, Const<W>), E, D, T>;
 
 impl<
@@ -201,160 +144,10 @@ pub trait AvgPool2DKernel<E: Dtype>: Device<E> {
     ) -> Result<Images<B, C, HO, WO, E, Self, T>, Self::Err>;
 }
 
-macro_rules! device_kernel {
-    ($device:ty, $E:ty, |$x:ident| $call:expr) => {
-        impl AvgPool2DKernel<$E> for $device {
-            fn try_avg_pool2d<
-                B: Dim,
-                T: Tape<$E, Self>,
-                const C: usize,
-                const K: usize,
-                const S: usize,
-                const HI: usize,
-                const WI: usize,
-                const HO: usize,
-                const WO: usize,
-            >(
-                $x: Images<B, C, HI, WI, $E, Self, T>,
-            ) -> Result<Images<B, C, HO, WO, $E, Self, T>, Self::Err> {
-                $call
-            }
-        }
-    };
-}
-
-device_kernel!(Cpu, f32, |x| try_avg_pool2d_cpu::<
-    B,
-    f32,
-    T,
-    C,
-    K,
-    S,
-    HI,
-    WI,
-    HO,
-    WO,
->(x));
-device_kernel!(Cpu, f64, |x| try_avg_pool2d_cpu::<
-    B,
-    f64,
-    T,
-    C,
-    K,
-    S,
-    HI,
-    WI,
-    HO,
-    WO,
->(x));
-#[cfg(feature = "cuda")]
-device_kernel!(dfdx::tensor::Cuda, f32, |x| {
-    try_avg_pool2d_composed::<B, f32, Self, T, C, K, S, HI, WI, HO, WO>(x)
-});
-#[cfg(feature = "cuda")]
-device_kernel!(dfdx::tensor::Cuda, f64, |x| {
-    try_avg_pool2d_composed::<B, f64, Self, T, C, K, S, HI, WI, HO, WO>(x)
-});
-
-/// Planes per rayon task: enough work per task to be worth waking a thread.
-fn planes_per_task(plane_in: usize) -> usize {
-    (4096 / plane_in.max(1)).max(1)
-}
-
-/// The Cpu path: each output the mean of its window, plane by plane in
-/// parallel; the backward pass spreads `gy / K²` over each window.
-#[allow(clippy::type_complexity)]
-fn try_avg_pool2d_cpu<
-    B: Dim,
-    E: GemmFloat,
-    T: Tape<E, Cpu>,
-    const C: usize,
-    const K: usize,
-    const S: usize,
-    const HI: usize,
-    const WI: usize,
-    const HO: usize,
-    const WO: usize,
->(
-    x: Images<B, C, HI, WI, E, Cpu, T>,
-) -> Result<Images<B, C, HO, WO, E, Cpu, T>, CpuError> {
-    let op = const { AvgPoolOp::new::<K, S, HI, WI, HO, WO>() };
-    let (x, mut tape) = x.split_tape();
-    let batch = x.shape().0;
-    let (plane_in, plane_out) = (HI * WI, HO * WO);
-    let per_task = planes_per_task(plane_in);
-    let scale = E::from_usize(K * K).map_or(E::default(), |n| E::ONE / n);
-    let xs = read(&x);
-    let mut y = vec![E::default(); batch.size() * C * plane_out];
-    y.par_chunks_mut(per_task * plane_out)
-        .zip(xs.par_chunks(per_task * plane_in))
-        .for_each(|(ys, xs)| {
-            for (y, x) in ys.chunks_mut(plane_out).zip(xs.chunks(plane_in)) {
-                for oh in 0..op.h_out {
-                    for ow in 0..op.w_out {
-                        let sum = op.window(oh, ow).fold(E::default(), |acc, i| acc + x[i]);
-                        y[oh * op.w_out + ow] = sum * scale;
-                    }
-                }
-            }
-        });
-    drop(xs);
-    let y = x
-        .device()
-        .try_tensor_from_vec(y, (batch, Const, Const, Const))?;
-    let (x_ghost, y_ghost) = (x.ghost(), y.ghost());
-    tape.add_backward_op(move |grads| {
-        let gy = std::mem::take::<Vec<E>>(grads.get_or_alloc_mut(&y_ghost)?);
-        let gx: &mut Vec<E> = grads.get_or_alloc_mut(&x_ghost)?;
-        gx.par_chunks_mut(per_task * plane_in)
-            .zip(gy.par_chunks(per_task * plane_out))
-            .for_each(|(gxs, gys)| {
-                for (gx, gy) in gxs.chunks_mut(plane_in).zip(gys.chunks(plane_out)) {
-                    for oh in 0..op.h_out {
-                        for ow in 0..op.w_out {
-                            let g = gy[oh * op.w_out + ow] * scale;
-                            for i in op.window(oh, ow) {
-                                gx[i] += g;
-                            }
-                        }
-                    }
-                }
-            });
-        **grads.get_or_alloc_mut(&y_ghost)? = gy;
-        Ok(())
-    });
-    Ok(y.put_tape(tape))
-}
-
-/// The composed path (the `Cuda` one): the windows gathered as columns, then
-/// dfdx's `mean` over each.
-#[allow(clippy::type_complexity)]
-#[cfg_attr(not(feature = "cuda"), allow(dead_code))] // the Cpu tests use it
-pub(super) fn try_avg_pool2d_composed<
-    B: Dim,
-    E: Dtype,
-    D: Device<E>,
-    T: Tape<E, D>,
-    const C: usize,
-    const K: usize,
-    const S: usize,
-    const HI: usize,
-    const WI: usize,
-    const HO: usize,
-    const WO: usize,
->(
-    x: Images<B, C, HI, WI, E, D, T>,
-) -> Result<Images<B, C, HO, WO, E, D, T>, D::Err> {
-    let _checked = const { AvgPoolOp::new::<K, S, HI, WI, HO, WO>() };
-    let batch = x.shape().0;
-    let w = try_windows::<B, E, D, T, C, K, S, HI, WI, HO, WO>(x)?; // [HO·WO, K·K, B·C]
-    let y = w.try_mean::<(usize, usize), Axis<1>>()?; // [HO·WO, B·C]
-    try_unwindow::<B, E, D, T, C, HO, WO>(y, batch)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::nn::kernels::pool::try_avg_pool2d_composed;
     use crate::tests::{assert_close, assert_grad_close, finite_difference, test_values};
     use dfdx::prelude::*;
 

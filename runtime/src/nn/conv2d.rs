@@ -6,26 +6,19 @@
 //! `const { assert!(..) }` that fires when the code is built.
 //!
 //! Forward and backward are one custom op recorded with dfdx's public
-//! `Tape::add_backward_op`, dispatched per device by [`Conv2DKernel`]:
+//! `Tape::add_backward_op`, dispatched per device by [`Conv2DKernel`], whose
+//! impls are in `kernels/conv2d/`:
 //! - `Cpu` (f32, f64): im2col + the `gemm` crate, parallel over the batch
-//!   with rayon (`conv2d/cpu.rs`); 3x3 stride-1 convolutions with 8+ input
+//!   with rayon (`im2col.rs`); 3x3 stride-1 convolutions with 8+ input
 //!   channels use Winograd F(2x2, 3x3) instead, forward and backward
-//!   (`conv2d/winograd.rs`, its transposes in `conv2d/transpose.rs`), and the
-//!   backward pass of a 1-channel first layer with 2x2 pools runs per pooling
-//!   window (`conv2d/direct.rs`);
+//!   (`winograd.rs`), and a 1-channel first layer with 2x2 pools runs per
+//!   pooling window (`direct.rs`); `mod.rs` picks;
 //! - `Cuda` (feature `cuda`): a composition of public dfdx ops, `gather`-based
-//!   im2col + `matmul` (`conv2d/composed.rs`); the tests run that composition
-//!   on `Cpu` against the fast kernel.
+//!   im2col + `matmul` (`composed.rs`); the tests run that composition on
+//!   `Cpu` against the fast kernel.
 //!
 //! Run the tests: `cargo test -p netdsl-runtime --lib nn::conv2d`.
 //! Benchmark: `cargo run --release -p netdsl-runtime --example conv_bench`.
-
-#[cfg_attr(not(feature = "cuda"), allow(dead_code))] // the Cpu tests use it
-pub(super) mod composed;
-mod cpu;
-mod direct;
-mod transpose;
-mod winograd;
 
 use dfdx::nn::modules::{ModuleVisitor, TensorCollection, TensorOptions};
 use dfdx::nn::{BuildModule, BuildOnDevice, Module, NonMutableModule};
@@ -34,13 +27,6 @@ use dfdx::shapes::Dtype;
 use rand::distributions::{uniform::SampleUniform, Uniform};
 
 use super::l2::{one_regularizer, try_l2_term, L2Penalty, Regularizer, Regularizers};
-
-/// The Cpu passes by whichever path applies, the fused ReLU-and-pooling rule
-/// (first maximum, `DEAD` where the ReLU cut) and its adjoint, shared with
-/// `conv_bn_block.rs` and `batch_norm.rs`.
-pub(super) use cpu::{
-    add_assign, backward_any, forward_any, max_offset, pool_relu_plane, unpool_plane,
-};
 
 pub mod builder {
     /// A 2-D convolution (NCHW), built by `dev.build_module::<Conv2D<..>, f32>()`.
@@ -412,60 +398,10 @@ conv_impl!([E: Dtype, D: dfdx::tensor::Storage<E>] Regularizers for conv!(E, D) 
     one_regularizer!(Regularizer::ConvL2, l2);
 });
 
-macro_rules! device_conv2d {
-    ($device:ty, $m:ident :: $f:ident, [$($extra:ty),*], $E:ty) => {
-        impl Conv2DKernel<$E> for $device {
-            fn try_conv2d<
-                B: Dim,
-                T: Tape<$E, Self>,
-                const I: usize,
-                const O: usize,
-                const KH: usize,
-                const KW: usize,
-                const H: usize,
-                const W: usize,
-                const HO: usize,
-                const WO: usize,
-                const PK: usize,
-                const PS: usize,
-                const PHO: usize,
-                const PWO: usize,
-            >(
-                op: Conv2DOp,
-                fusion: Fusion,
-                x: Images<B, I, H, W, $E, Self, T>,
-                weight: &Tensor<Rank4<O, I, KH, KW>, $E, Self>,
-                bias: &Tensor<Rank1<O>, $E, Self>,
-            ) -> Result<Images<B, O, PHO, PWO, $E, Self, T>, Self::Err> {
-                $m::$f::<$E, B, T, $($extra,)* I, O, KH, KW, H, W, HO, WO, PK, PS, PHO, PWO>(
-                    op, fusion, x, weight, bias,
-                )
-            }
-        }
-    };
-}
-
-device_conv2d!(dfdx::tensor::Cpu, cpu::try_conv2d, [], f32);
-device_conv2d!(dfdx::tensor::Cpu, cpu::try_conv2d, [], f64);
-#[cfg(feature = "cuda")]
-device_conv2d!(
-    dfdx::tensor::Cuda,
-    composed::try_conv2d_fused_composed,
-    [Self],
-    f32
-);
-#[cfg(feature = "cuda")]
-device_conv2d!(
-    dfdx::tensor::Cuda,
-    composed::try_conv2d_fused_composed,
-    [Self],
-    f64
-);
-
 #[cfg(test)]
 mod tests {
-    use super::composed::try_conv2d_composed;
     use super::*;
+    use crate::nn::kernels::conv2d::try_conv2d_composed;
     use crate::tests::{assert_close, assert_grad_close, finite_difference, test_values};
     use dfdx::prelude::*;
 

@@ -221,7 +221,8 @@ block_impl!([E: Dtype, D: dfdx::tensor::Storage<E>] Regularizers for block!(E, D
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::nn::{builders, simd};
+    use crate::nn::builders;
+    use crate::nn::kernels::simd;
     use crate::tests::{assert_close, test_values};
     use dfdx::prelude::*;
 
@@ -336,7 +337,7 @@ mod tests {
             f64,
             Cpu,
         >::op(batch);
-        let y_c = super::super::conv2d::composed::try_conv2d_fused_composed::<
+        let y_c = crate::nn::kernels::conv2d::try_conv2d_fused_composed::<
             f64,
             usize,
             _,

@@ -8,10 +8,10 @@
 //! Forward and backward are one custom op recorded with dfdx's public
 //! `Tape::add_backward_op`, dispatched per device by [`DenseKernel`]:
 //! - `Cpu` (f32, f64): one `gemm` 0.19 product per pass, the bias written
-//!   into the output first (`dense/cpu.rs`); dfdx's own `matmul` goes
+//!   into the output first (`kernels/dense/mod.rs`); dfdx's own `matmul` goes
 //!   through its pinned `gemm` 0.15;
 //! - `Cuda` (feature `cuda`): dfdx ops (`matmul` against the transposed
-//!   weight view, then a broadcast bias add; `dense/composed.rs`), whose
+//!   weight view, then a broadcast bias add; `kernels/dense/composed.rs`), whose
 //!   backward dfdx records; the tests run that composition on `Cpu` against
 //!   the fast kernel.
 //!
@@ -20,10 +20,6 @@
 //!
 //! Run the tests: `cargo test -p netdsl-runtime --lib nn::dense`.
 //! Benchmark: `cargo test --release -p netdsl-runtime --lib nn::dense::tests::bench -- --ignored --nocapture`.
-
-#[cfg_attr(not(feature = "cuda"), allow(dead_code))] // the Cpu tests use it
-mod composed;
-mod cpu;
 
 use dfdx::prelude::{
     BuildModule, BuildOnDevice, Const, Device, Dim, Dtype, Module, ModuleVisitor, NonMutableModule,
@@ -119,7 +115,7 @@ pub type Features<B, const N: usize, E, D, T> = Tensor<(B, Const<N>), E, D, T>;
 
 /// The device-specific dense layer, in the style of dfdx's kernel traits.
 ///
-/// Implemented for `Cpu` (f32, f64: the `gemm` kernel of `dense/cpu.rs`) and,
+/// Implemented for `Cpu` (f32, f64: the `gemm` kernel of `kernels/dense/mod.rs`) and,
 /// with the `cuda` feature, for `Cuda` (f32, f64: `composed::try_dense_composed`).
 pub trait DenseKernel<E: Dtype>: Device<E> {
     /// `y = x · weightᵀ + bias`, recording the backward op on `x`'s tape.
@@ -132,24 +128,6 @@ pub trait DenseKernel<E: Dtype>: Device<E> {
         bias: &Tensor<Rank1<O>, E, Self>,
     ) -> Result<Features<B, O, E, Self, T>, Self::Err>;
 }
-
-macro_rules! device_dense {
-    ($device:ty, $path:path, $($E:ty),+) => {$(
-        impl DenseKernel<$E> for $device {
-            fn try_dense<B: Dim, T: Tape<$E, Self>, const I: usize, const O: usize>(
-                x: Features<B, I, $E, Self, T>,
-                weight: &Tensor<Rank2<O, I>, $E, Self>,
-                bias: &Tensor<Rank1<O>, $E, Self>,
-            ) -> Result<Features<B, O, $E, Self, T>, Self::Err> {
-                $path(x, weight, bias)
-            }
-        }
-    )+};
-}
-
-device_dense!(dfdx::tensor::Cpu, cpu::try_dense, f32, f64);
-#[cfg(feature = "cuda")]
-device_dense!(dfdx::tensor::Cuda, composed::try_dense_composed, f32, f64);
 
 impl<B, const I: usize, const O: usize, E, D, T, const L2: u32, const BIAS: bool>
     Module<Features<B, I, E, D, T>> for Dense<I, O, E, D, L2, BIAS>
@@ -188,6 +166,7 @@ impl<const I: usize, const O: usize, E: Dtype, D: Storage<E>, const L2: u32, con
 mod tests {
     use super::*;
     use crate::nn::f32_bits;
+    use crate::nn::kernels::dense::Split;
     use crate::tests::{assert_close, assert_grad_close, finite_difference, test_values};
     use dfdx::prelude::*;
 
@@ -264,7 +243,7 @@ mod tests {
     /// `stride`-th entry of x and W), and the composed (Cuda) path against
     /// the fast one, with a `usize` batch.
     fn check_case<const I: usize, const O: usize>(batch: usize, stride: usize) {
-        use super::composed::try_dense_composed;
+        use crate::nn::kernels::dense::try_dense_composed;
         let dev: Cpu = Default::default();
         let mut m = dev.build_module::<builder::Dense<I, O>, f64>();
         let (wv, bv, xv) = (
@@ -327,8 +306,8 @@ mod tests {
 
     #[test]
     fn small_products_on_the_calling_thread() {
-        let op = |batch, inp, out| cpu::DenseOp { batch, inp, out };
-        assert_eq!(op(100, 10, 5).forward_split(), cpu::Split::Serial);
+        let op = |batch, inp, out| crate::nn::kernels::dense::DenseOp { batch, inp, out };
+        assert_eq!(op(100, 10, 5).forward_split(), Split::Serial);
         assert_eq!(op(100, 10, 5).backward_pieces(), 1);
         check_case::<5, 3>(7, 1);
         check_case::<10, 5>(100, 1); // DNN2's middle layer
@@ -337,17 +316,17 @@ mod tests {
 
     #[test]
     fn large_products_split_across_tasks() {
-        let op = |batch, inp, out| cpu::DenseOp { batch, inp, out };
+        let op = |batch, inp, out| crate::nn::kernels::dense::DenseOp { batch, inp, out };
         // by outputs in the forward pass: 61 = 31 + 30; backward: 37 rows =
         // 10 + 10 + 10 + 7, 61 outputs = 16 + 16 + 16 + 13
-        assert_eq!(op(37, 500, 61).forward_split(), cpu::Split::Outputs(2));
+        assert_eq!(op(37, 500, 61).forward_split(), Split::Outputs(2));
         assert_eq!(op(37, 500, 61).backward_pieces(), 4);
         check_case::<500, 61>(37, 97);
         // by rows of the batch in the forward pass (18 + 18 + 18 + 17)
-        assert_eq!(op(71, 1000, 15).forward_split(), cpu::Split::Rows(4));
+        assert_eq!(op(71, 1000, 15).forward_split(), Split::Rows(4));
         check_case::<1000, 15>(71, 97);
         // DNN2's first layer at batch 100 is not split (see `cpu::PAR_MIN_MACS`)
-        assert_eq!(op(100, 784, 10).forward_split(), cpu::Split::Serial);
+        assert_eq!(op(100, 784, 10).forward_split(), Split::Serial);
     }
 
     #[test]
@@ -358,25 +337,25 @@ mod tests {
         assert_eq!(m.forward(x.clone()).shape().0, 0);
         assert_eq!(m.forward(x.leaky_trace()).shape().0, 0);
         // (dfdx's `sum` divides by zero on an empty tensor: call the kernel directly)
-        let op = cpu::DenseOp {
+        let op = crate::nn::kernels::dense::DenseOp {
             batch: 0,
             inp: 6,
             out: 4,
         };
         let (mut gw, mut gb) = (vec![1.0; 24], vec![1.0; 4]);
-        let grads = cpu::Grads {
+        let grads = crate::nn::kernels::dense::Grads {
             gx: &mut [],
             gw: &mut gw,
             gb: &mut gb,
         };
-        cpu::backward(op, &[], &m.weight.as_vec(), &[], grads, 2);
+        crate::nn::kernels::dense::backward(op, &[], &m.weight.as_vec(), &[], grads, 2);
         assert_eq!((gw, gb), (vec![1.0; 24], vec![1.0; 4]));
     }
 
     /// Any cut of the products into pieces gives the same values (to rounding).
     #[test]
     fn kernel_pieces_agree_with_the_naive_product() {
-        use cpu::{backward, forward, DenseOp, Grads, Split};
+        use crate::nn::kernels::dense::{backward, forward, DenseOp, Grads, Split};
         let (batch, inp, out) = (7, 9, 5);
         let op = DenseOp { batch, inp, out };
         let (x, w, b) = (
@@ -424,12 +403,12 @@ mod tests {
     fn gradients_are_identical_for_any_thread_count() {
         let dev: Cpu = Cpu::seed_from_u64(1);
         let m = dev.build_module::<builder::Dense<500, 64>, f32>();
-        let op = cpu::DenseOp {
+        let op = crate::nn::kernels::dense::DenseOp {
             batch: 37,
             inp: 500,
             out: 64,
         };
-        assert_ne!(op.forward_split(), cpu::Split::Serial);
+        assert_ne!(op.forward_split(), Split::Serial);
         assert_ne!(op.backward_pieces(), 1);
         let x: Tensor<(usize, Const<500>), f32, Cpu> = dev.tensor_from_vec(
             test_values(37 * 500, 6).iter().map(|&v| v as f32).collect(),
@@ -651,7 +630,7 @@ mod tests {
     #[test]
     #[ignore]
     fn bench() {
-        use super::composed::try_dense_composed;
+        use crate::nn::kernels::dense::try_dense_composed;
         fn layer<const I: usize, const O: usize>(batch: usize, reps: usize) {
             let dev: Cpu = Cpu::seed_from_u64(0);
             let m = dev.build_module::<builder::Dense<I, O>, f32>();
@@ -696,7 +675,7 @@ mod tests {
             );
         }
         fn kernel(batch: usize, inp: usize, out: usize, reps: usize) {
-            use cpu::{backward, forward, DenseOp, Grads, Split};
+            use crate::nn::kernels::dense::{backward, forward, DenseOp, Grads, Split};
             let op = DenseOp { batch, inp, out };
             let f = |n: usize, seed| -> Vec<f32> {
                 test_values(n, seed).iter().map(|&v| v as f32).collect()

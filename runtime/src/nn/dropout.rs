@@ -22,17 +22,10 @@
 //! Run the tests: `cargo test -p netdsl-runtime --lib nn::dropout`.
 
 use dfdx::prelude::{
-    Cpu, CpuError, Device, Dtype, HasShape, Module, ModuleMut, NoneTape, OwnedTape, PutTape,
-    ReshapeTo, Shape, SplitTape, Tape, Tensor, TensorFromVec, ZeroSizedModule,
+    Device, Dtype, Module, ModuleMut, NoneTape, OwnedTape, Shape, Tensor, ZeroSizedModule,
 };
-use dfdx::tensor::RandomU64;
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha12Rng;
-use rayon::prelude::*;
 
 use super::l2::{one_regularizer, Penalty, Regularizer, Regularizers};
-use super::recycle::Recycled;
-use super::simd::{self, Isa};
 use super::L2Penalty;
 
 /// Builder for [`Dropout`]: the layer has no parameters, so it is its own builder.
@@ -117,102 +110,6 @@ pub trait DropoutKernel<E: Dtype>: Device<E> {
     ) -> Result<Taped<S, E, Self>, Self::Err>;
 }
 
-/// Elements per parallel chunk of the mask (each chunk seeks its own ChaCha position).
-const CHUNK: usize = 1 << 14;
-
-/// Random draws taken from the stream at once (2 KB on the stack): the mask
-/// loop then runs over plain slices and vectorises.
-const DRAWS: usize = 256;
-
-/// The `u64` below which a uniform draw means "true" for `Bernoulli::new(p)`
-/// with `p < 1`, computed as `rand` 0.8 does (`bernoulli.rs`: `p_int = (p *
-/// 2^64) as u64`, `sample = rng.gen::<u64>() < p_int`), so the mask is dfdx's
-/// (`try_dropout` samples `Bernoulli::new(prob)` per element).
-fn bernoulli_threshold(p: f64) -> u64 {
-    const SCALE: f64 = 2.0 * (1u64 << 63) as f64;
-    (p * SCALE) as u64
-}
-
-macro_rules! cpu_dropout {
-    ($($E:ty),+) => {$(
-        impl DropoutKernel<$E> for Cpu {
-            fn try_dropout_train<S: Shape>(
-                x: Taped<S, $E, Cpu>,
-                prob: f64,
-            ) -> Result<Taped<S, $E, Cpu>, CpuError> {
-                // The seed first, as dfdx's `try_dropout` draws it.
-                let seed = x.device().random_u64();
-                let (x, mut tape) = x.try_contiguous()?.split_tape();
-                let mut y = vec![0.0; x.shape().num_elements()];
-                x.copy_into(&mut y);
-                let threshold = bernoulli_threshold(prob);
-                let keep = (1.0 - prob) as $E;
-                // kept for the backward pass; the loop below writes every element
-                let mut dropped = Recycled::<bool>::stale(y.len());
-                let isa = Isa::detect();
-                y.par_chunks_mut(CHUNK)
-                    .zip(dropped.par_chunks_mut(CHUNK))
-                    .enumerate()
-                    .for_each(|(j, (ys, ds))| {
-                        let mut rng = ChaCha12Rng::seed_from_u64(seed);
-                        // Element i takes the i-th u64 of the stream: u32 words 2i, 2i + 1.
-                        rng.set_word_pos(2 * (j * CHUNK) as u128);
-                        let mut draws = [0u64; DRAWS];
-                        for (ys, ds) in ys.chunks_mut(DRAWS).zip(ds.chunks_mut(DRAWS)) {
-                            let draws = &mut draws[..ys.len()];
-                            rng.fill(draws); // the same u64s, in order, as `next_u64` would give
-                            // Branch-free (the mask is random: a branch mispredicts) and vectorised.
-                            simd::run!(isa, |_isa| {
-                                for ((y, d), &u) in ys.iter_mut().zip(ds.iter_mut()).zip(draws.iter()) {
-                                    let drop = u < threshold; // Bernoulli(prob)
-                                    let kept = *y / keep;
-                                    *d = drop;
-                                    *y = if drop { 0.0 } else { kept };
-                                }
-                            })
-                        }
-                    });
-                let y = x.device().try_tensor_from_vec(y, *x.shape())?;
-                let (x_ghost, y_ghost) = (x.ghost(), y.ghost());
-                tape.add_backward_op(move |grads| {
-                    let gy = std::mem::take::<Vec<$E>>(grads.get_or_alloc_mut(&y_ghost)?);
-                    let gx: &mut Vec<$E> = grads.get_or_alloc_mut(&x_ghost)?;
-                    let scale = (1.0 - prob).recip() as $E;
-                    let isa = Isa::detect();
-                    gx.par_chunks_mut(CHUNK)
-                        .zip(gy.par_chunks(CHUNK))
-                        .zip(dropped.par_chunks(CHUNK))
-                        .for_each(|((gx, gy), ds)| simd::run!(isa, |_isa| {
-                            for ((gx, &gy), &d) in gx.iter_mut().zip(gy).zip(ds) {
-                                // 0 or `scale` without a branch (which LLVM kept for a select)
-                                let factor = scale * <$E>::from(u8::from(!d));
-                                *gx += factor * gy;
-                            }
-                        }));
-                    **grads.get_or_alloc_mut(&y_ghost)? = gy;
-                    Ok(())
-                });
-                Ok(y.put_tape(tape))
-            }
-        }
-    )+};
-}
-
-cpu_dropout!(f32, f64);
-
-#[cfg(feature = "cuda")]
-impl<E: Dtype> DropoutKernel<E> for dfdx::tensor::Cuda
-where
-    dfdx::tensor::Cuda: Device<E>,
-{
-    fn try_dropout_train<S: Shape>(
-        x: Taped<S, E, Self>,
-        prob: f64,
-    ) -> Result<Taped<S, E, Self>, Self::Err> {
-        x.try_dropout(prob)
-    }
-}
-
 impl<const RATE: u32, E: Dtype, D: Device<E>> L2Penalty<E, D> for Dropout<RATE> {
     fn try_l2_penalty(&self) -> Result<Option<Penalty<E, D>>, D::Err> {
         Ok(None)
@@ -272,7 +169,7 @@ mod tests {
     /// The same on the portable path (`simd::portable`, as on a CPU without AVX2).
     #[test]
     fn portable_path_is_dfdx_dropout_too() {
-        crate::nn::simd::portable(matches_dfdx);
+        crate::nn::kernels::simd::portable(matches_dfdx);
     }
 
     fn matches_dfdx() {

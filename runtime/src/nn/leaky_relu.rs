@@ -15,14 +15,10 @@
 //! Run the tests: `cargo test -p netdsl-runtime --lib nn::leaky_relu`.
 
 use dfdx::prelude::{
-    Cpu, CpuError, Device, Dtype, HasShape, Module, NonMutableModule, PutTape, Shape, SplitTape,
-    Tape, Tensor, TensorFromVec, ZeroSizedModule,
+    Device, Dtype, Module, NonMutableModule, Shape, Tape, Tensor, ZeroSizedModule,
 };
-use dfdx::tensor_ops::TryPReLU;
 
-use super::gemm::{read, GemmFloat};
 use super::l2::weightless;
-use super::simd::{self, Isa};
 
 /// Builder for [`LeakyReLU`]: the layer has no parameters, so it is its own builder.
 pub mod builder {
@@ -73,81 +69,12 @@ pub trait LeakyReLUKernel<E: Dtype>: Device<E> {
     ) -> Result<Tensor<S, E, Self, T>, Self::Err>;
 }
 
-/// The composed path (dfdx ops), used on `Cuda` and tested on `Cpu`.
-#[cfg_attr(not(feature = "cuda"), allow(dead_code))]
-fn try_leaky_relu_composed<S: Shape, E: Dtype, D: Device<E>, T: Tape<E, D>>(
-    x: Tensor<S, E, D, T>,
-    alpha: f32,
-) -> Result<Tensor<S, E, D, T>, D::Err> {
-    x.try_prelu(E::from_f32(alpha).unwrap_or_default())
-}
-
-fn try_leaky_relu_cpu<S: Shape, E: GemmFloat, T: Tape<E, Cpu>>(
-    x: Tensor<S, E, Cpu, T>,
-    alpha: f32,
-) -> Result<Tensor<S, E, Cpu, T>, CpuError> {
-    let (x, mut tape) = x.split_tape();
-    let xs = read(&x); // kept for the backward pass
-    let a = E::from_f32(alpha).unwrap_or_default();
-    let zero = E::default();
-    let mut y = vec![zero; xs.len()];
-    let isa = Isa::detect();
-    simd::run!(isa, |_isa| {
-        for (y, &x) in y.iter_mut().zip(xs.iter()) {
-            *y = if x > zero { x } else { a * x };
-        }
-    });
-    let y = x.device().try_tensor_from_vec(y, *x.shape())?;
-    let (x_ghost, y_ghost) = (x.ghost(), y.ghost());
-    tape.add_backward_op(move |grads| {
-        let gy = std::mem::take::<Vec<E>>(grads.get_or_alloc_mut(&y_ghost)?);
-        let gx: &mut Vec<E> = grads.get_or_alloc_mut(&x_ghost)?;
-        let isa = Isa::detect();
-        simd::run!(isa, |_isa| {
-            for ((gx, &gy), &x) in gx.iter_mut().zip(gy.iter()).zip(xs.iter()) {
-                let slope = if x > zero { E::ONE } else { a };
-                *gx += slope * gy;
-            }
-        });
-        **grads.get_or_alloc_mut(&y_ghost)? = gy;
-        Ok(())
-    });
-    Ok(y.put_tape(tape))
-}
-
-macro_rules! cpu_leaky_relu {
-    ($($E:ty),+) => {$(
-        impl LeakyReLUKernel<$E> for Cpu {
-            fn try_leaky_relu<S: Shape, T: Tape<$E, Self>>(
-                x: Tensor<S, $E, Self, T>,
-                alpha: f32,
-            ) -> Result<Tensor<S, $E, Self, T>, CpuError> {
-                try_leaky_relu_cpu(x, alpha)
-            }
-        }
-    )+};
-}
-
-cpu_leaky_relu!(f32, f64);
-
-#[cfg(feature = "cuda")]
-impl<E: Dtype> LeakyReLUKernel<E> for dfdx::tensor::Cuda
-where
-    dfdx::tensor::Cuda: Device<E>,
-{
-    fn try_leaky_relu<S: Shape, T: Tape<E, Self>>(
-        x: Tensor<S, E, Self, T>,
-        alpha: f32,
-    ) -> Result<Tensor<S, E, Self, T>, Self::Err> {
-        try_leaky_relu_composed(x, alpha)
-    }
-}
-
 weightless!([const ALPHA: u32,] LeakyReLU<ALPHA>);
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::nn::kernels::leaky_relu::try_leaky_relu_composed;
     use crate::nn::{f32_bits, L2Penalty};
     use crate::tests::{assert_close, assert_grad_close, finite_difference, test_values};
     use dfdx::prelude::*;

@@ -26,17 +26,11 @@
 //! Run the tests: `cargo test -p netdsl-runtime --lib nn::max_pool2d`.
 
 use dfdx::prelude::{
-    Axes4, Axis, Const, Cpu, CpuError, Device, Dim, Dtype, GatherTo, HasShape, MaxTo, Module,
-    NonMutableModule, PermuteTo, PutTape, ReshapeTo, SplitTape, Tape, Tensor, TensorFromVec,
-    ZeroSizedModule,
+    Const, Device, Dim, Dtype, Module, NonMutableModule, Tape, Tensor, ZeroSizedModule,
 };
-use rayon::prelude::*;
 
-use super::conv2d::{max_offset, pool_relu_plane};
-use super::gemm::GemmFloat;
+use super::kernels::pool::PoolOp;
 use super::l2::weightless;
-use super::recycle::Recycled;
-use super::simd::{self, Isa};
 
 /// Builder for [`MaxPool2D`]: the layer has no parameters, so it is its own builder.
 pub mod builder {
@@ -67,62 +61,6 @@ pub struct MaxPool2D<
     const W_OUT: usize,
 >;
 
-/// The sizes of one pooling, checked for consistency at build time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Pool2DOp {
-    kernel: usize,
-    stride: usize,
-    h_in: usize,
-    w_in: usize,
-    h_out: usize,
-    w_out: usize,
-}
-
-impl Pool2DOp {
-    /// The op of `MaxPool2D<_, K, S, HI, WI, HO, WO>`; fails to build (a
-    /// const-evaluation error) when the sizes disagree.
-    const fn new<
-        const K: usize,
-        const S: usize,
-        const HI: usize,
-        const WI: usize,
-        const HO: usize,
-        const WO: usize,
-    >() -> Self {
-        assert!(
-            K >= 1 && S >= 1,
-            "MaxPool2D: kernel and stride must be >= 1"
-        );
-        assert!(
-            HI >= K && WI >= K,
-            "MaxPool2D: kernel larger than the input"
-        );
-        assert!(
-            HO == (HI - K) / S + 1 && WO == (WI - K) / S + 1,
-            "MaxPool2D: H_OUT/W_OUT must be floor((in - KERNEL_SIZE) / STRIDE) + 1"
-        );
-        assert!(K * K <= 256, "MaxPool2D: kernel larger than 16x16");
-        Pool2DOp {
-            kernel: K,
-            stride: S,
-            h_in: HI,
-            w_in: WI,
-            h_out: HO,
-            w_out: WO,
-        }
-    }
-
-    /// Elements per input plane.
-    const fn plane_in(&self) -> usize {
-        self.h_in * self.w_in
-    }
-
-    /// Elements per output plane.
-    const fn plane_out(&self) -> usize {
-        self.h_out * self.w_out
-    }
-}
-
 impl<
         const C: usize,
         const K: usize,
@@ -134,7 +72,7 @@ impl<
     > MaxPool2D<C, K, S, HI, WI, HO, WO>
 {
     /// The checked sizes; evaluating it runs the `const` assertions.
-    const OP: Pool2DOp = Pool2DOp::new::<K, S, HI, WI, HO, WO>();
+    const OP: PoolOp = PoolOp::new::<K, S, HI, WI, HO, WO>().max_window();
 }
 
 impl<
@@ -215,287 +153,10 @@ pub trait MaxPool2DKernel<E: Dtype>: Device<E> {
     ) -> Result<Tensor<(B, Const<C>, Const<HO>, Const<WO>), E, Self, T>, Self::Err>;
 }
 
-macro_rules! cpu_kernel {
-    ($($dtype:ty),+) => {$(
-        impl MaxPool2DKernel<$dtype> for Cpu {
-            fn try_max_pool2d<
-                B: Dim,
-                T: Tape<$dtype, Self>,
-                const C: usize,
-                const K: usize,
-                const S: usize,
-                const HI: usize,
-                const WI: usize,
-                const HO: usize,
-                const WO: usize,
-            >(
-                x: Tensor<(B, Const<C>, Const<HI>, Const<WI>), $dtype, Self, T>,
-            ) -> Result<Tensor<(B, Const<C>, Const<HO>, Const<WO>), $dtype, Self, T>, CpuError> {
-                try_max_pool2d_cpu::<$dtype, B, T, C, K, S, HI, WI, HO, WO>(x)
-            }
-        }
-    )+};
-}
-
-cpu_kernel!(f32, f64);
-
-#[cfg(feature = "cuda")]
-macro_rules! cuda_kernel {
-    ($($dtype:ty),+) => {$(
-        impl MaxPool2DKernel<$dtype> for dfdx::tensor::Cuda {
-            fn try_max_pool2d<
-                B: Dim,
-                T: Tape<$dtype, Self>,
-                const C: usize,
-                const K: usize,
-                const S: usize,
-                const HI: usize,
-                const WI: usize,
-                const HO: usize,
-                const WO: usize,
-            >(
-                x: Tensor<(B, Const<C>, Const<HI>, Const<WI>), $dtype, Self, T>,
-            ) -> Result<
-                Tensor<(B, Const<C>, Const<HO>, Const<WO>), $dtype, Self, T>,
-                dfdx::tensor::CudaError,
-            > {
-                try_max_pool2d_composed::<B, $dtype, Self, T, C, K, S, HI, WI, HO, WO>(x)
-            }
-        }
-    )+};
-}
-
-#[cfg(feature = "cuda")]
-cuda_kernel!(f32, f64);
-
-/// The CPU path: copy the (contiguous) input out, pool every plane in
-/// parallel, and record a backward op that routes gradients to the argmaxes.
-#[allow(clippy::type_complexity)]
-fn try_max_pool2d_cpu<
-    E: GemmFloat,
-    B: Dim,
-    T: Tape<E, Cpu>,
-    const C: usize,
-    const K: usize,
-    const S: usize,
-    const HI: usize,
-    const WI: usize,
-    const HO: usize,
-    const WO: usize,
->(
-    x: Tensor<(B, Const<C>, Const<HI>, Const<WI>), E, Cpu, T>,
-) -> Result<Tensor<(B, Const<C>, Const<HO>, Const<WO>), E, Cpu, T>, CpuError> {
-    let op = const { Pool2DOp::new::<K, S, HI, WI, HO, WO>() };
-    let x = x.try_contiguous()?; // a no-op unless x is a strided view
-    let (x, mut tape) = x.split_tape();
-    let batch = x.shape().0;
-    let planes = batch.size() * C;
-
-    let mut out = vec![E::default(); planes * op.plane_out()]; // [B·C, HO, WO]
-    let mut argmax = if T::OWNS_TAPE {
-        Recycled::filled(out.len(), 0u8) // [B·C, HO, WO]: the max's offset kh·K + kw in its window
-    } else {
-        Recycled::empty()
-    };
-    // dfdx has no public `&[E]` view of a tensor: copy the buffer out, into
-    // the thread's reused input buffer (fresh pages cost more than the copy).
-    E::with_input(planes * op.plane_in(), |inp| {
-        x.copy_into(inp); // [B·C, HI, WI]
-        forward_planes::<E, K, S, HI, WI, HO, WO>(inp, &mut out, &mut argmax);
-    });
-
-    let out = x
-        .device()
-        .try_tensor_from_vec(out, (batch, Const, Const, Const))?;
-    if T::OWNS_TAPE {
-        let x_ghost = x.ghost();
-        let out_ghost = out.ghost();
-        tape.add_backward_op(move |grads| {
-            // Grad-out and grad-in cannot be borrowed together: move grad-out's
-            // buffer out of its slot for the duration, then put it back.
-            let grad_out = std::mem::take::<Vec<E>>(grads.get_or_alloc_mut(&out_ghost)?);
-            let grad_in: &mut Vec<E> = grads.get_or_alloc_mut(&x_ghost)?;
-            backward_planes::<E, K, S, HI, WI, HO, WO>(grad_in, &grad_out, &argmax);
-            let slot: &mut Vec<E> = grads.get_or_alloc_mut(&out_ghost)?;
-            *slot = grad_out;
-            Ok(())
-        });
-    }
-    Ok(out.put_tape(tape))
-}
-
-/// Planes per rayon task: about 16k input elements each, so that small
-/// planes (13×13 after a first pool) do not drown in scheduling.
-fn planes_per_task(plane_in: usize) -> usize {
-    (16 * 1024 / plane_in.max(1)).max(1)
-}
-
-/// Max-pools `inp` (`[planes, HI, WI]`) into `out` (`[planes, HO, WO]`); when
-/// `argmax` is not empty, also stores each maximum's offset `kh·K + kw` in its
-/// window. A later element replaces the running maximum only when strictly
-/// greater, so ties go to the first maximum in scan order.
-fn forward_planes<
-    E: GemmFloat,
-    const K: usize,
-    const S: usize,
-    const HI: usize,
-    const WI: usize,
-    const HO: usize,
-    const WO: usize,
->(
-    inp: &[E],
-    out: &mut [E],
-    argmax: &mut [u8],
-) {
-    // The convolutions' fused pooling without the ReLU: one rule for both.
-    let pool_plane = |x: &[E], y: &mut [E], arg: Option<&mut [u8]>| {
-        pool_relu_plane::<E, K, S>(false, WI, WO, x, y, arg)
-    };
-    let min_len = planes_per_task(HI * WI);
-    let inp = inp.par_chunks(HI * WI);
-    let out = out.par_chunks_mut(HO * WO);
-    let isa = Isa::detect();
-    if argmax.is_empty() {
-        inp.zip(out)
-            .with_min_len(min_len)
-            .for_each(|(x, y)| simd::run!(isa, |_isa| pool_plane(x, y, None)));
-    } else {
-        inp.zip(out)
-            .zip(argmax.par_chunks_mut(HO * WO))
-            .with_min_len(min_len)
-            .for_each(|((x, y), arg)| simd::run!(isa, |_isa| pool_plane(x, y, Some(arg))));
-    }
-}
-
-/// Adds each output gradient to the input element that was its window's
-/// maximum (overlapping windows accumulate), plane by plane in parallel.
-fn backward_planes<
-    E: GemmFloat,
-    const K: usize,
-    const S: usize,
-    const HI: usize,
-    const WI: usize,
-    const HO: usize,
-    const WO: usize,
->(
-    grad_in: &mut [E],
-    grad_out: &[E],
-    argmax: &[u8],
-) {
-    let isa = Isa::detect();
-    grad_in
-        .par_chunks_mut(HI * WI)
-        .zip(grad_out.par_chunks(HO * WO))
-        .zip(argmax.par_chunks(HO * WO))
-        .with_min_len(planes_per_task(HI * WI))
-        .for_each(|((gi, go), arg)| {
-            simd::run!(isa, |_isa| {
-                for (o, (&g, &a)) in go.iter().zip(arg).enumerate() {
-                    if let Some(at) = max_offset::<K, S>(o, a, WI, WO) {
-                        gi[at] += g;
-                    }
-                }
-            })
-        });
-}
-
-/// Max pooling composed of public dfdx ops, for any device (`Cuda` uses it).
-///
-/// `gather` collects every window, `max` reduces it; dfdx records the backward
-/// pass. With ties, `max`'s backward gives the full gradient to every tied
-/// element (the CPU kernel gives it to the first only).
-#[allow(clippy::type_complexity)]
-#[cfg_attr(not(feature = "cuda"), allow(dead_code))] // Cpu uses it in tests only
-pub fn try_max_pool2d_composed<
-    B: Dim,
-    E: Dtype,
-    D: Device<E>,
-    T: Tape<E, D>,
-    const C: usize,
-    const K: usize,
-    const S: usize,
-    const HI: usize,
-    const WI: usize,
-    const HO: usize,
-    const WO: usize,
->(
-    x: Tensor<(B, Const<C>, Const<HI>, Const<WI>), E, D, T>,
-) -> Result<Tensor<(B, Const<C>, Const<HO>, Const<WO>), E, D, T>, D::Err> {
-    let _checked = const { Pool2DOp::new::<K, S, HI, WI, HO, WO>() };
-    let batch = x.shape().0;
-    let w = try_windows::<B, E, D, T, C, K, S, HI, WI, HO, WO>(x)?; // [HO·WO, K·K, B·C]
-    let y = w.try_max::<(usize, usize), Axis<1>>()?; // [HO·WO, B·C]
-    try_unwindow::<B, E, D, T, C, HO, WO>(y, batch)
-}
-
-/// Every pooling window of `x` as a column, from public dfdx ops (for the
-/// composed poolings: max here, average in `avg_pool2d.rs`): `gather` of
-/// each window's pixels, the window axis in the middle. No bounds are
-/// checked here; the caller's `Pool2DOp` or assertion does that.
-///
-/// # Shapes
-/// `x: [B, C, HI, WI]` -> `[HO·WO, K·K, B·C]`
-#[allow(clippy::type_complexity)]
-pub(super) fn try_windows<
-    B: Dim,
-    E: Dtype,
-    D: Device<E>,
-    T: Tape<E, D>,
-    const C: usize,
-    const K: usize,
-    const S: usize,
-    const HI: usize,
-    const WI: usize,
-    const HO: usize,
-    const WO: usize,
->(
-    x: Tensor<(B, Const<C>, Const<HI>, Const<WI>), E, D, T>,
-) -> Result<Tensor<(usize, usize, usize), E, D, T>, D::Err> {
-    let planes = x.shape().0.size() * C;
-    // For each output pixel (oh, ow) and window offset (kh, kw): the input pixel's index.
-    let mut windows = Vec::with_capacity(HO * WO * K * K);
-    for oh in 0..HO {
-        for ow in 0..WO {
-            for kh in 0..K {
-                for kw in 0..K {
-                    windows.push((oh * S + kh) * WI + ow * S + kw);
-                }
-            }
-        }
-    }
-    let windows = x
-        .device()
-        .try_tensor_from_vec(windows, (HO * WO * K * K,))?;
-    let x = x.try_permute::<(Const<HI>, Const<WI>, B, Const<C>), Axes4<2, 3, 0, 1>>()?; // [HI, WI, B, C]
-    let x = x.try_reshape_like(&(HI * WI, planes))?; // [HI·WI, B·C]
-    let w = x.try_gather(windows)?; // [HO·WO·K·K, B·C]
-    w.try_reshape_like(&(HO * WO, K * K, planes)) // [HO·WO, K·K, B·C]
-}
-
-/// The inverse layout of [`try_windows`]' outer axes: one value per window.
-///
-/// # Shapes
-/// `y: [HO·WO, B·C]` -> `[B, C, HO, WO]`
-#[allow(clippy::type_complexity)]
-pub(super) fn try_unwindow<
-    B: Dim,
-    E: Dtype,
-    D: Device<E>,
-    T: Tape<E, D>,
-    const C: usize,
-    const HO: usize,
-    const WO: usize,
->(
-    y: Tensor<(usize, usize), E, D, T>,
-    batch: B,
-) -> Result<Tensor<(B, Const<C>, Const<HO>, Const<WO>), E, D, T>, D::Err> {
-    let y = y.try_reshape_like(&(Const::<HO>, Const::<WO>, batch, Const::<C>))?; // [HO, WO, B, C]
-    y.try_permute::<(B, Const<C>, Const<HO>, Const<WO>), Axes4<2, 3, 0, 1>>() // [B, C, HO, WO]
-}
-
 #[cfg(test)]
 mod tests {
-    use super::{builder, try_max_pool2d_composed};
+    use super::builder;
+    use crate::nn::kernels::pool::try_max_pool2d_composed;
     use crate::tests::{assert_close, finite_difference, max_rel_error, test_values};
     use dfdx::prelude::*;
 
@@ -657,7 +318,7 @@ mod tests {
             let g = (y * r.clone()).sum::<Rank0, _>().backward();
             (y_vals, g.get(&x).as_vec())
         };
-        assert_eq!(run(), crate::nn::simd::portable(run));
+        assert_eq!(run(), crate::nn::kernels::simd::portable(run));
     }
 
     #[test]

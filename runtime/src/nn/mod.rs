@@ -8,9 +8,10 @@
 //! description that `dev.build_module::<B, E>()` turns into a *module*
 //! (`modules::Conv2D<.., E, D>`) holding tensors on device `D`.
 //!
-//! Each layer file owns one `pub mod builder { .. }` and its module type.
-//! The `// OWNER` markers say which file defines what; uncomment a line when
-//! its file defines the item.
+//! Each layer file (`conv2d.rs`, `max_pool2d.rs`, ...) owns one
+//! `pub mod builder { .. }`, its module type, its shapes, its `Module` impls
+//! and the trait a device implements to run it; the devices' code is in
+//! `kernels/` (see there for the layout).
 
 /// The body of `TensorCollection::iter_tensors` for a layer with a
 /// `weight` (reset by `$init`), a `bias` and an `l2` factor (Conv2D,
@@ -55,16 +56,11 @@ mod conv_bn_block;
 mod dense;
 mod dropout;
 mod flatten;
-mod gemm;
 mod global_avg_pool;
+pub(crate) mod kernels;
 mod l2;
 mod leaky_relu;
 mod max_pool2d;
-mod recycle;
-/// Run-time choice of AVX2 + FMA for loops outside `nn` too (`optim.rs`'s
-/// Adam update, `data`'s batch copies), which a build without flags
-/// compiles for SSE2 only.
-pub(crate) mod simd;
 
 #[cfg(all(test, feature = "cuda"))]
 mod cuda_tests;

@@ -11,15 +11,15 @@
 //! itself runs single-threaded (`Parallelism::None`) and the batch supplies the
 //! parallelism.
 //!
-//! Run the tests: `cargo test -p netdsl-runtime --lib nn::gemm`.
+//! Run the tests: `cargo test -p netdsl-runtime --lib nn::kernels::gemm`.
 
 use std::cell::RefCell;
 
 use dfdx::prelude::{Cpu, HasShape, Shape, Tensor};
 use dfdx::shapes::Dtype;
 
-use crate::nn::recycle::{aligned, Recyclable, Recycled};
-use crate::nn::simd::Isa;
+use crate::nn::kernels::recycle::{aligned, Recyclable, Recycled};
+use crate::nn::kernels::simd::Isa;
 
 /// The element types `gemm` has kernels for (and the convolution uses): `f32`, `f64`.
 pub trait GemmFloat: Dtype + Recyclable + sealed::Sealed {
@@ -37,7 +37,7 @@ pub trait GemmFloat: Dtype + Recyclable + sealed::Sealed {
     fn with_input<R>(len: usize, f: impl FnOnce(&mut [Self]) -> R) -> R;
 
     /// `dst[c·dst_rs + r] = src[r·src_rs + c]` (or `+=` when `add`) for one
-    /// 8x8 block, `r, c < 8` (see `conv2d/transpose.rs`), with the
+    /// 8x8 block, `r, c < 8` (see `kernels/transpose.rs`), with the
     /// instructions `isa` allows (the same values either way).
     ///
     /// # Panics
@@ -212,11 +212,11 @@ mod avx {
         _mm256_storeu_ps, _mm256_unpackhi_ps, _mm256_unpacklo_ps,
     };
 
-    use crate::nn::simd::Avx2Fma;
+    use crate::nn::kernels::simd::Avx2Fma;
 
     /// See [`super::GemmFloat::transpose_block`]; `proof` that the CPU has AVX.
     #[inline(always)]
-    pub(super) fn transpose_block(
+    pub(crate) fn transpose_block(
         _proof: Avx2Fma,
         src: &[f32],
         src_rs: usize,
@@ -424,6 +424,14 @@ pub fn matmul<E: GemmFloat>(
             false,
             gemm::Parallelism::None,
         )
+    }
+}
+
+/// `dst += src`, element by element.
+#[inline(always)]
+pub(crate) fn add_assign<E: GemmFloat>(dst: &mut [E], src: &[E]) {
+    for (d, &s) in dst.iter_mut().zip(src) {
+        *d += s;
     }
 }
 

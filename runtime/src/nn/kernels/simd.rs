@@ -3,7 +3,7 @@
 //! build flags.
 //!
 //! The matrix products (`gemm`) and the first layer's AVX-512 forward
-//! (`conv2d/direct.rs`) detect the CPU themselves. The rest — Winograd
+//! (`kernels/conv2d/direct.rs`) detect the CPU themselves. The rest — Winograd
 //! transforms, pooling, transposes, the first layer's backward, dropout's
 //! masks — is plain Rust that the compiler vectorises, and a build for
 //! baseline x86-64 allows only SSE2 there. So each kernel's loops run inside
@@ -42,7 +42,7 @@
 //! Tests force the portable copy with [`portable`] and compare it with the
 //! fast one. Run them: `cargo test -p netdsl-runtime --lib nn::`.
 
-use crate::nn::gemm::GemmFloat;
+use crate::nn::kernels::gemm::GemmFloat;
 
 /// The instructions a kernel may use, detected at run time ([`Isa::detect`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -153,28 +153,28 @@ macro_rules! kernel {
     ) => {
         $(#[$attr])*
         #[allow(clippy::too_many_arguments)]
-        $vis fn $name<$($g: $bound),+>($isa: $crate::nn::simd::Isa, $($arg: $ty),*) $(-> $ret)? {
+        $vis fn $name<$($g: $bound),+>($isa: $crate::nn::kernels::simd::Isa, $($arg: $ty),*) $(-> $ret)? {
             #[cfg(target_arch = "x86_64")]
             #[target_feature(enable = "avx2,fma")]
             #[inline(never)]
             #[allow(clippy::too_many_arguments)]
             fn avx2_fma<$($g: $bound),+>(
-                proof: $crate::nn::simd::Avx2Fma,
+                proof: $crate::nn::kernels::simd::Avx2Fma,
                 $($arg: $ty),*
             ) $(-> $ret)? {
                 #[allow(unused_variables)]
-                let $isa = $crate::nn::simd::Isa::Avx2Fma(proof);
+                let $isa = $crate::nn::kernels::simd::Isa::Avx2Fma(proof);
                 $body
             }
             #[allow(clippy::too_many_arguments)]
             fn portable<$($g: $bound),+>($($arg: $ty),*) $(-> $ret)? {
                 #[allow(unused_variables)]
-                let $isa = $crate::nn::simd::Isa::Portable;
+                let $isa = $crate::nn::kernels::simd::Isa::Portable;
                 $body
             }
             match $isa {
                 #[cfg(target_arch = "x86_64")]
-                $crate::nn::simd::Isa::Avx2Fma(proof) => {
+                $crate::nn::kernels::simd::Isa::Avx2Fma(proof) => {
                     // SAFETY: `avx2_fma` needs nothing but the AVX2 and FMA
                     // instructions, and `proof` exists only because
                     // `Isa::detect` found both on this CPU.

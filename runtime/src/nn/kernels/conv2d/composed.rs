@@ -19,7 +19,7 @@ use dfdx::prelude::{
 };
 use dfdx::shapes::Dtype;
 
-use super::{Conv2DOp, Images};
+use crate::nn::conv2d::{Conv2DOp, Images};
 
 /// `y = conv(x, weight) + bias` from dfdx ops (see the module docs).
 ///
@@ -123,12 +123,12 @@ pub fn try_conv2d_fused_composed<
     const PWO: usize,
 >(
     op: Conv2DOp,
-    fusion: super::Fusion,
+    fusion: crate::nn::conv2d::Fusion,
     x: Images<B, I, H, W, E, D, T>,
     weight: &Tensor<Rank4<O, I, KH, KW>, E, D>,
     bias: &Tensor<Rank1<O>, E, D>,
 ) -> Result<Images<B, O, PHO, PWO, E, D, T>, D::Err> {
     let y: Images<B, O, HO, WO, E, D, T> = try_conv2d_composed(op, x, weight, bias)?;
     let y = if fusion.relu { y.try_relu()? } else { y };
-    crate::nn::max_pool2d::try_max_pool2d_composed::<B, E, D, T, O, PK, PS, HO, WO, PHO, PWO>(y)
+    crate::nn::kernels::pool::try_max_pool2d_composed::<B, E, D, T, O, PK, PS, HO, WO, PHO, PWO>(y)
 }

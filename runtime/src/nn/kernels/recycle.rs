@@ -24,7 +24,7 @@
 //! 64-byte aligned. (The thread-local scratch buffers of `gemm.rs` are
 //! aligned the same way.)
 //!
-//! Run the tests: `cargo test -p netdsl-runtime --lib nn::recycle`.
+//! Run the tests: `cargo test -p netdsl-runtime --lib nn::kernels::recycle`.
 
 use std::ops::{Deref, DerefMut};
 use std::sync::{Mutex, MutexGuard, PoisonError};

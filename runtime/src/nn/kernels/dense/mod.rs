@@ -25,15 +25,38 @@
 //! threads (one `gemm` call: ~415 µs), backward ~410-430 µs (on one
 //! thread: ~770 µs).
 
+#[cfg_attr(not(feature = "cuda"), allow(dead_code))] // the Cpu tests use it
+mod composed;
+
+#[cfg_attr(not(feature = "cuda"), allow(unused_imports))] // the Cpu tests use it
+pub(crate) use composed::try_dense_composed;
 use dfdx::prelude::{
     Const, Cpu, CpuError, Dim, HasShape, PutTape, Rank1, Rank2, ReshapeTo, SplitTape, Tape, Tensor,
     TensorFromVec,
 };
 use rayon::prelude::*;
 
-use super::Features;
-use crate::nn::gemm::{forward_on, matmul, read, GemmFloat, Mat};
-use crate::nn::recycle::Recycled;
+use crate::nn::dense::{DenseKernel, Features};
+use crate::nn::kernels::gemm::{forward_on, matmul, read, GemmFloat, Mat};
+use crate::nn::kernels::recycle::Recycled;
+
+macro_rules! device_dense {
+    ($device:ty, $path:path, $($E:ty),+) => {$(
+        impl DenseKernel<$E> for $device {
+            fn try_dense<B: Dim, T: Tape<$E, Self>, const I: usize, const O: usize>(
+                x: Features<B, I, $E, Self, T>,
+                weight: &Tensor<Rank2<O, I>, $E, Self>,
+                bias: &Tensor<Rank1<O>, $E, Self>,
+            ) -> Result<Features<B, O, $E, Self, T>, Self::Err> {
+                $path(x, weight, bias)
+            }
+        }
+    )+};
+}
+
+device_dense!(dfdx::tensor::Cpu, try_dense, f32, f64);
+#[cfg(feature = "cuda")]
+device_dense!(dfdx::tensor::Cuda, try_dense_composed, f32, f64);
 
 /// Products with fewer multiply-adds than this run on the calling thread.
 ///
@@ -42,7 +65,7 @@ use crate::nn::recycle::Recycled;
 /// than not splitting it (`epoch_bench`'s DNN2 alone, 500 steps, medians of
 /// 8 interleaved runs: 0.170 s with a 2^19 threshold, 0.104 s with 2^20),
 /// although the product alone ran ~1.5x faster split in a tight loop.
-pub(super) const PAR_MIN_MACS: usize = 1 << 20;
+pub(crate) const PAR_MIN_MACS: usize = 1 << 20;
 
 /// The sizes of one dense call: `batch` rows, `inp` features in, `out` features out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,8 +122,8 @@ pub(crate) enum Split {
     Outputs(usize),
 }
 
-/// The Cpu implementation of [`super::DenseKernel::try_dense`].
-pub(super) fn try_dense<E: GemmFloat, B: Dim, T: Tape<E, Cpu>, const I: usize, const O: usize>(
+/// The Cpu implementation of [`DenseKernel::try_dense`](crate::nn::dense::DenseKernel::try_dense).
+pub(crate) fn try_dense<E: GemmFloat, B: Dim, T: Tape<E, Cpu>, const I: usize, const O: usize>(
     x: Features<B, I, E, Cpu, T>,
     weight: &Tensor<Rank2<O, I>, E, Cpu>,
     bias: &Tensor<Rank1<O>, E, Cpu>,

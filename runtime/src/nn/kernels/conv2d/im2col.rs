@@ -1,6 +1,6 @@
-//! The fast CPU convolution: im2col + `gemm`, rayon over the batch.
+//! The general Cpu convolution: im2col + `gemm`, rayon over the batch.
 //! (3x3 stride-1 convolutions with 8+ input channels go to `winograd.rs`,
-//! a 1-channel first layer with 2x2 pools to `direct.rs`.)
+//! a 1-channel first layer with 2x2 pools to `direct.rs`; `mod.rs` picks.)
 //!
 //! For a group of `G` images (NCHW, `P = HO·WO` output positions, `IKK = I·KH·KW`),
 //! their patch columns side by side:
@@ -22,19 +22,14 @@
 //! reaches ~95-100 per core on these shapes. The 1-channel first convs reach
 //! only ~35-45 per core (K = 9 is a thin product) but are ~8% of the FLOPs.
 
-use dfdx::prelude::{
-    Const, Cpu, CpuError, Dim, HasShape, PutTape, Rank1, Rank4, ReshapeTo, SplitTape, Tape, Tensor,
-    TensorFromVec,
-};
+use super::plane_moments;
+use crate::nn::conv2d::{Conv2DOp, Fusion};
+use crate::nn::kernels::gemm::{add_assign, matmul, GemmFloat, Mat};
+use crate::nn::kernels::pool::{pool_relu_plane, unpool_plane};
+use crate::nn::kernels::recycle::Recycled;
+use crate::nn::kernels::simd::{self, Isa};
+use crate::nn::kernels::tasks::{backward_tasks, chunks_or_none, images_per_task};
 use rayon::prelude::*;
-
-use super::{Conv2DOp, Fusion, Images};
-use crate::nn::gemm::{forward_on, matmul, read, GemmFloat, Mat};
-use crate::nn::recycle::Recycled;
-use crate::nn::simd::{self, Isa};
-
-/// The batch is split into at most this many rayon tasks.
-const MAX_TASKS: usize = 16;
 
 /// Images per matrix product inside a task, at most: their patch columns sit
 /// side by side (`cols: [IKK, G·P]`), so each gemm call sees a longer
@@ -47,391 +42,6 @@ const MIN_GEMM_COLS: usize = 512;
 /// Images per matrix product for `p` output positions (see [`MAX_GEMM_IMAGES`]).
 fn gemm_images(p: usize) -> usize {
     MIN_GEMM_COLS.div_ceil(p.max(1)).clamp(1, MAX_GEMM_IMAGES)
-}
-
-/// The Cpu implementation of [`super::Conv2DKernel::try_conv2d`].
-#[allow(clippy::type_complexity)]
-pub(super) fn try_conv2d<
-    E: GemmFloat,
-    B: Dim,
-    T: Tape<E, Cpu>,
-    const I: usize,
-    const O: usize,
-    const KH: usize,
-    const KW: usize,
-    const H: usize,
-    const W: usize,
-    const HO: usize,
-    const WO: usize,
-    const PK: usize,
-    const PS: usize,
-    const PHO: usize,
-    const PWO: usize,
->(
-    op: Conv2DOp,
-    fusion: Fusion,
-    x: Images<B, I, H, W, E, Cpu, T>,
-    weight: &Tensor<Rank4<O, I, KH, KW>, E, Cpu>,
-    bias: &Tensor<Rank1<O>, E, Cpu>,
-) -> Result<Images<B, O, PHO, PWO, E, Cpu, T>, CpuError> {
-    debug_assert!(fusion.pool_k == PK && fusion.pool_s == PS);
-    debug_assert!(fusion.h_out == PHO && fusion.w_out == PWO);
-    let (x, mut tape) = x.try_contiguous()?.split_tape();
-    let batch = x.shape().0;
-    // Parameters are contiguous: `try_contiguous` only clones the handle.
-    let w_buf = read(&weight.clone().try_contiguous()?);
-    let b_buf = read(&bias.clone().try_contiguous()?);
-
-    let mut y = vec![E::default(); op.batch * O * fusion.plane_out()];
-    // Per output element: the offset of its maximum in the pooling window
-    // (DEAD where the ReLU cut it); kept for the backward pass. NCHW order,
-    // except where the direct and Winograd paths pool 2x2 windows
-    // channels-last as they compute them: `[B, PHO·PWO, O]` there.
-    let mut arg = if T::OWNS_TAPE && !fusion.is_identity() {
-        Recycled::filled(y.len(), 0u8)
-    } else {
-        Recycled::empty()
-    };
-    let run = |x_buf: &[E]| {
-        forward_any::<E, WO, PK, PS>(
-            &op,
-            &fusion,
-            x_buf,
-            &w_buf,
-            &b_buf,
-            &mut y,
-            &mut arg,
-            &mut [],
-        );
-    };
-    // The input, kept for the backward pass; evaluation keeps nothing.
-    let x_buf = forward_on(&x, T::OWNS_TAPE, run);
-    let y = x
-        .device()
-        .try_tensor_from_vec(y, (batch, Const::<O>, Const::<PHO>, Const::<PWO>))?;
-
-    if T::OWNS_TAPE {
-        let (x_ghost, w_ghost, b_ghost, y_ghost) =
-            (x.ghost(), weight.ghost(), bias.ghost(), y.ghost());
-        tape.add_backward_op(move |grads| {
-            // Move dY out of its slot (no copy) so the other slots can be borrowed.
-            let gy: Vec<E> = std::mem::take(&mut **grads.get_or_alloc_mut(&y_ghost)?);
-            let gx = if fusion.input_grad {
-                Some(&mut grads.get_or_alloc_mut(&x_ghost)?[..])
-            } else {
-                None
-            };
-            let (gw, gb) =
-                backward_any::<E, WO, PK, PS>(&op, &fusion, &x_buf, &w_buf, &gy, &arg, gx);
-            add_assign(grads.get_or_alloc_mut(&w_ghost)?, &gw);
-            add_assign(grads.get_or_alloc_mut(&b_ghost)?, &gb);
-            **grads.get_or_alloc_mut(&y_ghost)? = gy;
-            Ok(())
-        });
-    }
-    Ok(y.put_tape(tape))
-}
-
-/// The forward pass by the fastest path that applies: direct (a 1-channel
-/// first layer with 2x2 pools), Winograd (3x3, stride 1, 8+ channels), or
-/// im2col + gemm. Writes every element of `y` (and of `arg` when not empty).
-///
-/// # Shapes
-/// `x: [B, I, H, W]`, `w: [O, I·KH·KW]`, `b: [O]`, `y, arg: [B, O, PHO·PWO]`.
-///
-/// `moments` (empty, or `[B, O, 2]`; identity fusion only) receives each
-/// output plane's mean and sum of squared deviations ([`plane_moments`]),
-/// taken while the image is in cache.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn forward_any<E: GemmFloat, const WO: usize, const PK: usize, const PS: usize>(
-    op: &Conv2DOp,
-    f: &Fusion,
-    x: &[E],
-    w: &[E],
-    b: &[E],
-    y: &mut [E],
-    arg: &mut [u8],
-    moments: &mut [f64],
-) {
-    debug_assert!(moments.is_empty() || f.is_identity());
-    if super::direct::forward_applies::<E>(op, f) {
-        super::direct::forward(op, f, x, w, b, y, arg);
-    } else if super::winograd::applies(op) {
-        super::winograd::forward::<E, PK, PS>(op, f, x, w, b, y, arg, moments);
-    } else {
-        forward::<E, WO, PK, PS>(op, f, x, w, b, y, arg, moments);
-    }
-}
-
-/// Per channel plane of one image's output `y: [O, p]`: its mean and its
-/// sum of squared deviations from that mean, in f64 (eight lanes), into
-/// `out: [O, 2]`. Batchnorm adds them up over the images (Chan et al.'s
-/// pairwise update, `batch_norm::StepStats::from_planes`).
-#[inline(always)]
-pub(crate) fn plane_moments<E: GemmFloat>(y: &[E], p: usize, out: &mut [f64]) {
-    const LANES: usize = 8;
-    let f = |v: E| v.to_f64().unwrap_or_default();
-    for (plane, out) in y.chunks_exact(p).zip(out.chunks_exact_mut(2)) {
-        let chunks = plane.chunks_exact(LANES);
-        let tail = chunks.remainder();
-        let mut s = [0f64; LANES];
-        for chunk in chunks.clone() {
-            for l in 0..LANES {
-                s[l] += f(chunk[l]);
-            }
-        }
-        let mean = (s.iter().sum::<f64>() + tail.iter().map(|&v| f(v)).sum::<f64>()) / p as f64;
-        let mut q = [0f64; LANES];
-        for chunk in chunks {
-            for l in 0..LANES {
-                let d = f(chunk[l]) - mean;
-                q[l] += d * d;
-            }
-        }
-        let tail_q: f64 = tail.iter().map(|&v| (f(v) - mean).powi(2)).sum();
-        out[0] = mean;
-        out[1] = q.iter().sum::<f64>() + tail_q;
-    }
-}
-
-/// The backward pass matching [`forward_any`]: adds the input's gradient
-/// into `gx` (when given), returns the kernel's and the bias's.
-///
-/// # Shapes
-/// as [`backward`].
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn backward_any<E: GemmFloat, const WO: usize, const PK: usize, const PS: usize>(
-    op: &Conv2DOp,
-    f: &Fusion,
-    x: &[E],
-    w: &[E],
-    gy: &[E],
-    arg: &[u8],
-    gx: Option<&mut [E]>,
-) -> (Recycled<E>, Recycled<E>) {
-    if super::direct::applies(op, f) {
-        super::direct::backward(op, f, x, gy, arg)
-    } else if super::winograd::applies(op) {
-        super::winograd::backward::<E, PK, PS>(op, f, x, w, gy, arg, gx)
-    } else {
-        backward::<E, WO, PK, PS>(op, f, x, w, gy, arg, gx)
-    }
-}
-
-/// `arg` value of an output the ReLU cut (its window's maximum was <= 0): no gradient.
-pub(super) const DEAD: u8 = u8::MAX;
-
-/// Max-pools (`PK`, `PS`) one channel plane `z: [HO, WO]` of the convolution's
-/// output into `y: [PHO, PWO]`, applying the ReLU when `relu`; with `arg`,
-/// also stores each output's window offset `kh·PK + kw` ([`DEAD`] when the
-/// ReLU cut it). Ties go to the first maximum in scan order (strictly greater
-/// replaces), as [`crate::nn::modules::MaxPool2D`] does. Branch-free passes
-/// over each output row, which the compiler vectorises.
-#[inline(always)]
-pub(crate) fn pool_relu_plane<E: GemmFloat, const PK: usize, const PS: usize>(
-    relu: bool,
-    wo: usize,
-    pwo: usize,
-    z: &[E],
-    y: &mut [E],
-    mut arg: Option<&mut [u8]>,
-) {
-    if PK == 2 && PS == 2 {
-        return pool2_relu_plane(relu, wo, pwo, z, y, arg);
-    }
-    let span = (pwo - 1) * PS + 1; // input columns one pass reads
-    for (ph, y_row) in y.chunks_exact_mut(pwo).enumerate() {
-        let corner = ph * PS * wo;
-        let first = &z[corner..corner + span];
-        for (pw, y) in y_row.iter_mut().enumerate() {
-            *y = first[pw * PS];
-        }
-        let mut a_row = arg.as_deref_mut().map(|a| &mut a[ph * pwo..][..pwo]);
-        if let Some(a) = a_row.as_deref_mut() {
-            a.fill(0);
-        }
-        for k in 1..PK * PK {
-            let start = corner + (k / PK) * wo + k % PK;
-            let src = &z[start..start + span];
-            match a_row.as_deref_mut() {
-                None => {
-                    for (pw, y) in y_row.iter_mut().enumerate() {
-                        let (v, cur) = (src[pw * PS], *y);
-                        *y = if v > cur { v } else { cur };
-                    }
-                }
-                Some(a) => {
-                    for (pw, (y, a)) in y_row.iter_mut().zip(a.iter_mut()).enumerate() {
-                        let (v, cur) = (src[pw * PS], *y);
-                        let mask = 0u8.wrapping_sub((v > cur) as u8); // 0xff when v > cur
-                        *y = if v > cur { v } else { cur };
-                        *a = (*a & !mask) | (k as u8 & mask);
-                    }
-                }
-            }
-        }
-        if relu {
-            let zero = E::default();
-            match a_row {
-                None => {
-                    for y in y_row.iter_mut() {
-                        *y = if *y > zero { *y } else { zero };
-                    }
-                }
-                Some(a) => {
-                    for (y, a) in y_row.iter_mut().zip(a.iter_mut()) {
-                        let live = *y > zero;
-                        *y = if live { *y } else { zero };
-                        *a = if live { *a } else { DEAD };
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// The rule of a 2x2 window `[a0 a1 / b0 b1]`: its first maximum in scan
-/// order, found as a tree (`max(a0, a1)`, `max(b0, b1)`, then the second
-/// only when strictly greater, which picks the same element), cut to 0 by
-/// the ReLU when `relu` and it is not positive. Returns the value and its
-/// byte: the offset `kh·2 + kw`, or [`DEAD`] where the ReLU cut it. Selects
-/// and bit arithmetic, no branches (the comparisons are data-dependent coin
-/// flips). Every 2x2 pooling of the crate's Cpu paths uses it: the NCHW
-/// planes here (and so `MaxPool2D` and `ConvBnBlock`) and Winograd's
-/// channels-last tiles; only the AVX-512 intrinsics of `direct.rs` write
-/// it out again (and are tested against it).
-#[inline(always)]
-pub(crate) fn pool2_window<E: GemmFloat>(relu: bool, [a0, a1, b0, b1]: [E; 4]) -> (E, u8) {
-    let zero = E::default();
-    let right_top = a1 > a0;
-    let m1 = if right_top { a1 } else { a0 };
-    let right_bottom = b1 > b0;
-    let m2 = if right_bottom { b1 } else { b0 };
-    let bottom = m2 > m1;
-    let m = if bottom { m2 } else { m1 };
-    let live = m > zero; // false for NaN, as the ReLU's max(m, 0) drops it
-    let dead = relu & !live;
-    let col = if bottom { right_bottom } else { right_top };
-    let offset = 2 * u8::from(bottom) + u8::from(col);
-    (
-        if dead { zero } else { m },
-        offset | u8::from(dead).wrapping_neg(), // DEAD = 0xff
-    )
-}
-
-/// [`pool_relu_plane`] for the common 2x2, stride-2 window: each output
-/// reads two input rows at once ([`pool2_window`]).
-#[inline(always)]
-fn pool2_relu_plane<E: GemmFloat>(
-    relu: bool,
-    wo: usize,
-    pwo: usize,
-    z: &[E],
-    y: &mut [E],
-    arg: Option<&mut [u8]>,
-) {
-    let rows = y.chunks_exact_mut(pwo).enumerate();
-    match arg {
-        None => {
-            for (ph, y_row) in rows {
-                let r0 = &z[2 * ph * wo..][..2 * pwo];
-                let r1 = &z[(2 * ph + 1) * wo..][..2 * pwo];
-                for ((y, a), b) in y_row
-                    .iter_mut()
-                    .zip(r0.chunks_exact(2))
-                    .zip(r1.chunks_exact(2))
-                {
-                    *y = pool2_window(relu, [a[0], a[1], b[0], b[1]]).0;
-                }
-            }
-        }
-        Some(arg) => {
-            for ((ph, y_row), a_row) in rows.zip(arg.chunks_exact_mut(pwo)) {
-                let r0 = &z[2 * ph * wo..][..2 * pwo];
-                let r1 = &z[(2 * ph + 1) * wo..][..2 * pwo];
-                let cells = y_row.iter_mut().zip(a_row.iter_mut());
-                for (((y, arg), a), b) in cells.zip(r0.chunks_exact(2)).zip(r1.chunks_exact(2)) {
-                    (*y, *arg) = pool2_window(relu, [a[0], a[1], b[0], b[1]]);
-                }
-            }
-        }
-    }
-}
-
-/// The adjoint of [`pool_relu_plane`]: `gz: [HO, WO]` = each output gradient
-/// `gy: [PHO, PWO]` at its window's maximum (0 elsewhere; overlapping windows add).
-#[inline(always)]
-pub(crate) fn unpool_plane<E: GemmFloat, const PK: usize, const PS: usize>(
-    wo: usize,
-    pwo: usize,
-    gy: &[E],
-    arg: &[u8],
-    gz: &mut [E],
-) {
-    gz.fill(E::default());
-    for (o, (&g, &a)) in gy.iter().zip(arg).enumerate() {
-        if let Some(at) = max_offset::<PK, PS>(o, a, wo, pwo) {
-            gz[at] += g;
-        }
-    }
-}
-
-/// Where output `o` of a pooled plane (rows of `pwo`) took its value: the
-/// offset in the `[HO, WO]` plane (rows of `wo`) of its window's maximum,
-/// from its [`pool_relu_plane`] byte `a`; `None` where the ReLU cut it.
-#[inline(always)]
-pub(crate) fn max_offset<const PK: usize, const PS: usize>(
-    o: usize,
-    a: u8,
-    wo: usize,
-    pwo: usize,
-) -> Option<usize> {
-    (a != DEAD).then(|| {
-        let (ph, pw) = (o / pwo, o % pwo);
-        let (kh, kw) = (a as usize / PK, a as usize % PK);
-        (ph * PS + kh) * wo + pw * PS + kw
-    })
-}
-
-/// `v` cut into `n`-element chunks as options, or `count` `None`s when `v` is
-/// empty (an absent optional output), for zipping with other chunked buffers.
-pub(super) fn chunks_or_none<T>(v: &mut [T], n: usize, count: usize) -> Vec<Option<&mut [T]>> {
-    if v.is_empty() {
-        (0..count).map(|_| None).collect()
-    } else {
-        v.chunks_mut(n).map(Some).collect()
-    }
-}
-
-/// Per-task views of the input gradient and the pooling offsets.
-pub(super) type TaskViews<'a, E> = (Vec<Option<&'a mut [E]>>, Vec<&'a [u8]>);
-
-/// A backward pass's optional buffers cut per task (shared by the im2col and
-/// Winograd paths): the input gradient (`None`s for a first layer) in
-/// `in_task` elements, the pooling offsets (empty slices without pooling or
-/// ReLU) in `out_task` bytes.
-pub(super) fn backward_tasks<'a, E>(
-    gx: Option<&'a mut [E]>,
-    arg: &'a [u8],
-    in_task: usize,
-    out_task: usize,
-    tasks: usize,
-) -> TaskViews<'a, E> {
-    let gx_tasks = chunks_or_none(gx.unwrap_or_default(), in_task, tasks);
-    let arg_tasks = if arg.is_empty() {
-        vec![&[][..]; tasks]
-    } else {
-        arg.chunks(out_task).collect()
-    };
-    (gx_tasks, arg_tasks)
-}
-
-/// `dst += src`, element by element.
-#[inline(always)]
-pub(crate) fn add_assign<E: GemmFloat>(dst: &mut [E], src: &[E]) {
-    for (d, &s) in dst.iter_mut().zip(src) {
-        *d += s;
-    }
 }
 
 /// The sum of `xs` in 16 independent lanes (vectorised; a plain fold waits
@@ -454,24 +64,19 @@ fn sum<E: GemmFloat>(xs: &[E]) -> E {
     total
 }
 
-/// Images per task for a fixed split of the batch (never depends on threads).
-pub(super) fn images_per_task(batch: usize) -> usize {
-    batch.div_ceil(MAX_TASKS).max(1)
-}
-
 /// The region of the zero-padded input that the kernel reads:
 /// `HP = (HO - 1)·SH + KH` rows and `WP = (WO - 1)·SW + KW` columns, starting
 /// `PH`/`PW` before the input.
 #[derive(Clone, Copy)]
-pub(super) struct Padded {
-    pub(super) h: usize,
-    pub(super) w: usize,
+pub(crate) struct Padded {
+    pub(crate) h: usize,
+    pub(crate) w: usize,
     /// The input itself is that region (no padding, nothing cut): no copy needed.
     is_input: bool,
 }
 
 impl Padded {
-    pub(super) fn new(op: &Conv2DOp) -> Self {
+    pub(crate) fn new(op: &Conv2DOp) -> Self {
         let h = (op.h_out - 1) * op.stride_h + op.kernel_h;
         let w = (op.w_out - 1) * op.stride_w + op.kernel_w;
         let is_input = op.pad_h == 0 && op.pad_w == 0 && h == op.h_in && w == op.w_in;
@@ -622,7 +227,7 @@ pub(crate) fn forward<E: GemmFloat, const WO: usize, const PK: usize, const PS: 
 
 /// The image the kernel reads: the input itself, or its padded copy in `xp`.
 #[inline(always)]
-pub(super) fn padded_source<'a, E: GemmFloat>(
+pub(crate) fn padded_source<'a, E: GemmFloat>(
     op: &Conv2DOp,
     pd: Padded,
     x_img: &'a [E],

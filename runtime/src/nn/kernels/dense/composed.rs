@@ -10,7 +10,7 @@ use dfdx::prelude::{
 };
 use dfdx::shapes::Dtype;
 
-use super::Features;
+use crate::nn::dense::Features;
 
 /// `y = x · Wᵀ + b` from dfdx ops: `matmul` against the transposed weight
 /// view, then a broadcast bias add.

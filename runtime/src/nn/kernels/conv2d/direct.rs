@@ -28,13 +28,14 @@
 
 use rayon::prelude::*;
 
-use super::cpu::{chunks_or_none, images_per_task, padded_source, Padded};
-use super::transpose::transpose;
+use super::im2col::{padded_source, Padded};
 use super::winograd::pools_tiles;
-use super::{Conv2DOp, Fusion};
-use crate::nn::gemm::GemmFloat;
-use crate::nn::recycle::Recycled;
-use crate::nn::simd::{self, Isa};
+use crate::nn::conv2d::{Conv2DOp, Fusion};
+use crate::nn::kernels::gemm::GemmFloat;
+use crate::nn::kernels::recycle::Recycled;
+use crate::nn::kernels::simd::{self, Isa};
+use crate::nn::kernels::tasks::{chunks_or_none, images_per_task};
+use crate::nn::kernels::transpose::transpose;
 
 /// Output channels per register block of the backward pass.
 const LANES: usize = 8;
@@ -43,7 +44,7 @@ const LANES: usize = 8;
 type V<E> = [E; LANES];
 
 /// Whether [`backward`] handles this convolution.
-pub(super) fn applies(op: &Conv2DOp, f: &Fusion) -> bool {
+pub(crate) fn applies(op: &Conv2DOp, f: &Fusion) -> bool {
     op.chan_in == 1
         && op.is_square_stride1(3)
         && op.chan_out.is_multiple_of(LANES)
@@ -53,7 +54,7 @@ pub(super) fn applies(op: &Conv2DOp, f: &Fusion) -> bool {
 
 /// Whether [`forward`] handles it too: f32, channels a multiple of 32, and
 /// a CPU with AVX-512F. The pooling offsets are then channels-last.
-pub(super) fn forward_applies<E: GemmFloat>(op: &Conv2DOp, f: &Fusion) -> bool {
+pub(crate) fn forward_applies<E: GemmFloat>(op: &Conv2DOp, f: &Fusion) -> bool {
     applies(op, f)
         && op.chan_out.is_multiple_of(avx512::CHANNELS)
         && E::as_f32(&[]).is_some()
@@ -84,7 +85,7 @@ fn tap<E: Copy>(p: &[E; 16], k: usize, t: usize) -> E {
 ///
 /// # Shapes
 /// `x: [B, 1, H, W]`, `w: [O, 9]`, `b: [O]`, `y: [B, O, PHO·PWO]`, `arg: [B, PHO·PWO, O]`.
-pub(super) fn forward<E: GemmFloat>(
+pub(crate) fn forward<E: GemmFloat>(
     op: &Conv2DOp,
     f: &Fusion,
     x: &[E],
@@ -138,7 +139,7 @@ pub(super) fn forward<E: GemmFloat>(
 /// # Shapes
 /// `x: [B, 1, H, W]`, `gy: [B, O, PHO·PWO]`, `arg: [B, PHO·PWO, O]` or
 /// `[B, O, PHO·PWO]` -> `(gw: [O, 9], gb: [O])`.
-pub(super) fn backward<E: GemmFloat>(
+pub(crate) fn backward<E: GemmFloat>(
     op: &Conv2DOp,
     f: &Fusion,
     x: &[E],
@@ -246,10 +247,10 @@ mod avx512 {
     /// Output channels per pass over an image: two 16-wide registers, so
     /// that 8 independent multiply-add chains (4 outputs x 2) hide the FMA
     /// latency while 18 registers hold the weights.
-    pub(super) const CHANNELS: usize = 32;
+    pub(crate) const CHANNELS: usize = 32;
 
     /// One padded image and how to pool it.
-    pub(super) struct Image<'a> {
+    pub(crate) struct Image<'a> {
         /// The padded input `[HP, WP]`.
         pub xp: &'a [f32],
         pub wp: usize,
@@ -259,18 +260,18 @@ mod avx512 {
     }
 
     #[cfg(target_arch = "x86_64")]
-    pub(super) fn available() -> bool {
+    pub(crate) fn available() -> bool {
         std::arch::is_x86_feature_detected!("avx512f")
     }
 
     #[cfg(not(target_arch = "x86_64"))]
-    pub(super) fn available() -> bool {
+    pub(crate) fn available() -> bool {
         false
     }
 
     #[cfg(not(target_arch = "x86_64"))]
     impl Image<'_> {
-        pub(super) fn run(&self, _: &[f32], _: &[f32], _: &mut [f32], _: Option<&mut [u8]>) {
+        pub(crate) fn run(&self, _: &[f32], _: &[f32], _: &mut [f32], _: Option<&mut [u8]>) {
             unreachable!("forward_applies is false without AVX-512");
         }
     }
@@ -283,7 +284,7 @@ mod avx512 {
         ///
         /// # Panics
         /// Without AVX-512F, or if a slice is shorter than its shape.
-        pub(super) fn run(&self, wt: &[f32], b: &[f32], y: &mut [f32], arg: Option<&mut [u8]>) {
+        pub(crate) fn run(&self, wt: &[f32], b: &[f32], y: &mut [f32], arg: Option<&mut [u8]>) {
             assert!(available(), "the AVX-512 kernel needs AVX-512F");
             // SAFETY: `run_avx512` is safe but for its target feature, which
             // the assertion above has found on this CPU.

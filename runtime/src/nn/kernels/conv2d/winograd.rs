@@ -15,15 +15,14 @@
 
 use rayon::prelude::*;
 
-use super::cpu::{
-    backward_tasks, chunks_or_none, images_per_task, plane_moments, pool2_window, pool_relu_plane,
-    DEAD,
-};
-use super::transpose::{transpose, transpose_strided};
-use super::{Conv2DOp, Fusion};
-use crate::nn::gemm::{matmul, GemmFloat, Mat};
-use crate::nn::recycle::Recycled;
-use crate::nn::simd::{self, Isa};
+use super::plane_moments;
+use crate::nn::conv2d::{Conv2DOp, Fusion};
+use crate::nn::kernels::gemm::{matmul, GemmFloat, Mat};
+use crate::nn::kernels::pool::{pool2_window, pool_relu_plane, DEAD};
+use crate::nn::kernels::recycle::Recycled;
+use crate::nn::kernels::simd::{self, Isa};
+use crate::nn::kernels::tasks::{backward_tasks, chunks_or_none, images_per_task};
+use crate::nn::kernels::transpose::{transpose, transpose_strided};
 
 /// Fewer input channels than this gain nothing (the products get too thin).
 const MIN_CHANNELS: usize = 8;
@@ -35,7 +34,7 @@ const MIN_CHANNELS: usize = 8;
 const GROUP: usize = 8;
 
 /// Whether [`forward`] handles this convolution.
-pub(super) fn applies(op: &Conv2DOp) -> bool {
+pub(crate) fn applies(op: &Conv2DOp) -> bool {
     op.is_square_stride1(3) && op.chan_in >= MIN_CHANNELS
 }
 
@@ -79,7 +78,7 @@ impl Tiles {
 /// `x: [B, I, H, W]`, `w: [O, I·3·3]`, `b: [O]`, `y, arg: [B, O, PHO·PWO]`,
 /// `moments: [B, O, 2]`.
 #[allow(clippy::too_many_arguments)]
-pub(super) fn forward<E: GemmFloat, const PK: usize, const PS: usize>(
+pub(crate) fn forward<E: GemmFloat, const PK: usize, const PS: usize>(
     op: &Conv2DOp,
     f: &Fusion,
     x: &[E],
@@ -215,7 +214,7 @@ pub(super) fn forward<E: GemmFloat, const PK: usize, const PS: usize>(
 /// `x, gx: [B, I, H, W]`, `w: [O, I·3·3]`, `gy, arg: [B, O, PHO·PWO]` ->
 /// `(gw: [O, I·3·3], gb: [O])`.
 #[allow(clippy::too_many_arguments)]
-pub(super) fn backward<E: GemmFloat, const PK: usize, const PS: usize>(
+pub(crate) fn backward<E: GemmFloat, const PK: usize, const PS: usize>(
     op: &Conv2DOp,
     f: &Fusion,
     x: &[E],
@@ -831,7 +830,7 @@ fn write_outputs<'a, E: GemmFloat>(
 /// one tile per pooled output, and the pooling happens per tile, on the
 /// output transform's channels-last values (no full-size output, no
 /// transpose of it).
-pub(super) fn pools_tiles(f: &Fusion) -> bool {
+pub(crate) fn pools_tiles(f: &Fusion) -> bool {
     f.pool_k == 2 && f.pool_s == 2
 }
 
@@ -917,7 +916,7 @@ mod tests {
                 t_wino = t_wino.min(t.elapsed().as_secs_f64());
                 let t = Instant::now();
                 match ho {
-                    11 => super::super::cpu::forward::<f32, 11, 1, 1>(
+                    11 => super::super::im2col::forward::<f32, 11, 1, 1>(
                         &op,
                         &f,
                         &x,
@@ -927,7 +926,7 @@ mod tests {
                         &mut [],
                         &mut [],
                     ),
-                    14 => super::super::cpu::forward::<f32, 14, 1, 1>(
+                    14 => super::super::im2col::forward::<f32, 14, 1, 1>(
                         &op,
                         &f,
                         &x,
@@ -937,7 +936,7 @@ mod tests {
                         &mut [],
                         &mut [],
                     ),
-                    _ => super::super::cpu::forward::<f32, 7, 1, 1>(
+                    _ => super::super::im2col::forward::<f32, 7, 1, 1>(
                         &op,
                         &f,
                         &x,

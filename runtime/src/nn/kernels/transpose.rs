@@ -11,8 +11,8 @@
 //!
 //! Run the tests: `cargo test -p netdsl-runtime --lib nn::conv2d::transpose`.
 
-use crate::nn::gemm::GemmFloat;
-use crate::nn::simd::{self, Isa};
+use crate::nn::kernels::gemm::GemmFloat;
+use crate::nn::kernels::simd::{self, Isa};
 
 /// Side of the blocks transposed in registers.
 pub(crate) const BLOCK: usize = 8;
@@ -22,7 +22,7 @@ pub(crate) const BLOCK: usize = 8;
 /// # Shapes
 /// `src: [rows, cols]` -> `dst: [cols, rows]`.
 #[inline(always)]
-pub(super) fn transpose<E: GemmFloat>(
+pub(crate) fn transpose<E: GemmFloat>(
     isa: Isa,
     src: &[E],
     rows: usize,
@@ -38,7 +38,7 @@ simd::kernel! {
     ///
     /// # Panics
     /// If either slice is too short for its view.
-    pub(super) fn transpose_strided<E: GemmFloat>(
+    pub(crate) fn transpose_strided<E: GemmFloat>(
         isa: Isa,
         src: &[E],
         src_rs: usize,
@@ -93,7 +93,7 @@ simd::kernel! {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::nn::simd::portable;
+    use crate::nn::kernels::simd::portable;
     use crate::tests::test_values;
 
     /// Every size class: full blocks only, edge columns, edge rows, both,
