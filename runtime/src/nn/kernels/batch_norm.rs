@@ -1,6 +1,7 @@
 //! Batchnorm's kernels: [`BatchNormKernel`] for `Cpu` (per-channel moments
-//! in f64, then one pass that normalises, or normalises, applies the ReLU and
-//! max-pools for `ConvBnBlock`) and for `Cuda` (public dfdx ops).
+//! in f64, then one pass that normalises; for `ConvBnBlock`, one pass that
+//! normalises, applies the ReLU and max-pools) and for `Cuda` (public dfdx
+//! ops).
 
 use dfdx::prelude::{
     Axes2, BroadcastTo, Const, Cpu, CpuError, Device, Dim, HasShape, MeanTo, NoneTape, OwnedTape,
